@@ -1,0 +1,32 @@
+# Two entry points, each creating the environment itself on a fresh machine:
+#   make demo   - the main job: the demo on the shipped demo model (CPU is enough)
+#   make test   - the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# CPU torch by default; GPU users: make TORCH_SPEC=torch EXTRAS=dev,gpu
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS     ?= dev
+
+.PHONY: demo test lint env clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+env: $(VENV)/.installed
+
+demo: env
+	$(VENV)/bin/tcpade-trt demo
+
+test: env
+	$(PY) -m pytest -q
+
+lint: env
+	$(VENV)/bin/ruff check tcpade_trt tests
+
+clean:
+	rm -rf $(VENV) demo-out engines

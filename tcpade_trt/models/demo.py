@@ -1,0 +1,119 @@
+"""The shipped demo model: a small FLUX-architecture transformer trained by the project itself.
+
+It generates 32x32 RGB crops of eight scikit-image sample photographs, one class per photograph.
+Pixels are the "latents": an image [3, 32, 32] in [-1, 1] is space-to-depth'd to [12, 16, 16]
+(the latent image), which FLUX packing turns into 8 x 8 = 64 tokens of 48 channels. The class
+conditions the model through the text stream: 4 learned tokens [4, 64] plus a pooled vector [64].
+Train it again with ``python -m tcpade_trt.models.train_demo`` (see MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import torch
+import torch.nn.functional as F
+from diffusers import FluxTransformer2DModel
+from torch import nn
+
+from ..errors import ConfigError, ModelNotFoundError
+from .flux import FluxSplit, latent_image_ids, pack_latents, unpack_latents
+
+CLASSES = (
+    "astronaut", "chelsea", "coffee", "rocket",
+    "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel",
+)
+IMAGE_SIZE = 32
+LATENT_CHANNELS, LATENT_SIZE = 12, 16  # space-to-depth of a 3 x 32 x 32 image
+TEXT_TOKENS = 4
+TRANSFORMER_CONFIG = dict(
+    patch_size=1, in_channels=48, num_layers=2, num_single_layers=4, attention_head_dim=32,
+    num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64, guidance_embeds=False,
+    axes_dims_rope=(8, 12, 12),
+)
+WEIGHTS_FILE = "demo.safetensors"
+
+
+class ClassConditioner(nn.Module):
+    """Class index -> (text tokens [B, 4, 64], pooled vector [B, 64]), both learned."""
+
+    def __init__(self, num_classes: int = len(CLASSES)):
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(num_classes, TEXT_TOKENS, 64) * 0.5)
+        self.pooled = nn.Parameter(torch.randn(num_classes, 64) * 0.5)
+
+    def forward(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"encoder_hidden_states": self.tokens[labels], "pooled_projections": self.pooled[labels]}
+
+
+class DemoSplit(FluxSplit):
+    """FluxSplit plus the demo's class conditioner and pixel <-> latent conversions."""
+
+    def __init__(self, transformer: FluxTransformer2DModel, conditioner: ClassConditioner, name: str = "demo"):
+        super().__init__(transformer, name=name)
+        self.conditioner = conditioner
+
+    def class_cond(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The FLUX conditioning dict for class indices [B]."""
+        cond = self.conditioner(labels.to(self.device))
+        cond["txt_ids"] = torch.zeros(TEXT_TOKENS, 3, device=self.device, dtype=self.dtype)
+        cond["img_ids"] = latent_image_ids(LATENT_SIZE, LATENT_SIZE).to(self.device, self.dtype)
+        return cond
+
+    def geometry_for(self, batch: int):
+        return self.geometry(batch, LATENT_SIZE, LATENT_SIZE)
+
+
+def class_index(name_or_index: str | int) -> int:
+    """A class by name or index; a clear error names the valid ones."""
+    if isinstance(name_or_index, int) or str(name_or_index).isdigit():
+        idx = int(name_or_index)
+        if 0 <= idx < len(CLASSES):
+            return idx
+    elif name_or_index in CLASSES:
+        return CLASSES.index(name_or_index)
+    raise ConfigError(f"unknown demo class {name_or_index!r}; choose one of {', '.join(CLASSES)} (or 0-7).")
+
+
+def images_to_latents(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, 32, 32] in [-1, 1] -> packed latents [B, 64, 48]."""
+    return pack_latents(F.pixel_unshuffle(images, 2))
+
+
+def latents_to_images(latents: torch.Tensor) -> torch.Tensor:
+    """Packed latents [B, 64, 48] -> images [B, 3, 32, 32], clamped to [-1, 1]."""
+    return F.pixel_shuffle(unpack_latents(latents, LATENT_SIZE, LATENT_SIZE), 2).clamp(-1, 1)
+
+
+def build_demo_model() -> DemoSplit:
+    return DemoSplit(FluxTransformer2DModel(**TRANSFORMER_CONFIG), ClassConditioner())
+
+
+def weights_path():
+    return resources.files("tcpade_trt.models") / "demo_weights" / WEIGHTS_FILE
+
+
+def load_demo_model() -> DemoSplit:
+    """The shipped, trained demo model (fp32, CPU, eval mode)."""
+    from safetensors.torch import load_file
+
+    path = weights_path()
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"the demo weights are missing ({path}); reinstall tcpade-trt or retrain them with "
+            "`python -m tcpade_trt.models.train_demo`."
+        )
+    state = load_file(str(path))
+    model = build_demo_model()
+    model.transformer.load_state_dict({k[len("transformer."):]: v for k, v in state.items()
+                                       if k.startswith("transformer.")})
+    model.conditioner.load_state_dict({k[len("conditioner."):]: v for k, v in state.items()
+                                       if k.startswith("conditioner.")})
+    model.transformer.eval()
+    return model
+
+
+def demo_metadata() -> dict:
+    path = resources.files("tcpade_trt.models") / "demo_weights" / "training.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

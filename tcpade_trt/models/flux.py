@@ -1,0 +1,141 @@
+"""FLUX.1 (dev / schnell): diffusers ``FluxTransformer2DModel`` split into head / blocks / tail.
+
+Shapes (B batch, S image tokens, L text tokens, D = heads * head_dim):
+    latents               [B, S, in_channels]   packed 2x2 latents, as FluxPipeline holds them
+    encoder_hidden_states [B, L, joint_attention_dim] before the context embedder (T5 output)
+    pooled_projections    [B, pooled_projection_dim]  (CLIP pooled output)
+    txt_ids [L, 3], img_ids [S, 3]; guidance [B] for guidance-distilled models (dev)
+Blocks inputs: hidden_states [B, S, D], encoder_hidden_states [B, L, D] (after the context
+embedder: prompt-only, computed once), temb [B, D], rope_cos / rope_sin [L + S, head_dim].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from ..errors import check_shape
+from .base import LatentGeometry, SplitModel, Tensors
+
+
+def calculate_shift(image_seq_len: int, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
+    """FluxPipeline's resolution-dependent shift ``mu`` of the flow-matching schedule."""
+    m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return image_seq_len * m + (base_shift - m * base_seq_len)
+
+
+def latent_image_ids(height: int, width: int) -> torch.Tensor:
+    """Position ids [(H/2)(W/2), 3] of packed latent tokens, as FluxPipeline builds them."""
+    ids = torch.zeros(height // 2, width // 2, 3)
+    ids[..., 1] += torch.arange(height // 2)[:, None]
+    ids[..., 2] += torch.arange(width // 2)[None, :]
+    return ids.reshape(-1, 3)
+
+
+def pack_latents(latents: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, (H/2)(W/2), 4C] (FluxPipeline._pack_latents)."""
+    b, c, h, w = latents.shape
+    x = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack_latents(packed: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """[B, (H/2)(W/2), 4C] -> [B, C, H, W] (inverse of pack_latents)."""
+    b, _, c4 = packed.shape
+    x = packed.view(b, height // 2, width // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, c4 // 4, height, width)
+
+
+class FluxSplit(SplitModel):
+    family = "flux"
+    BLOCK_INPUTS = ("hidden_states", "encoder_hidden_states", "temb", "rope_cos", "rope_sin")
+
+    def _check(self, latents: torch.Tensor, cond: Tensors) -> None:
+        cfg = self.config
+        b = latents.shape[0]
+        check_shape("latents", latents, (b, None, cfg.in_channels))
+        check_shape("encoder_hidden_states", cond["encoder_hidden_states"], (b, None, cfg.joint_attention_dim))
+        check_shape("pooled_projections", cond["pooled_projections"], (b, cfg.pooled_projection_dim))
+        check_shape("img_ids", cond["img_ids"], (latents.shape[1], 3))
+        check_shape("txt_ids", cond["txt_ids"], (cond["encoder_hidden_states"].shape[1], 3))
+        if cfg.guidance_embeds and cond.get("guidance") is None:
+            from ..errors import TcpadeError
+
+            raise TcpadeError("this FLUX model embeds guidance: pass cond['guidance'] of shape [batch].")
+
+    def prepare(self, latents: torch.Tensor, cond: Tensors) -> Tensors:
+        self._check(latents, cond)
+        t = self.transformer
+        cos, sin = t.pos_embed(torch.cat((cond["txt_ids"], cond["img_ids"]), dim=0))
+        out = {
+            "encoder_hidden_states": t.context_embedder(cond["encoder_hidden_states"]),
+            "pooled_projections": cond["pooled_projections"],
+            "rope_cos": cos,
+            "rope_sin": sin,
+        }
+        if self.config.guidance_embeds:
+            out["guidance"] = cond["guidance"]
+        return out
+
+    def head(self, latents: torch.Tensor, timestep: torch.Tensor, prepared: Tensors) -> Tensors:
+        t = self.transformer
+        hidden_states = t.x_embedder(latents)
+        timestep = timestep.to(hidden_states.dtype) * 1000
+        if "guidance" in prepared:
+            guidance = prepared["guidance"].to(hidden_states.dtype) * 1000
+            temb = t.time_text_embed(timestep, guidance, prepared["pooled_projections"])
+        else:
+            temb = t.time_text_embed(timestep, prepared["pooled_projections"])
+        return {**prepared, "hidden_states": hidden_states, "temb": temb}
+
+    def blocks(self, step: Tensors) -> torch.Tensor:
+        t = self.transformer
+        hidden, context, temb = step["hidden_states"], step["encoder_hidden_states"], step["temb"]
+        rope = (step["rope_cos"], step["rope_sin"])
+        for block in t.transformer_blocks:
+            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rope)
+        for block in t.single_transformer_blocks:
+            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rope)
+        return hidden
+
+    def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
+        t = self.transformer
+        return t.proj_out(t.norm_out(x_out, step["temb"]))
+
+    def forward_unsplit(self, latents, timestep, cond):
+        self._check(latents, cond)
+        return self.transformer(
+            hidden_states=latents,
+            timestep=timestep,
+            encoder_hidden_states=cond["encoder_hidden_states"],
+            pooled_projections=cond["pooled_projections"],
+            txt_ids=cond["txt_ids"],
+            img_ids=cond["img_ids"],
+            guidance=cond.get("guidance"),
+            return_dict=False,
+        )[0]
+
+    def modulated_input(self, step: Tensors) -> torch.Tensor:
+        return self.transformer.transformer_blocks[0].norm1(step["hidden_states"], emb=step["temb"])[0]
+
+    # latents are held packed: [B, (H/2)(W/2), 4C] for a latent image of C x H x W
+    def geometry(self, batch, height, width, frames=1):
+        if height % 2 or width % 2:
+            from ..errors import ShapeError
+
+            raise ShapeError(f"FLUX latent height and width must be even (got {height}x{width}); pick even sizes.")
+        tokens = (height // 2) * (width // 2)
+        return LatentGeometry(shape=(batch, tokens, self.config.in_channels), tokens=tokens)
+
+    def make_scheduler(self, num_steps, geometry):
+        scheduler = FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+            base_image_seq_len=256, max_image_seq_len=4096,
+        )
+        sigmas = np.linspace(1.0, 1 / num_steps, num_steps)
+        scheduler.set_timesteps(sigmas=sigmas, mu=calculate_shift(geometry.tokens), device=self.device)
+        return scheduler
+
+    def model_timestep(self, t, batch):
+        return (t / 1000).expand(batch).to(self.dtype)

@@ -1,0 +1,105 @@
+"""Wan2.1 (T2V 1.3B / 14B): diffusers ``WanTransformer3DModel`` split into head / blocks / tail.
+
+Shapes (B batch, C latent channels, F frames, H x W latent size, patch (pt, ph, pw),
+S = (F/pt)(H/ph)(W/pw) image tokens, L text tokens, D hidden):
+    latents               [B, C, F, H, W]
+    encoder_hidden_states [B, L, text_dim] (umT5 output); encoder_hidden_states_image for I2V
+Blocks inputs: hidden_states [B, S, D], encoder_hidden_states [B, L, D] (after the text
+embedder: prompt-only, computed once), timestep_proj [B, 6, D], rope_cos / rope_sin [1, S, 1, head_dim].
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+from ..errors import ShapeError, check_shape
+from .base import LatentGeometry, SplitModel, Tensors
+
+
+class WanSplit(SplitModel):
+    family = "wan"
+    BLOCK_INPUTS = ("hidden_states", "encoder_hidden_states", "timestep_proj", "rope_cos", "rope_sin")
+    flow_shift = 3.0  # Wan2.1's recommended shift at 480p (5.0 at 720p)
+
+    def _check(self, latents, cond):
+        cfg = self.config
+        check_shape("latents", latents, (None, cfg.in_channels, None, None, None))
+        b, _, f, h, w = latents.shape
+        pt, ph, pw = cfg.patch_size
+        if f % pt or h % ph or w % pw:
+            raise ShapeError(
+                f"latents of {f} frames x {h}x{w} are not divisible by the patch size {tuple(cfg.patch_size)}; "
+                "pick frames, height and width that are multiples of it."
+            )
+        check_shape("encoder_hidden_states", cond["encoder_hidden_states"], (b, None, cfg.text_dim))
+
+    def prepare(self, latents, cond):
+        self._check(latents, cond)
+        t = self.transformer
+        text = t.condition_embedder.text_embedder(cond["encoder_hidden_states"])
+        image = cond.get("encoder_hidden_states_image")
+        if image is not None:
+            text = torch.concat([t.condition_embedder.image_embedder(image), text], dim=1)
+        cos, sin = t.rope(latents)
+        # temb is cast to the raw text embedding's dtype, as WanTimeTextImageEmbedding does
+        return {"encoder_hidden_states": text, "rope_cos": cos, "rope_sin": sin,
+                "_text_dtype": cond["encoder_hidden_states"].dtype, "_latent_shape": latents.shape}
+
+    def head(self, latents, timestep, prepared):
+        t = self.transformer
+        hidden_states = t.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
+        emb = t.condition_embedder
+        proj = emb.timesteps_proj(timestep)
+        time_dtype = next(iter(emb.time_embedder.parameters())).dtype
+        if proj.dtype != time_dtype and time_dtype != torch.int8:
+            proj = proj.to(time_dtype)
+        temb = emb.time_embedder(proj).to(prepared["_text_dtype"])
+        timestep_proj = emb.time_proj(emb.act_fn(temb)).unflatten(1, (6, -1))
+        return {**prepared, "hidden_states": hidden_states, "temb": temb, "timestep_proj": timestep_proj}
+
+    def blocks(self, step):
+        hidden = step["hidden_states"]
+        rope = (step["rope_cos"], step["rope_sin"])
+        for block in self.transformer.blocks:
+            hidden = block(hidden, step["encoder_hidden_states"], step["timestep_proj"], rope)
+        return hidden
+
+    def tail(self, x_out, step):
+        t = self.transformer
+        b, _, f, h, w = step["_latent_shape"]
+        pt, ph, pw = self.config.patch_size
+        shift, scale = (t.scale_shift_table.to(step["temb"].device) + step["temb"].unsqueeze(1)).chunk(2, dim=1)
+        x = (t.norm_out(x_out.float()) * (1 + scale) + shift).type_as(x_out)
+        x = t.proj_out(x)
+        x = x.reshape(b, f // pt, h // ph, w // pw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+    def forward_unsplit(self, latents, timestep, cond):
+        self._check(latents, cond)
+        return self.transformer(
+            hidden_states=latents,
+            timestep=timestep,
+            encoder_hidden_states=cond["encoder_hidden_states"],
+            encoder_hidden_states_image=cond.get("encoder_hidden_states_image"),
+            return_dict=False,
+        )[0]
+
+    def modulated_input(self, step):
+        block = self.transformer.blocks[0]
+        shift, scale = (block.scale_shift_table + step["timestep_proj"].float()).chunk(6, dim=1)[:2]
+        x = step["hidden_states"]
+        return (block.norm1(x.float()) * (1 + scale) + shift).type_as(x)
+
+    def geometry(self, batch, height, width, frames=1):
+        pt, ph, pw = self.config.patch_size
+        tokens = (frames // pt) * (height // ph) * (width // pw)
+        return LatentGeometry(shape=(batch, self.config.in_channels, frames, height, width), tokens=tokens)
+
+    def make_scheduler(self, num_steps, geometry):
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=self.flow_shift)
+        scheduler.set_timesteps(num_steps, device=self.device)
+        return scheduler
+
+    def model_timestep(self, t, batch):
+        return t.expand(batch)

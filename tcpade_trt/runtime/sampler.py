@@ -1,0 +1,111 @@
+"""The reference denoising loop (torch): diffusers' schedulers around the head / blocks / tail split.
+
+    latents = noise
+    for each scheduler timestep t (step s = 0 .. T-1):
+        x = [latents; latents] with CFG, else latents
+        out = tail(blocks-or-prediction(head(x, t)))        # or the unsplit model, for reference
+        latents = scheduler.step(guided(out), t, latents)
+
+Prompt-only conditioning is prepared once per generation, not once per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..cache.cached_step import cached_forward
+from ..cache.policy import AlwaysCompute, CachePolicy
+from ..errors import ConfigError
+from ..models.base import SplitModel, Tensors
+from ..models.example_inputs import with_uncond
+
+
+@dataclass
+class SampleResult:
+    latents: torch.Tensor  # final latents, the sampler's layout (FLUX: packed)
+    full_steps: int
+    predicted_steps: int
+    decisions: list[bool]  # per step, True = the block stack ran
+
+
+def initial_noise(model: SplitModel, shape: tuple[int, ...], seed: int | list[int]) -> torch.Tensor:
+    """Gaussian noise, one generator per sample so that a sample is the same alone or in a batch."""
+    seeds = [seed] * shape[0] if isinstance(seed, int) else list(seed)
+    if len(seeds) != shape[0]:
+        raise ConfigError(f"got {len(seeds)} seeds for a batch of {shape[0]}; pass one seed per sample.")
+    noise = [torch.randn(shape[1:], generator=torch.Generator().manual_seed(s)) for s in seeds]
+    return torch.stack(noise).to(model.device, model.dtype)
+
+
+@torch.no_grad()
+def sample(
+    model: SplitModel,
+    cond: Tensors,
+    latents: torch.Tensor,
+    *,
+    num_steps: int = 20,
+    guidance_scale: float | None = None,
+    negative_cond: Tensors | None = None,
+    policy: CachePolicy | None = None,
+    unsplit: bool = False,
+    progress: bool = False,
+) -> SampleResult:
+    """Denoise ``latents`` (initial noise, the sampler's layout) in ``num_steps`` steps.
+
+    guidance_scale: classifier-free guidance for Wan and DiT (cond and uncond in one batch; the
+        uncond half is ``negative_cond`` or the family's null conditioning). FLUX.1-dev embeds
+        guidance instead: pass ``cond['guidance']``.
+    policy: the step-cache policy; default computes every step.
+    unsplit: call the model's own forward instead of head/blocks/tail (the reference).
+    """
+    if num_steps < 1:
+        raise ConfigError(f"num_steps must be at least 1 (got {num_steps}).")
+    batch = latents.shape[0]
+    if guidance_scale is not None:
+        if model.family == "flux":
+            raise ConfigError("FLUX.1 is guidance-distilled: pass cond['guidance'] instead of guidance_scale.")
+        model_cond = (
+            {k: torch.cat([cond[k], negative_cond[k]]) for k in cond} if negative_cond else with_uncond(model, cond)
+        )
+    else:
+        model_cond = cond
+    rows = batch * (2 if guidance_scale is not None else 1)
+
+    geometry = model.geometry(batch, *_spatial(model, latents))
+    scheduler = model.make_scheduler(num_steps, geometry)
+    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)  # flow matching has none
+    policy = policy or AlwaysCompute()
+    policy.reset(num_steps)
+    prepared = None if unsplit else model.prepare(_doubled(latents, rows), model_cond)
+
+    for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+        scaled = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+        x = _doubled(scaled, rows)
+        timestep = model.model_timestep(t, rows)
+        if unsplit:
+            out = model.forward_unsplit(x, timestep, model_cond)
+        else:
+            out = cached_forward(model, policy, model.head(x, timestep, prepared), step, num_steps)
+        prediction = model.model_output_to_prediction(out, guidance_scale)
+        latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+
+    stats = policy.stats() if not unsplit else {"full": num_steps, "predicted": 0, "decisions": [True] * num_steps}
+    return SampleResult(latents, stats["full"], stats["predicted"], stats["decisions"])
+
+
+def _doubled(latents: torch.Tensor, rows: int) -> torch.Tensor:
+    return latents if latents.shape[0] == rows else torch.cat([latents, latents])
+
+
+def _spatial(model: SplitModel, latents: torch.Tensor) -> tuple[int, ...]:
+    """(height, width[, frames]) of the latent image, from the sampler's latent layout."""
+    if model.family == "flux":  # packed [B, (H/2)(W/2), C]: height/width only matter for the token count
+        side = int(latents.shape[1] ** 0.5) * 2
+        return (side, latents.shape[1] * 4 // side)
+    if model.family == "wan":
+        _, _, f, h, w = latents.shape
+        return (h, w, f)
+    return tuple(latents.shape[-2:])
