@@ -104,5 +104,14 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
 
 
 def _to(model: SplitModel, device, dtype) -> SplitModel:
-    model.transformer.to(device=device, dtype=dtype)
+    # cast only when needed: diffusers warns on casting models that keep some modules in fp32
+    if model.dtype != dtype:
+        model.transformer.to(dtype=dtype)
+    return model if model.device == torch.device(device) else _move(model, device)
+
+
+def _move(model: SplitModel, device) -> SplitModel:
+    model.transformer.to(device=device)
+    if hasattr(model, "conditioner"):
+        model.conditioner.to(device=device)
     return model
