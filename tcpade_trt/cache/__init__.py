@@ -1,15 +1,22 @@
-"""Step-cache methods: backend-agnostic math on tensors."""
+"""Step-cache methods: backend-agnostic math on tensors, configs and presets, the eager hook."""
 
 from .cached_step import cached_forward
+from .config import (
+    CacheConfig, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
+)
+from .hooks import CacheHandle, apply_cache
 from .policy import AlwaysCompute, CachePolicy, ResidualHistory, StepContext
+from .presets import PRESETS
 
-__all__ = ["make_policy", "AlwaysCompute", "CachePolicy", "ResidualHistory", "StepContext", "cached_forward"]
+
+def make_policy(name_or_config, model=None) -> CachePolicy:
+    """A fresh policy from a preset name or a config."""
+    config = CacheConfig.preset(name_or_config) if isinstance(name_or_config, str) else name_or_config
+    return config.make_policy()
 
 
-def make_policy(name: str, model=None) -> CachePolicy:
-    """A fresh policy for a preset name."""
-    from ..errors import ConfigError
-
-    if name == "none":
-        return AlwaysCompute()
-    raise ConfigError(f"unknown cache preset {name!r}; choose one of: none.")
+__all__ = [
+    "PRESETS", "AlwaysCompute", "CacheConfig", "CacheHandle", "CachePolicy", "NoCacheConfig", "ResidualHistory",
+    "ReuseConfig", "StepContext", "TCPadeConfig", "TaylorSeerConfig", "TeaCacheConfig", "apply_cache",
+    "cached_forward", "make_policy",
+]

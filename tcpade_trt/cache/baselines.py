@@ -1,0 +1,96 @@
+"""The baselines TC-Padé is compared with, on the same full-block residual (like for like)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import ReuseConfig, TaylorSeerConfig, TeaCacheConfig
+from .policy import CachePolicy, StepContext
+
+
+class ReusePolicy(CachePolicy):
+    """FORA / ToCa-style: R_hat = the last computed residual."""
+
+    name = "reuse"
+
+    def __init__(self, config: ReuseConfig):
+        super().__init__(history_len=1)
+        self.config = config
+
+    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+        if self.config.is_anchor(ctx.step, ctx.num_steps) or not len(self.history):
+            return None
+        return self.history.entries[-1].residual
+
+
+class TaylorSeerPolicy(CachePolicy):
+    """TaylorSeer: derivatives by backward differences between full steps, Taylor series in the offset.
+
+    At each full step s with previous full step s', distance d = s - s':
+        D0 = R(s);  D_{i+1} = (D_i(s) - D_i(s')) / d      (as TaylorSeer's derivative update)
+    Predicted step s + k:  R_hat = sum_i D_i k^i / i!
+    """
+
+    name = "taylorseer"
+
+    def __init__(self, config: TaylorSeerConfig):
+        super().__init__(history_len=1)
+        self.config = config
+        self.derivatives: list[torch.Tensor] = []
+        self.last_full_step: int | None = None
+
+    def reset(self, num_steps: int) -> None:
+        super().reset(num_steps)
+        self.derivatives, self.last_full_step = [], None
+
+    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+        if self.config.is_anchor(ctx.step, ctx.num_steps) or not self.derivatives:
+            return None
+        k = ctx.step - self.last_full_step
+        return sum(d * (k**i / math.factorial(i)) for i, d in enumerate(self.derivatives))
+
+    def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:
+        super().observe(ctx, residual, computed)
+        if not computed:
+            return
+        new = [residual]
+        if self.last_full_step is not None:
+            distance = ctx.step - self.last_full_step
+            for i in range(min(self.config.order, len(self.derivatives))):
+                new.append((new[i] - self.derivatives[i]) / distance)
+        self.derivatives, self.last_full_step = new, ctx.step
+
+
+class TeaCachePolicy(CachePolicy):
+    """TeaCache-style gate on the first block's modulated input, reusing the last residual."""
+
+    name = "teacache"
+
+    def __init__(self, config: TeaCacheConfig):
+        super().__init__(history_len=1)
+        self.config = config
+        self.accumulated = 0.0
+        self.previous: torch.Tensor | None = None
+
+    def reset(self, num_steps: int) -> None:
+        super().reset(num_steps)
+        self.accumulated, self.previous = 0.0, None
+
+    def rescale(self, x: float) -> float:
+        coeffs = self.config.coefficients
+        return sum(c * x ** (len(coeffs) - 1 - i) for i, c in enumerate(coeffs)) if coeffs else x
+
+    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+        modulated = ctx.modulated_input()
+        previous, self.previous = self.previous, modulated
+        if ctx.step < self.config.warmup or ctx.is_last or previous is None or not len(self.history):
+            self.accumulated = 0.0
+            return None
+        change = ((modulated - previous).abs().mean() / (previous.abs().mean() + 1e-12)).item()
+        self.accumulated += self.rescale(change)
+        if self.accumulated >= self.config.threshold:
+            self.accumulated = 0.0
+            return None
+        return self.history.entries[-1].residual

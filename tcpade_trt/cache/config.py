@@ -1,0 +1,174 @@
+"""One dataclass per cache method, validated on construction, and the named presets.
+
+    CacheConfig.preset("tcpade-fast")      -> TCPadeConfig(...)
+    CacheConfig.preset("tcpade-fast").make_policy()  -> a fresh policy for one trajectory owner
+
+Every field's default and meaning is in its class docstring; a bad value raises ConfigError with
+a sentence that says which values are allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
+
+from ..errors import ConfigError
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Base of all cache configs. ``method`` names the policy class."""
+
+    method: ClassVar[str] = ""
+
+    @staticmethod
+    def preset(name: str) -> CacheConfig:
+        from .presets import PRESETS
+
+        if name not in PRESETS:
+            raise ConfigError(f"unknown cache preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+        return PRESETS[name]()
+
+    def make_policy(self):
+        from .baselines import ReusePolicy, TaylorSeerPolicy, TeaCachePolicy
+        from .policy import AlwaysCompute
+        from .tcpade import TCPadePolicy
+
+        classes = {"none": AlwaysCompute, "tcpade": TCPadePolicy, "reuse": ReusePolicy,
+                   "teacache": TeaCachePolicy, "taylorseer": TaylorSeerPolicy}
+        cls = classes[self.method]
+        return cls() if self.method == "none" else cls(self)
+
+    def with_(self, **changes) -> CacheConfig:
+        """A copy with some fields changed (validated again)."""
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        _require(not unknown, f"{type(self).__name__} has no field(s) {sorted(unknown)}; fields: {sorted(names)}.")
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class NoCacheConfig(CacheConfig):
+    """Every step runs the block stack."""
+
+    method: ClassVar[str] = "none"
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(CacheConfig):
+    """The fixed skeleton shared by the interval methods.
+
+    warmup:   the first ``warmup`` steps are full (default 2; at least 1).
+    interval: after warm-up, every ``interval``-th step is full (an anchor), starting with step
+              ``warmup`` (default 5). The last step is always full.
+    """
+
+    warmup: int = 2
+    interval: int = 5
+
+    def __post_init__(self):
+        _require(isinstance(self.warmup, int) and self.warmup >= 1,
+                 f"warmup must be an integer >= 1 (got {self.warmup!r}): the history needs a computed step.")
+        _require(isinstance(self.interval, int) and self.interval >= 1,
+                 f"interval must be an integer >= 1 (got {self.interval!r}); 1 means every step is full.")
+
+    def is_anchor(self, step: int, num_steps: int) -> bool:
+        """Full by schedule: warm-up, every interval-th step after it, and the last step."""
+        return step < self.warmup or step == num_steps - 1 or (step - self.warmup) % self.interval == 0
+
+
+@dataclass(frozen=True)
+class TCPadeConfig(ScheduleConfig):
+    """TC-Padé: predict the block-stack residual with a Padé extrapolation at stable steps.
+
+    variant:   "rational" (default; [1/1] Padé in the real step offset over the last three
+               computed residuals, predictions kept out of the history), "paper" (the paper's
+               equations) or "reference" (the released code's formula). See cache/pade.py.
+    threshold: theta in [0, 1]. A non-anchor step is predicted only if the Trajectory Stability
+               Indicator of every sample in the batch is <= theta (TSI 0 = the residual keeps moving
+               in one direction, 1 = it reverses). Lower = stricter = never fewer full steps;
+               1.0 turns the gate off (the schedule alone decides).
+    lam:       lambda of the stability factor sigma (paper / reference variants), default 10.
+    phase_aware: use the three phases; early (step < early * T): alpha1 r1 + alpha2 r2;
+               middle: Padé; late (step > late * T): Padé + beta (r1 - r2).
+    alpha1, alpha2, beta, early, late: the phase constants (0.9, 0.1, 0.3, 0.3, 0.8).
+    c_max:     largest damping of the rational variant's denominator, per step of offset (0.5).
+    input_delta: reference variant only: x_out = x_in + R_hat + input_delta (x_in(s) - x_in(s-1)), 0.2.
+    """
+
+    method: ClassVar[str] = "tcpade"
+    variant: str = "rational"
+    threshold: float = 1.0
+    lam: float = 10.0
+    phase_aware: bool = False
+    alpha1: float = 0.9
+    alpha2: float = 0.1
+    beta: float = 0.3
+    early: float = 0.3
+    late: float = 0.8
+    c_max: float = 0.5
+    input_delta: float = 0.2
+
+    def __post_init__(self):
+        super().__post_init__()
+        from .pade import VARIANTS
+
+        _require(self.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)} (got {self.variant!r}).")
+        _require(0.0 <= self.threshold <= 1.0, f"threshold must lie in [0, 1] (got {self.threshold}): the TSI "
+                 "does; 0 predicts only perfectly straight trajectories, 1 never blocks a prediction.")
+        _require(self.lam > 0, f"lam must be > 0 (got {self.lam}).")
+        _require(0.0 <= self.early <= self.late <= 1.0,
+                 f"need 0 <= early <= late <= 1 (got early={self.early}, late={self.late}).")
+        _require(self.c_max >= 0, f"c_max must be >= 0 (got {self.c_max}); 0 makes the rational variant linear.")
+
+
+@dataclass(frozen=True)
+class ReuseConfig(ScheduleConfig):
+    """FORA/ToCa-style reuse: at a predicted step the residual is the last computed one."""
+
+    method: ClassVar[str] = "reuse"
+
+
+@dataclass(frozen=True)
+class TaylorSeerConfig(ScheduleConfig):
+    """TaylorSeer at full-block granularity: Taylor series in the step offset, derivatives by
+    backward finite differences over the step distance between full steps.
+
+    order: 1 (default) or 2.
+    """
+
+    method: ClassVar[str] = "taylorseer"
+    order: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(self.order in (1, 2), f"order must be 1 or 2 (got {self.order!r}).")
+
+
+@dataclass(frozen=True)
+class TeaCacheConfig(CacheConfig):
+    """TeaCache-style: accumulate the rescaled relative L1 change of the first block's modulated
+    input; reuse the last residual while the sum stays under ``threshold``, else compute and reset.
+
+    threshold:    accumulated change allowed before a full step (default 0.6 on the demo model).
+    coefficients: polynomial (highest power first) rescaling the raw change; () = identity.
+                  TeaCache's FLUX.1 fit is TEACACHE_FLUX_COEFFICIENTS.
+    warmup:       the first ``warmup`` steps are full (default 1); the last step is always full.
+    """
+
+    method: ClassVar[str] = "teacache"
+    threshold: float = 0.6
+    coefficients: tuple[float, ...] = ()
+    warmup: int = 1
+
+    def __post_init__(self):
+        _require(self.threshold >= 0, f"threshold must be >= 0 (got {self.threshold}).")
+        _require(self.warmup >= 1, f"warmup must be >= 1 (got {self.warmup}).")
+
+
+TEACACHE_FLUX_COEFFICIENTS = (4.98651651e02, -2.83781631e02, 5.58554382e01, -3.82021401e00, 2.64230861e-01)

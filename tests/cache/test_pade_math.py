@@ -1,0 +1,74 @@
+"""The Padé/TSI math on sequences whose answer is known in advance."""
+
+import torch
+
+from tcpade_trt.cache.pade import PadeTSI, rational_core, trajectory_stability
+
+from .helpers import linear_sequence
+
+
+def params(k, k2=-1.0, k3=-2.0, mix=(1.0, 0.0, 0.0)):
+    return torch.tensor([k, k2, k3, *mix])
+
+
+def test_tsi_is_zero_on_a_straight_line_and_one_on_a_reversal():
+    r = linear_sequence()
+    assert torch.allclose(trajectory_stability(r(3), r(2), r(1)), torch.zeros(2), atol=1e-6)
+    base, step = torch.randn(2, 6, 8), torch.randn(2, 6, 8)
+    there_and_back = trajectory_stability(base, base + step, base)  # r3 -> r2 -> r1 reverses
+    assert torch.allclose(there_and_back, torch.ones(2), atol=1e-6)
+
+
+def test_rational_variant_reproduces_a_linear_sequence_at_any_offset():
+    r = linear_sequence()
+    # history at steps 2, 4, 7 (uneven spacing, as after gated full steps); predict steps 8..10
+    for target in (8, 9, 10):
+        pred, tsi = PadeTSI("rational")(r(7), r(4), r(2), params(target - 7, 4 - 7, 2 - 7))
+        torch.testing.assert_close(pred, r(target), rtol=1e-5, atol=1e-5)
+    assert tsi.max() < 1e-3
+
+
+def test_reference_variant_extrapolates_a_slow_line_within_its_clamp():
+    """sigma -> 1 when residuals change slowly: about 2 r1 - r2, overshoot clamped to 5% of |r|."""
+    base, drift = torch.ones(1, 4, 4) * 5, torch.ones(1, 4, 4) * 1e-3
+    r = lambda s: base + s * drift
+    pred, _ = PadeTSI("reference")(r(3), r(2), r(1), params(1))
+    assert ((pred - r(4)).abs().max() / r(4).abs().max()) < 0.05
+
+
+def test_paper_variant_is_the_equation_as_stated():
+    """Constant history: sigma = 1, so R_hat = (2 r1 - r2) / (1 + r3 / lambda) = c / (1 + c / 10)."""
+    c = torch.full((1, 2, 2), 5.0)
+    pred, tsi = PadeTSI("paper")(c, c, c, params(1))
+    torch.testing.assert_close(pred, c / 1.5)
+
+
+def test_phase_mix_gives_early_blend_and_late_correction():
+    r = linear_sequence()
+    r1, r2, r3 = r(3), r(2), r(1)
+    early, _ = PadeTSI("rational")(r1, r2, r3, params(1, mix=(0.0, 0.9, 0.1)))
+    torch.testing.assert_close(early, 0.9 * r1 + 0.1 * r2)
+    late, _ = PadeTSI("rational")(r1, r2, r3, params(1, mix=(1.0, 0.3, -0.3)))
+    torch.testing.assert_close(late, r(4) + 0.3 * (r1 - r2), rtol=1e-5, atol=1e-5)
+
+
+def test_rational_beats_taylor_on_a_saturating_sequence():
+    """R(s) = A + B s / (1 + 0.3 s): a rational trajectory (residual growth that levels off)."""
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(1, 8, 8, generator=gen), torch.randn(1, 8, 8, generator=gen)
+    r = lambda s: a + b * s / (1 + 0.3 * s)
+    r1, r2, r3, truth = r(6), r(5), r(4), r(9)  # predict 3 steps ahead
+    pade = rational_core(r1, r2, r3, torch.tensor(3.0), torch.tensor(-1.0), torch.tensor(-2.0), c_max=0.5)
+    d1, d1_prev = r1 - r2, r2 - r3
+    taylor1 = r1 + 3 * d1
+    taylor2 = taylor1 + (d1 - d1_prev) * 9 / 2
+    err = lambda p: ((p - truth).norm() / truth.norm()).item()
+    assert err(pade) < 1e-4
+    assert err(pade) < err(taylor1) / 100 and err(pade) < err(taylor2) / 10
+
+
+def test_rational_damping_is_clamped_so_no_pole_is_reached():
+    """Wildly curving history: c is clamped to [0, c_max], so the prediction stays finite and bounded."""
+    r1, r2, r3 = torch.tensor([[[1.0]]]), torch.tensor([[[0.999]]]), torch.tensor([[[-5.0]]])
+    pred = rational_core(r1, r2, r3, torch.tensor(4.0), torch.tensor(-1.0), torch.tensor(-2.0), c_max=0.5)
+    assert torch.isfinite(pred).all() and pred.abs().max() < 10
