@@ -36,7 +36,7 @@ TINY_CONFIGS: dict[str, tuple[str, dict]] = {
     )),
     "tiny-dit": ("DiTTransformer2DModel", dict(
         num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=8, num_layers=2,
-        sample_size=8, patch_size=2, num_embeds_ada_norm=10, norm_num_groups=1,
+        sample_size=8, patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=1,
     )),
 }
 
