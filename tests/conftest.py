@@ -3,7 +3,6 @@ import torch
 
 from tcpade_trt.models import example_cond, tiny_model
 
-
 # (family model, latent height, width, frames) cases the split must reproduce exactly
 RESOLUTIONS = {
     "tiny-flux": [(8, 8, 1), (12, 16, 1)],

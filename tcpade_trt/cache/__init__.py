@@ -2,7 +2,12 @@
 
 from .cached_step import cached_forward
 from .config import (
-    CacheConfig, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig,
+    CacheConfig,
+    NoCacheConfig,
+    ReuseConfig,
+    TaylorSeerConfig,
+    TCPadeConfig,
+    TeaCacheConfig,
 )
 from .hooks import CacheHandle, apply_cache
 from .policy import AlwaysCompute, CachePolicy, ResidualHistory, StepContext

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from ..errors import ShapeError, check_shape
-from .base import LatentGeometry, SplitModel, Tensors
+from .base import LatentGeometry, SplitModel
 
 
 class DiTSplit(SplitModel):
@@ -65,7 +65,8 @@ class DiTSplit(SplitModel):
 
     def geometry(self, batch, height, width, frames=1):
         p = self.config.patch_size
-        return LatentGeometry(shape=(batch, self.config.in_channels, height, width), tokens=(height // p) * (width // p))
+        tokens = (height // p) * (width // p)
+        return LatentGeometry(shape=(batch, self.config.in_channels, height, width), tokens=tokens)
 
     def make_scheduler(self, num_steps, geometry):
         # DiT's training schedule (linear betas, 1000 steps), sampled with DDIM

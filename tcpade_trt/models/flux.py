@@ -93,10 +93,11 @@ class FluxSplit(SplitModel):
         t = self.transformer
         hidden, context, temb = step["hidden_states"], step["encoder_hidden_states"], step["temb"]
         rope = (step["rope_cos"], step["rope_sin"])
-        for block in t.transformer_blocks:
-            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rope)
-        for block in t.single_transformer_blocks:
-            context, hidden = block(hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rope)
+        # double-stream blocks, then single-stream ones; text tokens flow along, image tokens come out
+        for block in (*t.transformer_blocks, *t.single_transformer_blocks):
+            context, hidden = block(
+                hidden_states=hidden, encoder_hidden_states=context, temb=temb, image_rotary_emb=rope
+            )
         return hidden
 
     def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:

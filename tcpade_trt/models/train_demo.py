@@ -108,7 +108,8 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         "classes": list(CLASSES), "transformer_config": TRANSFORMER_CONFIG, "steps": steps, "batch": batch,
         "lr": lr, "seed": seed, "ema_decay": ema_decay, "loss_window": window, "loss_curve": curve,
         "final_loss": curve[-1], "train_minutes": round(minutes, 1), "device": device,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
         "parameters": sum(v.numel() for v in state.values()),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1))

@@ -14,7 +14,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ..errors import ShapeError, check_shape
-from .base import LatentGeometry, SplitModel, Tensors
+from .base import LatentGeometry, SplitModel
 
 
 class WanSplit(SplitModel):
