@@ -1,0 +1,45 @@
+"""The hardware and software a figure was measured on: every result names it."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    info = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    return info
+
+
+def describe(info: dict) -> str:
+    gpu = f", {info['gpu']}" if "gpu" in info else ""
+    return f"{info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads){gpu}, torch {info['torch']}"

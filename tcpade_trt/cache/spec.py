@@ -1,0 +1,50 @@
+"""Cache specs on the command line: a preset name, optionally with field overrides.
+
+    tcpade-fast                         the preset
+    tcpade-fast:variant=paper           the preset with one field changed
+    tcpade-slow:threshold=0.3,warmup=3  several fields
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..errors import ConfigError
+from .config import CacheConfig
+
+
+def _convert(value: str, current):
+    if isinstance(current, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"expected true or false, got {value!r}.")
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value.split("/") if v)
+    return value
+
+
+def parse_cache_spec(spec: str) -> CacheConfig:
+    """A config from 'PRESET[:field=value,...]'; bad fields or values get a sentence."""
+    name, _, overrides = spec.partition(":")
+    config = CacheConfig.preset(name.strip())
+    if not overrides:
+        return config
+    changes = {}
+    by_name = {f.name: getattr(config, f.name) for f in fields(config)}
+    for item in overrides.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in by_name:
+            raise ConfigError(f"cannot apply {item!r} to preset {name!r}: write field=value with a field among "
+                              f"{', '.join(by_name) or '(none)'}.")
+        try:
+            changes[key] = _convert(value.strip(), by_name[key])
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} is not a valid {type(by_name[key]).__name__}.") from None
+    return config.with_(**changes)
