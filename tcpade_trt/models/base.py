@@ -46,11 +46,24 @@ class SplitModel(ABC):
     """
 
     family: str = ""
-    BLOCK_INPUTS: tuple[str, ...] = ()
+    # Named tensors of each part, in the order the exported engines take them (see export/parts.py):
+    PREPARE_INPUTS: tuple[str, ...] = ()  # conditioning names (plus "latents" when only its shape matters)
+    PREPARE_OUTPUTS: tuple[str, ...] = ()  # per-generation tensors prepare() computes
+    HEAD_INPUTS: tuple[str, ...] = ()  # besides latents and timestep, from the prepared dict
+    HEAD_OUTPUTS: tuple[str, ...] = ()  # hidden_states (x_in) first, then per-step tensors
+    BLOCK_INPUTS: tuple[str, ...] = ()  # hidden_states first
+    TAIL_INPUTS: tuple[str, ...] = ()  # besides x_out
 
-    def __init__(self, transformer: nn.Module, name: str = ""):
+    def __init__(self, transformer: nn.Module | None, name: str = "", config=None,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        """``transformer=None`` with a ``config`` gives a weightless adapter: the family's
+        geometry, scheduler and unpatchify for the engine runtime, which runs no torch module."""
+        if transformer is None and config is None:
+            raise ValueError("give a transformer or its config")
         self.transformer = transformer
-        self.name = name or type(transformer).__name__
+        self._config = config
+        self._device, self._dtype = torch.device(device), dtype
+        self.name = name or (type(transformer).__name__ if transformer is not None else self.family)
 
     # ---- the split -------------------------------------------------------------------------
     @abstractmethod
@@ -66,8 +79,16 @@ class SplitModel(ABC):
         """The whole block stack: x_in -> x_out, both [B, tokens, hidden]."""
 
     @abstractmethod
+    def tail_tokens(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
+        """Output norm and projection: [B, tokens, out_features], before unpatchify."""
+
+    def unpatchify(self, tokens: torch.Tensor, latent_shape: tuple[int, ...]) -> torch.Tensor:
+        """Projected tokens -> the model output layout (a pure reshape; identity for packed FLUX)."""
+        return tokens
+
     def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
         """Output head; returns what ``transformer(...).sample`` returns."""
+        return self.unpatchify(self.tail_tokens(x_out, step), step["_latent_shape"])
 
     @abstractmethod
     def forward_unsplit(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Tensors) -> torch.Tensor:
@@ -108,12 +129,12 @@ class SplitModel(ABC):
 
     @property
     def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
+        return next(self.transformer.parameters()).device if self.transformer is not None else self._device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
+        return next(self.transformer.parameters()).dtype if self.transformer is not None else self._dtype
 
     @property
     def config(self):
-        return self.transformer.config
+        return self.transformer.config if self.transformer is not None else self._config

@@ -19,7 +19,11 @@ from .base import LatentGeometry, SplitModel
 
 class DiTSplit(SplitModel):
     family = "dit"
+    PREPARE_INPUTS = ("class_labels",)
+    PREPARE_OUTPUTS = ()  # nothing prompt-only to precompute: class labels go straight to the blocks
+    HEAD_OUTPUTS = ("hidden_states",)
     BLOCK_INPUTS = ("hidden_states", "timestep", "class_labels")
+    TAIL_INPUTS = ("timestep", "class_labels")
 
     def _check(self, latents, cond):
         cfg = self.config
@@ -33,7 +37,7 @@ class DiTSplit(SplitModel):
 
     def prepare(self, latents, cond):
         self._check(latents, cond)
-        return {"class_labels": cond["class_labels"]}
+        return {"class_labels": cond["class_labels"], "_latent_shape": tuple(latents.shape)}
 
     def head(self, latents, timestep, prepared):
         return {**prepared, "hidden_states": self.transformer.pos_embed(latents), "timestep": timestep}
@@ -44,14 +48,17 @@ class DiTSplit(SplitModel):
             hidden = block(hidden, timestep=step["timestep"], class_labels=step["class_labels"])
         return hidden
 
-    def tail(self, x_out, step):
+    def tail_tokens(self, x_out, step):
         t = self.transformer
         cond = t.transformer_blocks[0].norm1.emb(step["timestep"], step["class_labels"], hidden_dtype=x_out.dtype)
         shift, scale = t.proj_out_1(F.silu(cond)).chunk(2, dim=1)
-        x = t.proj_out_2(t.norm_out(x_out) * (1 + scale[:, None]) + shift[:, None])
-        p, c = t.patch_size, t.out_channels
-        side = int(x.shape[1] ** 0.5)
-        x = torch.einsum("nhwpqc->nchpwq", x.reshape(-1, side, side, p, p, c))
+        return t.proj_out_2(t.norm_out(x_out) * (1 + scale[:, None]) + shift[:, None])
+
+    def unpatchify(self, tokens, latent_shape):
+        p = self.config.patch_size
+        c = tokens.shape[-1] // (p * p)
+        side = int(tokens.shape[1] ** 0.5)  # DiT is square, as its own forward assumes
+        x = torch.einsum("nhwpqc->nchpwq", tokens.reshape(-1, side, side, p, p, c))
         return x.reshape(-1, c, side * p, side * p)
 
     def forward_unsplit(self, latents, timestep, cond):

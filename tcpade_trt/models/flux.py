@@ -5,7 +5,7 @@ Shapes (B batch, S image tokens, L text tokens, D = heads * head_dim):
     encoder_hidden_states [B, L, joint_attention_dim] before the context embedder (T5 output)
     pooled_projections    [B, pooled_projection_dim]  (CLIP pooled output)
     txt_ids [L, 3], img_ids [S, 3]; guidance [B] for guidance-distilled models (dev)
-Blocks inputs: hidden_states [B, S, D], encoder_hidden_states [B, L, D] (after the context
+Blocks inputs: hidden_states [B, S, D], context [B, L, D] (text tokens after the context
 embedder: prompt-only, computed once), temb [B, D], rope_cos / rope_sin [L + S, head_dim].
 """
 
@@ -49,7 +49,15 @@ def unpack_latents(packed: torch.Tensor, height: int, width: int) -> torch.Tenso
 
 class FluxSplit(SplitModel):
     family = "flux"
-    BLOCK_INPUTS = ("hidden_states", "encoder_hidden_states", "temb", "rope_cos", "rope_sin")
+    PREPARE_INPUTS = ("encoder_hidden_states", "txt_ids", "img_ids")
+    PREPARE_OUTPUTS = ("context", "rope_cos", "rope_sin")
+    HEAD_OUTPUTS = ("hidden_states", "temb")
+    BLOCK_INPUTS = ("hidden_states", "context", "temb", "rope_cos", "rope_sin")
+    TAIL_INPUTS = ("temb",)
+
+    @property
+    def HEAD_INPUTS(self):  # noqa: N802 (a per-instance variant of the class constants)
+        return ("pooled_projections", "guidance") if self.config.guidance_embeds else ("pooled_projections",)
 
     def _check(self, latents: torch.Tensor, cond: Tensors) -> None:
         cfg = self.config
@@ -69,7 +77,7 @@ class FluxSplit(SplitModel):
         t = self.transformer
         cos, sin = t.pos_embed(torch.cat((cond["txt_ids"], cond["img_ids"]), dim=0))
         out = {
-            "encoder_hidden_states": t.context_embedder(cond["encoder_hidden_states"]),
+            "context": t.context_embedder(cond["encoder_hidden_states"]),
             "pooled_projections": cond["pooled_projections"],
             "rope_cos": cos,
             "rope_sin": sin,
@@ -91,7 +99,7 @@ class FluxSplit(SplitModel):
 
     def blocks(self, step: Tensors) -> torch.Tensor:
         t = self.transformer
-        hidden, context, temb = step["hidden_states"], step["encoder_hidden_states"], step["temb"]
+        hidden, context, temb = step["hidden_states"], step["context"], step["temb"]
         rope = (step["rope_cos"], step["rope_sin"])
         # double-stream blocks, then single-stream ones; text tokens flow along, image tokens come out
         for block in (*t.transformer_blocks, *t.single_transformer_blocks):
@@ -100,9 +108,12 @@ class FluxSplit(SplitModel):
             )
         return hidden
 
-    def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
+    def tail_tokens(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
         t = self.transformer
         return t.proj_out(t.norm_out(x_out, step["temb"]))
+
+    def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
+        return self.tail_tokens(x_out, step)  # FLUX's output stays packed
 
     def forward_unsplit(self, latents, timestep, cond):
         self._check(latents, cond)

@@ -4,7 +4,7 @@ Shapes (B batch, C latent channels, F frames, H x W latent size, patch (pt, ph, 
 S = (F/pt)(H/ph)(W/pw) image tokens, L text tokens, D hidden):
     latents               [B, C, F, H, W]
     encoder_hidden_states [B, L, text_dim] (umT5 output); encoder_hidden_states_image for I2V
-Blocks inputs: hidden_states [B, S, D], encoder_hidden_states [B, L, D] (after the text
+Blocks inputs: hidden_states [B, S, D], context [B, L, D] (text tokens after the text
 embedder: prompt-only, computed once), timestep_proj [B, 6, D], rope_cos / rope_sin [1, S, 1, head_dim].
 """
 
@@ -19,7 +19,11 @@ from .base import LatentGeometry, SplitModel
 
 class WanSplit(SplitModel):
     family = "wan"
-    BLOCK_INPUTS = ("hidden_states", "encoder_hidden_states", "timestep_proj", "rope_cos", "rope_sin")
+    PREPARE_INPUTS = ("latents", "encoder_hidden_states")  # latents: for the RoPE grid's shape only
+    PREPARE_OUTPUTS = ("context", "rope_cos", "rope_sin")
+    HEAD_OUTPUTS = ("hidden_states", "temb", "timestep_proj")
+    BLOCK_INPUTS = ("hidden_states", "context", "timestep_proj", "rope_cos", "rope_sin")
+    TAIL_INPUTS = ("temb",)
     flow_shift = 3.0  # Wan2.1's recommended shift at 480p (5.0 at 720p)
 
     def _check(self, latents, cond):
@@ -42,9 +46,7 @@ class WanSplit(SplitModel):
         if image is not None:
             text = torch.concat([t.condition_embedder.image_embedder(image), text], dim=1)
         cos, sin = t.rope(latents)
-        # temb is cast to the raw text embedding's dtype, as WanTimeTextImageEmbedding does
-        return {"encoder_hidden_states": text, "rope_cos": cos, "rope_sin": sin,
-                "_text_dtype": cond["encoder_hidden_states"].dtype, "_latent_shape": latents.shape}
+        return {"context": text, "rope_cos": cos, "rope_sin": sin, "_latent_shape": tuple(latents.shape)}
 
     def head(self, latents, timestep, prepared):
         t = self.transformer
@@ -54,7 +56,8 @@ class WanSplit(SplitModel):
         time_dtype = next(iter(emb.time_embedder.parameters())).dtype
         if proj.dtype != time_dtype and time_dtype != torch.int8:
             proj = proj.to(time_dtype)
-        temb = emb.time_embedder(proj).to(prepared["_text_dtype"])
+        # WanTimeTextImageEmbedding casts temb to the text embedding's dtype (the model's)
+        temb = emb.time_embedder(proj).to(prepared["context"].dtype)
         timestep_proj = emb.time_proj(emb.act_fn(temb)).unflatten(1, (6, -1))
         return {**prepared, "hidden_states": hidden_states, "temb": temb, "timestep_proj": timestep_proj}
 
@@ -62,17 +65,19 @@ class WanSplit(SplitModel):
         hidden = step["hidden_states"]
         rope = (step["rope_cos"], step["rope_sin"])
         for block in self.transformer.blocks:
-            hidden = block(hidden, step["encoder_hidden_states"], step["timestep_proj"], rope)
+            hidden = block(hidden, step["context"], step["timestep_proj"], rope)
         return hidden
 
-    def tail(self, x_out, step):
+    def tail_tokens(self, x_out, step):
         t = self.transformer
-        b, _, f, h, w = step["_latent_shape"]
-        pt, ph, pw = self.config.patch_size
         shift, scale = (t.scale_shift_table.to(step["temb"].device) + step["temb"].unsqueeze(1)).chunk(2, dim=1)
         x = (t.norm_out(x_out.float()) * (1 + scale) + shift).type_as(x_out)
-        x = t.proj_out(x)
-        x = x.reshape(b, f // pt, h // ph, w // pw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return t.proj_out(x)
+
+    def unpatchify(self, tokens, latent_shape):
+        b, _, f, h, w = latent_shape
+        pt, ph, pw = self.config.patch_size
+        x = tokens.reshape(b, f // pt, h // ph, w // pw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
     def forward_unsplit(self, latents, timestep, cond):
