@@ -67,6 +67,10 @@ class SplitModel(ABC):
 
     # ---- the split -------------------------------------------------------------------------
     @abstractmethod
+    def prepare_part(self, named: Tensors) -> Tensors:
+        """PREPARE_OUTPUTS from PREPARE_INPUTS, unchecked: the body of the exported prepare engine."""
+
+    @abstractmethod
     def prepare(self, latents: torch.Tensor, cond: Tensors) -> Tensors:
         """Per-generation tensors; ``latents`` is only read for its shape."""
 

@@ -35,6 +35,9 @@ class DiTSplit(SplitModel):
             )
         check_shape("class_labels", cond["class_labels"], (b,))
 
+    def prepare_part(self, named):
+        return {}
+
     def prepare(self, latents, cond):
         self._check(latents, cond)
         return {"class_labels": cond["class_labels"], "_latent_shape": tuple(latents.shape)}

@@ -72,16 +72,15 @@ class FluxSplit(SplitModel):
 
             raise TcpadeError("this FLUX model embeds guidance: pass cond['guidance'] of shape [batch].")
 
+    def prepare_part(self, named: Tensors) -> Tensors:
+        t = self.transformer
+        cos, sin = t.pos_embed(torch.cat((named["txt_ids"], named["img_ids"]), dim=0))
+        return {"context": t.context_embedder(named["encoder_hidden_states"]), "rope_cos": cos, "rope_sin": sin}
+
     def prepare(self, latents: torch.Tensor, cond: Tensors) -> Tensors:
         self._check(latents, cond)
-        t = self.transformer
-        cos, sin = t.pos_embed(torch.cat((cond["txt_ids"], cond["img_ids"]), dim=0))
-        out = {
-            "context": t.context_embedder(cond["encoder_hidden_states"]),
-            "pooled_projections": cond["pooled_projections"],
-            "rope_cos": cos,
-            "rope_sin": sin,
-        }
+        out = self.prepare_part(cond)
+        out["pooled_projections"] = cond["pooled_projections"]  # read by head() every step
         if self.config.guidance_embeds:
             out["guidance"] = cond["guidance"]
         return out

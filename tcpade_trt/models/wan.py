@@ -38,15 +38,18 @@ class WanSplit(SplitModel):
             )
         check_shape("encoder_hidden_states", cond["encoder_hidden_states"], (b, None, cfg.text_dim))
 
-    def prepare(self, latents, cond):
-        self._check(latents, cond)
+    def prepare_part(self, named):
         t = self.transformer
-        text = t.condition_embedder.text_embedder(cond["encoder_hidden_states"])
-        image = cond.get("encoder_hidden_states_image")
+        text = t.condition_embedder.text_embedder(named["encoder_hidden_states"])
+        image = named.get("encoder_hidden_states_image")
         if image is not None:
             text = torch.concat([t.condition_embedder.image_embedder(image), text], dim=1)
-        cos, sin = t.rope(latents)
-        return {"context": text, "rope_cos": cos, "rope_sin": sin, "_latent_shape": tuple(latents.shape)}
+        cos, sin = t.rope(named["latents"])
+        return {"context": text, "rope_cos": cos, "rope_sin": sin}
+
+    def prepare(self, latents, cond):
+        self._check(latents, cond)
+        return {**self.prepare_part({"latents": latents, **cond}), "_latent_shape": tuple(latents.shape)}
 
     def head(self, latents, timestep, prepared):
         t = self.transformer
@@ -56,8 +59,8 @@ class WanSplit(SplitModel):
         time_dtype = next(iter(emb.time_embedder.parameters())).dtype
         if proj.dtype != time_dtype and time_dtype != torch.int8:
             proj = proj.to(time_dtype)
-        # WanTimeTextImageEmbedding casts temb to the text embedding's dtype (the model's)
-        temb = emb.time_embedder(proj).to(prepared["context"].dtype)
+        # WanTimeTextImageEmbedding casts temb to the text embedding's dtype, i.e. the model's
+        temb = emb.time_embedder(proj).to(t.patch_embedding.weight.dtype)
         timestep_proj = emb.time_proj(emb.act_fn(temb)).unflatten(1, (6, -1))
         return {**prepared, "hidden_states": hidden_states, "temb": temb, "timestep_proj": timestep_proj}
 

@@ -1,0 +1,108 @@
+"""torch -> ONNX for the parts of a split model (dynamo exporter, dynamic batch), and its check.
+
+Every file is written to a temporary name in the destination folder and renamed when complete,
+so a failed export leaves nothing that looks finished. Models over ~1.5 GB of weights are saved
+with external data (ONNX's protobuf limit is 2 GB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import TcpadeError
+from ..models.base import SplitModel
+from .parts import BuildShape, PartModule, batch_axes, example_tensors
+
+EXTERNAL_DATA_BYTES = 1_500_000_000
+
+
+class ExportError(TcpadeError):
+    """A part could not be exported or does not match torch."""
+
+
+def _quiet():
+    """The exporter prints progress lines and warnings of its own; our build shows its own progress."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
+        logger = logging.getLogger(name)
+        stack.callback(logger.setLevel, logger.level)
+        logger.setLevel(logging.ERROR)
+    return stack
+
+
+def export_part(model: SplitModel, part: str, shape: BuildShape, path: Path, opset: int = 18,
+                axes: dict | None = None) -> dict:
+    """Export one part to ``path``; returns its I/O description for the manifest."""
+    module = PartModule(model, part).eval()
+    example = example_tensors(model, shape, batch=max(2, shape.batch_opt))
+    axes = axes or batch_axes(model, shape)
+    args = tuple(example[n] for n in module.input_names)
+    batch = torch.export.Dim("batch", min=1, max=max(shape.batch_max, 2))
+    # forward(*tensors) binds every input to one vararg, so the specs nest in one tuple
+    dynamic = (tuple({axes[n]: batch} if axes.get(n) is not None else None for n in module.input_names),)
+    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(module, args, input_names=list(module.input_names),
+                                        output_names=list(module.output_names), dynamic_shapes=dynamic,
+                                        opset_version=opset, dynamo=True, verbose=False)
+            program.save(str(tmp), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
+        os.replace(tmp, path)
+        if weight_bytes > EXTERNAL_DATA_BYTES:  # the exporter names the data file after the temporary
+            os.replace(tmp.with_name(tmp.name + ".data"), path.with_name(path.name + ".data"))
+    except Exception as exc:
+        raise ExportError(f"exporting the {part} part of {model.name} to ONNX failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".data")):
+            if leftover.exists():
+                leftover.unlink()
+    return describe_io(module, example, axes)
+
+
+def describe_io(module: PartModule, example: dict, axes: dict) -> dict:
+    """Names, dtypes and shapes ("batch" on the dynamic axis) of a part's inputs and outputs."""
+    def spec(name):
+        t = example[name]
+        dims = ["batch" if i == axes.get(name) else d for i, d in enumerate(t.shape)]
+        return {"name": name, "dtype": str(t.dtype).replace("torch.", ""), "shape": dims}
+
+    return {"inputs": [spec(n) for n in module.input_names], "outputs": [spec(n) for n in module.output_names]}
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    expected = expected.astype(np.float64)
+    denom = np.linalg.norm(expected)
+    return float(np.linalg.norm(got.astype(np.float64) - expected) / (denom if denom > 0 else 1.0))
+
+
+def check_part(session, model: SplitModel, part: str, shape: BuildShape, tolerance: float, batch: int = 2,
+               seed: int = 7) -> float:
+    """Run ``session`` (anything with .run(None, feeds)) on fresh example inputs; compare with torch.
+
+    Returns the worst relative L2 error over the outputs; raises ExportError above ``tolerance``.
+    """
+    module = PartModule(model, part).eval()
+    example = example_tensors(model, shape, batch=batch, seed=seed)
+    feeds = {n: example[n].detach().cpu().numpy() for n in module.input_names}
+    with torch.no_grad():
+        expected = module(*(example[n] for n in module.input_names))
+    got = session.run(None, feeds)
+    worst = max(relative_error(g, e.float().cpu().numpy()) for g, e in zip(got, expected))
+    if not worst <= tolerance:
+        raise ExportError(f"the {part} engine differs from torch by {worst:.2e} (relative L2), more than the "
+                          f"{tolerance:.0e} allowed; the export is not trustworthy, so the build stops.")
+    return worst

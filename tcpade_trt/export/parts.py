@@ -1,0 +1,104 @@
+"""The parts of a split model as torch modules with flat, named tensor I/O: what gets exported.
+
+    prepare  PREPARE_INPUTS                      -> PREPARE_OUTPUTS   once per generation
+    head     latents, timestep, *HEAD_INPUTS     -> HEAD_OUTPUTS      every step
+    blocks   BLOCK_INPUTS                        -> x_out             full steps only
+    tail     x_out, *TAIL_INPUTS                 -> tokens            every step (unpatchify: host)
+
+Engines are built for one resolution (and text length) with a dynamic batch: the batch axis of
+each tensor is found by building example inputs at two batch sizes and comparing shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models.base import SplitModel, Tensors
+from ..models.example_inputs import example_cond
+
+PARTS = ("prepare", "head", "blocks", "tail")
+
+
+def part_io(model: SplitModel, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(input names, output names) of one part."""
+    if part == "prepare":
+        return model.PREPARE_INPUTS, model.PREPARE_OUTPUTS
+    if part == "head":
+        return ("latents", "timestep", *model.HEAD_INPUTS), model.HEAD_OUTPUTS
+    if part == "blocks":
+        return model.BLOCK_INPUTS, ("x_out",)
+    if part == "tail":
+        return ("x_out", *model.TAIL_INPUTS), ("tokens",)
+    raise ValueError(f"unknown part {part!r}; parts are {PARTS}")
+
+
+class PartModule(nn.Module):
+    """One part of ``model`` as a module taking and returning positional tensors."""
+
+    def __init__(self, model: SplitModel, part: str):
+        super().__init__()
+        self.model, self.part = model, part
+        self.transformer = model.transformer  # registered, so .to() / .eval() reach the weights
+        self.input_names, self.output_names = part_io(model, part)
+
+    def forward(self, *tensors: torch.Tensor):
+        named = dict(zip(self.input_names, tensors))
+        m = self.model
+        if self.part == "prepare":
+            out = m.prepare_part(named)
+        elif self.part == "head":
+            out = m.head(named.pop("latents"), named.pop("timestep"), named)
+        elif self.part == "blocks":
+            out = {"x_out": m.blocks(named)}
+        else:
+            out = {"tokens": m.tail_tokens(named.pop("x_out"), named)}
+        return tuple(out[k] for k in self.output_names)
+
+
+@dataclass
+class BuildShape:
+    """The resolution an engine folder is built for, and its batch range."""
+
+    height: int
+    width: int
+    frames: int = 1
+    text_tokens: int = 8
+    batch_min: int = 1
+    batch_opt: int = 1
+    batch_max: int = 4
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def example_tensors(model: SplitModel, shape: BuildShape, batch: int, seed: int = 0, cond: Tensors | None = None,
+                    timestep_index: int = 5, num_steps: int = 20) -> Tensors:
+    """Every named tensor of one step (inputs and outputs of all parts) for a batch of ``batch``."""
+    geometry = model.geometry(batch, shape.height, shape.width, shape.frames)
+    gen = torch.Generator().manual_seed(seed)
+    latents = torch.randn(geometry.shape, generator=gen).to(model.device, model.dtype)
+    if cond is None:
+        cond = example_cond(model, geometry, height=shape.height, width=shape.width,
+                            text_tokens=shape.text_tokens, generator=gen)
+    scheduler = model.make_scheduler(num_steps, geometry)
+    timestep = model.model_timestep(scheduler.timesteps[timestep_index], batch)
+    prepared = model.prepare(latents, cond)
+    step = model.head(latents, timestep, prepared)
+    x_out = model.blocks(step)
+    tokens = model.tail_tokens(x_out, step)
+    named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "tokens": tokens}
+    return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
+
+
+def batch_axes(model: SplitModel, shape: BuildShape) -> dict[str, int | None]:
+    """For every named tensor, the axis that grows with the batch (None: shared by the batch)."""
+    a, b = example_tensors(model, shape, 2), example_tensors(model, shape, 3)
+    axes = {}
+    for name in a:
+        diff = [i for i, (x, y) in enumerate(zip(a[name].shape, b[name].shape)) if x != y]
+        axes[name] = diff[0] if diff else None
+    return axes
