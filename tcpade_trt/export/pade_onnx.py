@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from ..cache.pade import NUM_PARAMS, PadeTSI
+from .onnx_export import _quiet
 
-INPUT_NAMES = ("r1", "r2", "r3", "params")
+INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: NUM_PARAMS floats, see cache/pade.py
 OUTPUT_NAMES = ("prediction", "tsi")
 
 
@@ -40,16 +41,16 @@ def export_pade(path: str | Path, variant: str = "rational", hidden: int = 32, l
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
-        program = torch.onnx.export(
-            module, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False,
-        )
-        program.save(tmp)
+        with _quiet():
+            program = torch.onnx.export(
+                module, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False,
+            )
+            program.save(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; an engine file is as readable as its folder
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
-
-assert len(INPUT_NAMES) == 4 and NUM_PARAMS == 6
