@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ..cache.pade import NUM_PARAMS, PadeTSI
+from ..cache.pade import PadeTSI
 from .onnx_export import _quiet
 
-INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: NUM_PARAMS floats, see cache/pade.py
+INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: 6 floats, see cache/pade.py
 OUTPUT_NAMES = ("prediction", "tsi")
 
 
