@@ -4,6 +4,8 @@
     head     latents, timestep, *HEAD_INPUTS     -> HEAD_OUTPUTS      every step
     blocks   BLOCK_INPUTS                        -> x_out             full steps only
     tail     x_out, *TAIL_INPUTS                 -> tokens            every step (unpatchify: host)
+    modulated MODULATED_INPUTS                   -> modulated         TeaCache's signal (first block's
+                                                                      modulated input), cheap
 
 Engines are built for one resolution (and text length) with a dynamic batch: the batch axis of
 each tensor is found by building example inputs at two batch sizes and comparing shapes.
@@ -19,7 +21,7 @@ from torch import nn
 from ..models.base import SplitModel, Tensors
 from ..models.example_inputs import example_cond
 
-PARTS = ("prepare", "head", "blocks", "tail")
+PARTS = ("prepare", "head", "blocks", "tail", "modulated")
 
 
 def part_io(model: SplitModel, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -32,6 +34,8 @@ def part_io(model: SplitModel, part: str) -> tuple[tuple[str, ...], tuple[str, .
         return model.BLOCK_INPUTS, ("x_out",)
     if part == "tail":
         return ("x_out", *model.TAIL_INPUTS), ("tokens",)
+    if part == "modulated":
+        return model.MODULATED_INPUTS, ("modulated",)
     raise ValueError(f"unknown part {part!r}; parts are {PARTS}")
 
 
@@ -53,8 +57,10 @@ class PartModule(nn.Module):
             out = m.head(named.pop("latents"), named.pop("timestep"), named)
         elif self.part == "blocks":
             out = {"x_out": m.blocks(named)}
-        else:
+        elif self.part == "tail":
             out = {"tokens": m.tail_tokens(named.pop("x_out"), named)}
+        else:
+            out = {"modulated": m.modulated_input(named)}
         return tuple(out[k] for k in self.output_names)
 
 
@@ -90,7 +96,8 @@ def example_tensors(model: SplitModel, shape: BuildShape, batch: int, seed: int 
     step = model.head(latents, timestep, prepared)
     x_out = model.blocks(step)
     tokens = model.tail_tokens(x_out, step)
-    named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "tokens": tokens}
+    named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "tokens": tokens,
+             "modulated": model.modulated_input(step)}
     return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
 
 

@@ -53,6 +53,7 @@ class SplitModel(ABC):
     HEAD_OUTPUTS: tuple[str, ...] = ()  # hidden_states (x_in) first, then per-step tensors
     BLOCK_INPUTS: tuple[str, ...] = ()  # hidden_states first
     TAIL_INPUTS: tuple[str, ...] = ()  # besides x_out
+    MODULATED_INPUTS: tuple[str, ...] = ()  # what modulated_input() reads (TeaCache's signal)
 
     def __init__(self, transformer: nn.Module | None, name: str = "", config=None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -92,7 +93,7 @@ class SplitModel(ABC):
 
     def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
         """Output head; returns what ``transformer(...).sample`` returns."""
-        return self.unpatchify(self.tail_tokens(x_out, step), step["_latent_shape"])
+        return self.unpatchify(self.tail_tokens(x_out, step), step.get("_latent_shape"))
 
     @abstractmethod
     def forward_unsplit(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Tensors) -> torch.Tensor:

@@ -24,6 +24,7 @@ class DiTSplit(SplitModel):
     HEAD_OUTPUTS = ("hidden_states",)
     BLOCK_INPUTS = ("hidden_states", "timestep", "class_labels")
     TAIL_INPUTS = ("timestep", "class_labels")
+    MODULATED_INPUTS = ("hidden_states", "timestep", "class_labels")
 
     def _check(self, latents, cond):
         cfg = self.config

@@ -54,6 +54,7 @@ class FluxSplit(SplitModel):
     HEAD_OUTPUTS = ("hidden_states", "temb")
     BLOCK_INPUTS = ("hidden_states", "context", "temb", "rope_cos", "rope_sin")
     TAIL_INPUTS = ("temb",)
+    MODULATED_INPUTS = ("hidden_states", "temb")
 
     @property
     def HEAD_INPUTS(self):  # noqa: N802 (a per-instance variant of the class constants)
@@ -109,10 +110,7 @@ class FluxSplit(SplitModel):
 
     def tail_tokens(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
         t = self.transformer
-        return t.proj_out(t.norm_out(x_out, step["temb"]))
-
-    def tail(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
-        return self.tail_tokens(x_out, step)  # FLUX's output stays packed
+        return t.proj_out(t.norm_out(x_out, step["temb"]))  # FLUX's output stays packed: unpatchify is the identity
 
     def forward_unsplit(self, latents, timestep, cond):
         self._check(latents, cond)

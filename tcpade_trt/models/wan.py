@@ -24,6 +24,7 @@ class WanSplit(SplitModel):
     HEAD_OUTPUTS = ("hidden_states", "temb", "timestep_proj")
     BLOCK_INPUTS = ("hidden_states", "context", "timestep_proj", "rope_cos", "rope_sin")
     TAIL_INPUTS = ("temb",)
+    MODULATED_INPUTS = ("hidden_states", "timestep_proj")
     flow_shift = 3.0  # Wan2.1's recommended shift at 480p (5.0 at 720p)
 
     def _check(self, latents, cond):

@@ -1,0 +1,54 @@
+"""The production entry point: an engine folder plus a cache preset -> denoised latents.
+
+    rt = Runtime("engines/demo-int8")
+    result = rt.generate(cond, noise, cache="tcpade-fast", steps=20)
+
+One runtime serves one generation at a time: a second concurrent call is refused with a clear
+message (use one Runtime per worker thread; sessions are not shared). Per step, at most one scalar
+crosses to the host for the decision (the TSI gate), plus the non-finite guard on predicted steps.
+An engine that fails mid-run raises EngineError; the runtime holds no per-run state afterwards
+and serves the next request.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from ..cache import parse_cache_spec
+from ..cache.config import CacheConfig
+from ..cache.tcpade import TCPadePolicy
+from ..errors import TcpadeError
+from .engine_model import EngineModel
+from .sampler import SampleResult, sample
+
+
+class Runtime:
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True):
+        self.model = EngineModel(folder, providers=providers, verify=verify)
+        self._lock = threading.Lock()
+
+    @property
+    def manifest(self):
+        return self.model.manifest
+
+    def make_policy(self, cache: str | CacheConfig):
+        """A policy whose Padé math runs in this folder's Padé engine."""
+        config = parse_cache_spec(cache) if isinstance(cache, str) else cache
+        policy = config.make_policy()
+        if isinstance(policy, TCPadePolicy):
+            policy.predictor = self.model.pade(config.variant)
+        return policy
+
+    def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = "tcpade-fast",
+                 steps: int = 20, guidance_scale: float | None = None, progress: bool = False) -> SampleResult:
+        if not self._lock.acquire(blocking=False):
+            raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
+                              "create one Runtime per worker thread.")
+        try:
+            return sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
+                          policy=self.make_policy(cache), progress=progress)
+        finally:
+            self._lock.release()
