@@ -17,6 +17,9 @@ from .errors import TcpadeError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tcpade_trt.demo_cli", "run the demo on the shipped demo model (the main job)"),
     "sample": ("tcpade_trt.sample_cli", "sample a built-in or local model with a cache preset (torch)"),
+    "build": ("tcpade_trt.build_cli", "build an engine folder (ONNX / onnxruntime / TensorRT, fp32 to fp8)"),
+    "inspect": ("tcpade_trt.inspect_cli", "print and validate an engine folder's manifest"),
+    "generate": ("tcpade_trt.generate_cli", "generate from an engine folder with a cache preset"),
 }
 
 

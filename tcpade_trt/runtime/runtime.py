@@ -43,12 +43,14 @@ class Runtime:
         return policy
 
     def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = "tcpade-fast",
-                 steps: int = 20, guidance_scale: float | None = None, progress: bool = False) -> SampleResult:
+                 steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,
+                 progress: bool = False, on_step=None) -> SampleResult:
         if not self._lock.acquire(blocking=False):
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
         try:
             return sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
-                          policy=self.make_policy(cache), progress=progress)
+                          negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
+                          on_step=on_step)
         finally:
             self._lock.release()

@@ -11,6 +11,7 @@ Prompt-only conditioning is prepared once per generation, not once per step.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +53,7 @@ def sample(
     policy: CachePolicy | None = None,
     unsplit: bool = False,
     progress: bool = False,
+    on_step=None,
 ) -> SampleResult:
     """Denoise ``latents`` (initial noise, the sampler's layout) in ``num_steps`` steps.
 
@@ -60,6 +62,7 @@ def sample(
         guidance instead: pass ``cond['guidance']``.
     policy: the step-cache policy; default computes every step.
     unsplit: call the model's own forward instead of head/blocks/tail (the reference).
+    on_step: called after every step as on_step(step, timestep, computed, seconds) (for --verbose).
     """
     if num_steps < 1:
         raise ConfigError(f"num_steps must be at least 1 (got {num_steps}).")
@@ -82,6 +85,7 @@ def sample(
     prepared = None if unsplit else model.prepare(_doubled(latents, rows), model_cond)
 
     for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+        started = time.perf_counter() if on_step else 0.0
         scaled = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
         x = _doubled(scaled, rows)
         timestep = model.model_timestep(t, rows)
@@ -91,6 +95,9 @@ def sample(
             out = cached_forward(model, policy, model.head(x, timestep, prepared), step, num_steps)
         prediction = model.model_output_to_prediction(out, guidance_scale)
         latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+        if on_step:
+            computed = True if unsplit else policy.decisions[-1]
+            on_step(step, float(t), computed, time.perf_counter() - started)
 
     stats = policy.stats() if not unsplit else {"full": num_steps, "predicted": 0, "decisions": [True] * num_steps}
     return SampleResult(latents, stats["full"], stats["predicted"], stats["decisions"])

@@ -1,0 +1,47 @@
+"""Print an engine folder's manifest readably and validate it: every file present and matching its
+hash, the manifest format readable. Exit status 2 with one sentence when anything is off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(p) -> None:
+    p.add_argument("folder", type=Path)
+    p.add_argument("--json", action="store_true", help="print the raw manifest JSON")
+
+
+def shape_str(spec: dict) -> str:
+    return f"{spec['name']}[{','.join(str(d) for d in spec['shape'])}]"
+
+
+def run(args) -> int:
+    from .engines.manifest import MANIFEST, read_manifest
+
+    manifest = read_manifest(args.folder)
+    if args.json:
+        print((args.folder / MANIFEST).read_text())
+        return 0
+    m = manifest
+    s = m.shape
+    print(f"engine folder {args.folder}: valid ({len(m.files())} files, hashes match)")
+    print(f"  model      {m.model['name']} ({m.model['family']}, {m.model['class']}), weights sha256 "
+          f"{m.model['weights_sha256'][:16]}...")
+    print(f"  backend    {m.backend}, precision {m.precision}")
+    print(f"  shape      latents {s['height']}x{s['width']}, {s['frames']} frame(s), {s['text_tokens']} text tokens, "
+          f"batch {s['batch_min']}/{s['batch_opt']}/{s['batch_max']} (min/opt/max)")
+    if m.quantization:
+        print(f"  quantized  {m.quantization['method']} ({m.quantization['scope']})")
+    print("  parts:")
+    for name, part in m.parts.items():
+        err = "" if part.check_error is None else f"  check {part.check_error:.1e}"
+        ins = ", ".join(shape_str(i) for i in part.inputs)
+        outs = ", ".join(shape_str(o) for o in part.outputs)
+        print(f"    {name:<15} {part.file:<22} {part.precision:<5}{err}")
+        print(f"      {ins} -> {outs}")
+    print("  versions   " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+    if m.build_log:
+        total = sum(x["seconds"] for x in m.build_log)
+        print(f"  built      {m.created}, {total:.0f} s: " + ", ".join(f"{x['stage']} {x['seconds']:.1f}s"
+                                                                    for x in m.build_log))
+    return 0
