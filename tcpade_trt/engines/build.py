@@ -1,0 +1,265 @@
+"""The offline engine build: model -> ONNX parts -> (quantized) engines -> a sealed engine folder.
+
+    build_engines("demo", "engines/demo-int8", BuildOptions(precision="int8"))
+
+Stages (each logged with its duration): load the model; export prepare / head / blocks / tail and
+the Padé graphs to ONNX, each checked against torch; quantize the blocks (INT8 / FP8) and check
+again; build TensorRT plans (tensorrt backend); hash everything into the manifest. All of it
+happens in a temporary sibling folder that is renamed to ``out`` only at the very end, so an
+interrupted or failed build leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..cache.pade import VARIANTS
+from ..errors import ConfigError, TcpadeError
+from ..export.onnx_export import check_part, export_part
+from ..export.pade_onnx import export_pade
+from ..export.parts import PARTS, BuildShape, batch_axes
+from ..models.base import SplitModel
+from ..models.registry import load_model
+from .manifest import Manifest, PartEntry, build_versions, sha256_state_dict
+
+BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+# relative L2 error of each engine against torch fp32 that a build accepts
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
+
+
+@dataclass
+class TensorRTOptions:
+    """TensorRT builder knobs (tensorrt backend only)."""
+
+    optimization_level: int = 3  # 0-5: higher searches longer for faster kernels
+    timing_cache: str | None = None  # reuse kernel timings across builds
+    refittable: bool = False  # weights can be swapped later (LoRA) without a rebuild
+    weight_streaming: bool = False  # stream weights from host memory (strongly typed only)
+    workspace_gb: float = 8.0
+
+
+@dataclass
+class BuildOptions:
+    backend: str = "onnxruntime"
+    precision: str = "fp32"
+    shape: BuildShape = field(default_factory=lambda: BuildShape(height=16, width=16))
+    int8_mode: str = "dynamic"  # "dynamic" (no calibration) or "static" (QDQ, calibrated)
+    calibration_samples: int = 8
+    calibration_steps: int = 20
+    calibration_seed: int = 0
+    opset: int = 18
+    pade_variants: tuple[str, ...] = VARIANTS
+    reuse_onnx_from: Path | None = None  # an onnxruntime fp32 folder of the same model and shape
+    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} (got {self.backend!r}).")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}).")
+        if self.backend == "onnxruntime" and self.precision in ("fp16", "bf16"):
+            raise ConfigError(f"{self.precision} blocks need a GPU engine: use --backend tensorrt, or fp32 / int8 / "
+                              "fp8 with onnxruntime (onnxruntime's CPU kernels have no BF16 MatMul).")
+        if self.int8_mode not in ("dynamic", "static"):
+            raise ConfigError(f"int8 mode must be 'dynamic' or 'static' (got {self.int8_mode!r}).")
+        s = self.shape
+        if not 1 <= s.batch_min <= s.batch_opt <= s.batch_max:
+            raise ConfigError(f"need 1 <= batch min <= opt <= max (got {s.batch_min}, {s.batch_opt}, {s.batch_max}).")
+        if self.backend == "tensorrt" and self.tensorrt.optimization_level not in range(6):
+            raise ConfigError("the TensorRT builder optimization level must be 0-5.")
+
+
+class _Stages:
+    """Progress with a duration per stage, on one tqdm bar."""
+
+    def __init__(self, total: int, progress: bool):
+        self.bar = tqdm(total=total, desc="build", disable=not progress, leave=False)
+        self.log: list[dict] = []
+        self.progress = progress
+
+    def run(self, name: str, fn, *args, **kwargs):
+        self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - start
+        self.log.append({"stage": name, "seconds": round(seconds, 2)})
+        if self.progress:
+            tqdm.write(f"  {name:<38} {seconds:6.1f} s")
+        self.bar.update()
+        return result
+
+    def close(self):
+        self.bar.close()
+
+
+def model_identity(model: SplitModel) -> dict:
+    state = dict(model.transformer.state_dict())
+    if hasattr(model, "conditioner"):
+        state.update({f"conditioner.{k}": v for k, v in model.conditioner.state_dict().items()})
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()
+              if not k.startswith("_") or k == "_class_name"}
+    return {"name": model.name, "family": model.family, "class": type(model.transformer).__name__,
+            "config": config, "weights_sha256": sha256_state_dict(state)}
+
+
+def build_engines(model: str | SplitModel, out: str | Path, options: BuildOptions | None = None,
+                  progress: bool = True) -> Manifest:
+    """Build an engine folder at ``out`` (replacing an existing one only once the new one is complete)."""
+    options = options or BuildOptions()
+    options.validate()
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        manifest = _build_into(model, tmp, options, progress)
+        _replace_folder(tmp, out)
+        return manifest
+    except BaseException:  # failed or interrupted (Ctrl-C too): nothing half-written stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+        new.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(out)
+
+
+def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) -> Manifest:
+    shape, precision = options.shape, options.precision
+    quantized = precision in ("int8", "fp8")
+    exports = 1 if options.reuse_onnx_from else len(PARTS) + len(options.pade_variants)
+    stages = _Stages(1 + exports + quantized + (options.backend == "tensorrt") + 1, progress)
+    try:
+        if isinstance(model_ref, SplitModel):
+            model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
+        else:
+            model = stages.run(f"load {model_ref}", load_model, model_ref)
+        model.transformer.eval()
+        identity = model_identity(model)
+        with torch.no_grad():
+            if options.reuse_onnx_from:
+                entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", _copy_fp32_parts,
+                                     options.reuse_onnx_from, folder, identity, shape)
+            else:
+                entries = _export_all(model, folder, options, stages)
+            quantization = None
+            if quantized:
+                quantization = stages.run(f"quantize blocks ({precision})", _quantize_blocks, model, folder,
+                                          entries["blocks"], options)
+            if options.backend == "tensorrt":
+                from .trt_backend import build_plans
+
+                stages.run("build TensorRT plans", build_plans, folder, entries, options)
+        manifest = Manifest(
+            backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
+            parts=entries, versions=build_versions(options.backend), quantization=quantization,
+            extras=_write_extras(model, folder), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt)},
+        )
+        stages.run("hash files", manifest.seal, folder)
+        manifest.build_log = stages.log
+        manifest.write(folder)
+        return manifest
+    finally:
+        stages.close()
+
+
+def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: _Stages) -> dict[str, PartEntry]:
+    """Every part and Padé variant to fp32 ONNX, each model part checked against torch."""
+    shape = options.shape
+    axes = batch_axes(model, shape)
+    entries: dict[str, PartEntry] = {}
+    for part in PARTS:
+        if part == "prepare" and not model.PREPARE_OUTPUTS:
+            continue  # nothing prompt-only to precompute (DiT)
+        io = stages.run(f"export {part}", export_part, model, part, shape, folder / f"{part}.onnx", options.opset, axes)
+        entries[part] = PartEntry(file=f"{part}.onnx", **io)
+        entries[part].check_error = check_part(_ort_session(folder / f"{part}.onnx"), model, part, shape,
+                                               TOLERANCE["fp32"])
+    hidden = entries["blocks"].outputs[0]["shape"][-1]
+    inputs, outputs = _pade_io(hidden)
+    for variant in options.pade_variants:
+        name = f"pade-{variant}"
+        stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", variant, hidden=hidden)
+        entries[name] = PartEntry(file=f"{name}.onnx", inputs=inputs, outputs=outputs)
+    return entries
+
+
+def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
+    """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
+    from .manifest import read_manifest
+
+    src = read_manifest(source)
+    if src.backend != "onnxruntime" or src.precision != "fp32":
+        raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
+    if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
+        raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
+    for entry in src.parts.values():
+        shutil.copy2(source / entry.file, folder / entry.file)
+    return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
+
+
+def _ort_session(path: Path):
+    from .ort_backend import create_session
+
+    return create_session(path, providers=["CPUExecutionProvider"])
+
+
+def _pade_io(hidden: int):
+    r = lambda n: {"name": n, "dtype": "float32", "shape": ["batch", "tokens", hidden]}
+    return ([r("r1"), r("r2"), r("r3"), {"name": "params", "dtype": "float32", "shape": [6]}],
+            [r("prediction"), {"name": "tsi", "dtype": "float32", "shape": ["batch"]}])
+
+
+def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
+    """Replace blocks.onnx by its quantized version (checked against torch); returns the recipe."""
+    from .calibration import collect_block_inputs
+    from .ort_backend import quantize_int8_dynamic, quantize_static_qdq
+
+    src, dst = folder / "blocks.fp32.onnx", folder / "blocks.onnx"
+    (folder / "blocks.onnx").rename(src)
+    recipe = {"method": None, "ops": ["MatMul", "Gemm"], "scope": "blocks only: prepare, head (embedders), tail "
+              "(norm_out, proj_out) and the Padé graph stay fp32"}
+    if options.precision == "int8" and options.int8_mode == "dynamic":
+        quantize_int8_dynamic(src, dst)
+        recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights"
+    else:
+        feeds = collect_block_inputs(model, options.shape, options.calibration_samples, options.calibration_steps,
+                                     options.calibration_seed)
+        quantize_static_qdq(src, dst, feeds, kind=options.precision)
+        recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
+                            f"{' per-channel' if options.precision == 'int8' else ''}")
+        recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
+                                 "seed": options.calibration_seed, "feeds": len(feeds)}
+    src.unlink()
+    entry.precision = options.precision
+    entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision])
+    return recipe
+
+
+def _write_extras(model: SplitModel, folder: Path) -> dict:
+    """Files besides the engines that a generation needs (the demo's learned class embeddings)."""
+    if not hasattr(model, "conditioner"):
+        return {}
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.conditioner.state_dict().items()},
+              str(folder / "conditioner.safetensors"))
+    return {"conditioner": "conditioner.safetensors"}
+
+
+__all__ = ["BACKENDS", "PRECISIONS", "BuildOptions", "TensorRTOptions", "TcpadeError", "build_engines"]

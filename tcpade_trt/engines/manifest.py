@@ -1,0 +1,160 @@
+"""The engine folder's manifest: a self-describing JSON that loading checks before trusting a file.
+
+    engines/NAME/
+        manifest.json            this file's content (see Manifest)
+        prepare.onnx head.onnx blocks.onnx tail.onnx pade-*.onnx (or *.plan for TensorRT)
+        extras (the demo's class embeddings)
+
+Loading validates: the format version, every listed file's presence and SHA-256, and - for
+TensorRT - the TensorRT version and GPU the plans were built for. A mismatch is reported as one
+sentence saying what differs and how to rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import TcpadeError
+
+FORMAT = "tcpade-trt-engines"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class ManifestError(TcpadeError):
+    """The engine folder is missing, corrupt or built for something else."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_state_dict(state: dict) -> str:
+    """A hash of a model's weights, independent of file format: names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class PartEntry:
+    file: str
+    inputs: list[dict]
+    outputs: list[dict]
+    precision: str = "fp32"
+    sha256: str = ""
+    check_error: float | None = None  # relative L2 against torch measured at build time
+    extra_files: list[str] = field(default_factory=list)  # external data etc., hashed too
+    extra_sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    backend: str
+    precision: str
+    model: dict  # name, family, class, config, weights_sha256
+    shape: dict  # BuildShape fields
+    parts: dict[str, PartEntry]
+    versions: dict
+    quantization: dict | None = None
+    extras: dict = field(default_factory=dict)  # name -> file (hashed in extra_sha256)
+    extra_sha256: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # build options beyond backend / precision / shape
+    build_log: list = field(default_factory=list)  # stage -> seconds
+    created: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    # -- files --------------------------------------------------------------------------------
+    def files(self) -> dict[str, str]:
+        """Every file the folder must hold, with its expected hash."""
+        out = {p.file: p.sha256 for p in self.parts.values()}
+        for p in self.parts.values():
+            out.update(p.extra_sha256)
+        out.update(self.extra_sha256)
+        return out
+
+    def seal(self, folder: Path) -> None:
+        """Hash every file (call when the folder is complete, before writing the manifest)."""
+        for part in self.parts.values():
+            part.sha256 = sha256_file(folder / part.file)
+            part.extra_sha256 = {f: sha256_file(folder / f) for f in part.extra_files}
+        self.extra_sha256 = {f: sha256_file(folder / f) for f in self.extras.values()}
+
+    def write(self, folder: Path) -> Path:
+        path = folder / MANIFEST
+        data = asdict(self)
+        path.write_text(json.dumps(data, indent=1))
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Manifest:
+        parts = {k: PartEntry(**v) for k, v in data.pop("parts").items()}
+        return cls(parts=parts, **data)
+
+
+def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
+    """Load and validate ``folder``'s manifest; raises ManifestError with a sentence on any problem."""
+    folder = Path(folder)
+    rebuild = f"rebuild it with `tcpade-trt build MODEL --out {folder}`"
+    if not folder.is_dir():
+        raise ManifestError(f"{folder} is not an engine folder (it does not exist); build one with "
+                            "`tcpade-trt build MODEL --out DIR`.")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{folder} has no {MANIFEST}: it is not a complete engine folder; {rebuild}.")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); {rebuild}.") \
+            from None
+    if data.get("format") != FORMAT:
+        raise ManifestError(f"{path} is not a tcpade-trt manifest; {rebuild}.")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ManifestError(f"{folder} was written by a tcpade-trt with manifest format "
+                            f"{data.get('format_version')}, this one reads {FORMAT_VERSION}; {rebuild}.")
+    try:
+        manifest = Manifest.from_dict(dict(data))
+    except TypeError as exc:
+        raise ManifestError(f"{path} is missing or has unknown fields ({exc}); {rebuild}.") from None
+    for name, expected in manifest.files().items():
+        file = folder / name
+        if not file.is_file():
+            raise ManifestError(f"{folder} lacks {name}, which its manifest lists; {rebuild}.")
+        if verify_hashes and sha256_file(file) != expected:
+            raise ManifestError(f"{file} does not match the hash in the manifest (corrupt or modified); {rebuild}.")
+    return manifest
+
+
+def build_versions(backend: str) -> dict:
+    """The versions an engine folder is built with (checked again when it is loaded)."""
+    import onnx
+
+    from .. import __version__
+
+    versions = {"tcpade_trt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "python": platform.python_version()}
+    try:
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if backend == "tensorrt":
+        from .trt_backend import tensorrt_versions
+
+        versions.update(tensorrt_versions())
+    return versions

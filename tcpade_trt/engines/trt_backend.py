@@ -1,0 +1,159 @@
+"""TensorRT: plans from the same ONNX files, for TensorRT 10.x and 11.x. Imported lazily.
+
+Per-version choices (``builder_plan``, pure Python and tested on CPU):
+- TensorRT 11 removed weak typing: no FP16/BF16/INT8/FP8 builder flags; precision comes only from
+  the ONNX dtypes and explicit Q/DQ nodes (strongly typed networks).
+- TensorRT 10 still has the flags; we build strongly typed there too when the graph carries its
+  precision (Q/DQ, bf16/fp16 ONNX), and use the FP16/BF16 flags only for an fp32 graph asked to
+  run in reduced precision.
+- FP8 needs compute capability >= 8.9 (Ada, Hopper); FP4 >= 10.0.
+Every TensorRT return value is checked; a failure is one sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import TcpadeError
+
+MIN_CAPABILITY = {"fp8": (8, 9), "bf16": (8, 0), "int8": (6, 1), "fp16": (5, 3), "fp32": (0, 0)}
+
+
+class TensorRTError(TcpadeError):
+    """TensorRT is missing, or a TensorRT call failed."""
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise TensorRTError("the tensorrt backend needs TensorRT: pip install 'tcpade-trt[gpu]' on a machine with an "
+                            "NVIDIA GPU (TensorRT's libraries come from NVIDIA's package index).") from None
+    return trt
+
+
+def gpu_identity() -> dict:
+    """Name and compute capability of GPU 0 (via torch), or {} without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+def tensorrt_versions() -> dict:
+    trt = import_tensorrt()
+    return {"tensorrt": trt.__version__, **gpu_identity()}
+
+
+def check_precision_supported(precision: str, capability: tuple[int, int] | None) -> None:
+    """Refuse a precision the GPU cannot run, with the reason."""
+    if capability is None:
+        raise TensorRTError("no CUDA GPU is visible: TensorRT engines are built on the GPU they will run on.")
+    need = MIN_CAPABILITY.get(precision, (0, 0))
+    if tuple(capability) < need:
+        raise TensorRTError(f"{precision} needs a GPU of compute capability >= {need[0]}.{need[1]}; this one is "
+                            f"{capability[0]}.{capability[1]}. Build with a different --precision "
+                            "(bf16 or int8) or on an Ada / Hopper GPU.")
+
+
+@dataclass
+class BuilderPlan:
+    """What to ask the builder for, decided from the TensorRT version and the graph's precision."""
+
+    strongly_typed: bool
+    flags: list[str] = field(default_factory=list)  # BuilderFlag names to set
+    optimization_level: int = 3
+    weight_streaming: bool = False
+
+
+def builder_plan(trt_major: int, precision: str, graph_carries_precision: bool, optimization_level: int = 3,
+                 refittable: bool = False, weight_streaming: bool = False) -> BuilderPlan:
+    """The per-version configuration: pure decision logic, no TensorRT import.
+
+    graph_carries_precision: the ONNX already has the target dtypes / Q/DQ nodes (bf16 export,
+    quantized blocks); False for an fp32 graph that should run in fp16/bf16.
+    """
+    flags = ["REFIT"] if refittable else []
+    if trt_major >= 11:
+        if not graph_carries_precision and precision not in ("fp32",):
+            raise TensorRTError(f"TensorRT {trt_major} builds only strongly typed networks: export the graph in "
+                                f"{precision} (or with Q/DQ nodes) instead of asking the builder for it.")
+        return BuilderPlan(True, flags, optimization_level, weight_streaming)
+    if graph_carries_precision or precision == "fp32":
+        return BuilderPlan(True, flags, optimization_level, weight_streaming)
+    if weight_streaming:
+        raise TensorRTError("weight streaming needs a strongly typed network: export the blocks in the target "
+                            "precision instead of relying on builder flags.")
+    flag = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8", "fp8": "FP8"}[precision]
+    return BuilderPlan(False, [*flags, flag], optimization_level, False)
+
+
+def profile_shapes(inputs: list[dict], batch_min: int, batch_opt: int, batch_max: int) -> dict[str, tuple]:
+    """min / opt / max shape per input, with "batch" replaced by the batch range."""
+    out = {}
+    for spec in inputs:
+        dims = spec["shape"]
+        out[spec["name"]] = tuple(tuple(b if d == "batch" else d for d in dims) for b in (batch_min, batch_opt, batch_max))
+    return out
+
+
+def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape: dict, plan: BuilderPlan,
+                    workspace_gb: float = 8.0, timing_cache: str | None = None) -> None:
+    """Parse ONNX, build a serialized engine, write it to ``plan_path`` (all through TensorRT's API)."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if plan.strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise TensorRTError(f"TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    config.builder_optimization_level = plan.optimization_level
+    for name in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if plan.weight_streaming:
+        config.set_flag(trt.BuilderFlag.WEIGHT_STREAMING)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_shapes(inputs, shape["batch_min"], shape["batch_opt"], shape["batch_max"]).items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache = None
+    if timing_cache:
+        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise TensorRTError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above).")
+    plan_path.write_bytes(bytes(serialized))
+    if cache is not None:
+        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+
+
+def build_plans(folder: Path, entries: dict, options) -> None:
+    """A .plan next to every .onnx of the folder; manifest entries then point at the plans."""
+    import torch
+
+    trt = import_tensorrt()
+    capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+    check_precision_supported(options.precision, capability)
+    major = int(trt.__version__.split(".")[0])
+    for name, entry in entries.items():
+        carries = name != "blocks" or options.precision in ("int8", "fp8", "fp32")
+        plan = builder_plan(major, options.precision if name == "blocks" else "fp32", carries,
+                            options.tensorrt.optimization_level, options.tensorrt.refittable,
+                            options.tensorrt.weight_streaming and name == "blocks")
+        onnx_path = folder / entry.file
+        plan_path = onnx_path.with_suffix(".plan")
+        build_plan_file(onnx_path, plan_path, entry.inputs, options.shape.as_dict(), plan,
+                        options.tensorrt.workspace_gb, options.tensorrt.timing_cache)
+        entry.file = plan_path.name
+        entry.extra_files = [onnx_path.name]  # kept: the source of the plan, hashed with it
