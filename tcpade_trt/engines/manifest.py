@@ -128,7 +128,7 @@ def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
                             f"{data.get('format_version')}, this one reads {FORMAT_VERSION}; {rebuild}.")
     try:
         manifest = Manifest.from_dict(dict(data))
-    except TypeError as exc:
+    except (TypeError, KeyError, AttributeError) as exc:
         raise ManifestError(f"{path} is missing or has unknown fields ({exc}); {rebuild}.") from None
     for name, expected in manifest.files().items():
         file = folder / name

@@ -1,0 +1,140 @@
+"""`build_engines`: what a folder holds, quantized builds, and the sentences for everything that can go wrong."""
+
+import json
+import shutil
+
+import pytest
+
+from tcpade_trt.engines import build as build_module
+from tcpade_trt.engines.build import BuildOptions, build_engines
+from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
+from tcpade_trt.errors import ConfigError
+
+from .conftest import SHAPES
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_fp32_folder_holds_checked_parts_and_a_valid_manifest(fp32_folders, name):
+    manifest = read_manifest(fp32_folders[name])
+    expected = {"head", "blocks", "tail", "modulated", "pade-rational", "pade-paper", "pade-reference"}
+    expected |= set() if name == "tiny-dit" else {"prepare"}  # DiT has nothing prompt-only to precompute
+    assert set(manifest.parts) == expected
+    for part in ("head", "blocks", "tail"):
+        assert manifest.parts[part].check_error <= 1e-4
+    assert manifest.model["family"] == name.split("-")[1] and len(manifest.model["weights_sha256"]) == 64
+    assert manifest.versions["onnxruntime"] and manifest.backend == "onnxruntime"
+    assert {x["stage"] for x in manifest.build_log} >= {"export blocks", "hash files"}
+    blocks_in = manifest.parts["blocks"].inputs[0]
+    assert blocks_in["name"] == "hidden_states" and blocks_in["shape"][0] == "batch"
+
+
+@pytest.mark.parametrize("precision,mode,tolerance", [("int8", "dynamic", 0.1), ("int8", "static", 0.1),
+                                                      ("fp8", "static", 0.2)])
+def test_quantized_blocks_are_checked_against_torch(fp32_folders, tmp_path, precision, mode, tolerance):
+    options = BuildOptions(shape=SHAPES["tiny-flux"], precision=precision, int8_mode=mode,
+                           reuse_onnx_from=fp32_folders["tiny-flux"])
+    manifest = build_engines("tiny-flux", tmp_path / "q", options, progress=False)
+    assert 0 < manifest.parts["blocks"].check_error <= tolerance
+    assert manifest.parts["blocks"].precision == precision and manifest.parts["head"].precision == "fp32"
+    assert "blocks only" in manifest.quantization["scope"]
+
+
+def test_static_calibration_is_reproducible(fp32_folders, tmp_path):
+    options = BuildOptions(shape=SHAPES["tiny-flux"], precision="int8", int8_mode="static",
+                           reuse_onnx_from=fp32_folders["tiny-flux"])
+    a = build_engines("tiny-flux", tmp_path / "a", options, progress=False)
+    b = build_engines("tiny-flux", tmp_path / "b", options, progress=False)
+    assert a.parts["blocks"].sha256 == b.parts["blocks"].sha256
+    assert a.quantization["calibration"]["feeds"] == 20  # one feed per denoising step
+
+
+def copy(folder, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_missing_file_is_named(fp32_folders, tmp_path):
+    folder = copy(fp32_folders["tiny-dit"], tmp_path)
+    (folder / "tail.onnx").unlink()
+    with pytest.raises(ManifestError, match="lacks tail.onnx.*rebuild"):
+        read_manifest(folder)
+
+
+def test_modified_file_fails_its_hash(fp32_folders, tmp_path):
+    folder = copy(fp32_folders["tiny-dit"], tmp_path)
+    data = bytearray((folder / "blocks.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "blocks.onnx").write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match="does not match the hash"):
+        read_manifest(folder)
+
+
+def test_corrupt_onnx_with_a_matching_hash_is_refused_by_the_loader(fp32_folders, tmp_path):
+    from tcpade_trt.runtime.runtime import Runtime
+
+    folder = copy(fp32_folders["tiny-dit"], tmp_path)
+    (folder / "head.onnx").write_bytes(b"not an onnx model")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["parts"]["head"]["sha256"] = sha256_file(folder / "head.onnx")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="cannot load .*head.onnx.*rebuild"):
+        Runtime(folder)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("parts"), "missing or has unknown fields"),
+    (lambda m: m.update(format_version=99), "manifest format 99"),
+    (lambda m: m.update(format="something-else"), "not a tcpade-trt manifest"),
+])
+def test_tampered_manifest_is_explained(fp32_folders, tmp_path, edit, message):
+    folder = copy(fp32_folders["tiny-dit"], tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(folder)
+
+
+def test_not_json_and_not_a_folder(tmp_path):
+    (tmp_path / "manifest.json").write_text("{ nope")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        read_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_manifest(tmp_path / "missing")
+
+
+def test_reusing_another_models_onnx_is_refused(fp32_folders, tmp_path):
+    options = BuildOptions(shape=SHAPES["tiny-flux"], precision="int8", reuse_onnx_from=fp32_folders["tiny-dit"])
+    with pytest.raises(ConfigError, match="other weights or for another shape"):
+        build_engines("tiny-flux", tmp_path / "x", options, progress=False)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_build_leaves_nothing_and_keeps_the_previous_folder(fp32_folders, tmp_path, monkeypatch,
+                                                                           interruption):
+    out = copy(fp32_folders["tiny-dit"], tmp_path)
+    before = sorted(p.name for p in out.iterdir())
+
+    def explode(*args, **kwargs):
+        raise interruption("stopped")
+
+    monkeypatch.setattr(build_module, "export_pade", explode)
+    with pytest.raises(interruption):
+        build_engines("tiny-dit", out, BuildOptions(shape=SHAPES["tiny-dit"]), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temporary folder left
+    assert sorted(p.name for p in out.iterdir()) == before
+    read_manifest(out)  # the previous folder is intact
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(backend="openvino"), "backend must be one of"),
+    (dict(precision="int4"), "precision must be one of"),
+    (dict(precision="bf16"), "need a GPU engine"),
+    (dict(int8_mode="smooth"), "int8 mode must be"),
+])
+def test_bad_build_options_are_explained(options, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        build_engines("tiny-dit", tmp_path / "x", BuildOptions(**options), progress=False)
+    assert not (tmp_path / "x").exists()
