@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from tcpade_trt.engines.build import BuildOptions, build_engines
+from tcpade_trt.export.parts import BuildShape
 from tcpade_trt.models import example_cond, tiny_model
 
 # (family model, latent height, width, frames) cases the split must reproduce exactly
@@ -23,3 +25,20 @@ def make_inputs(model, batch, height, width, frames=1, seed=0):
     geometry = model.geometry(batch, height, width, frames)
     latents = torch.randn(geometry.shape, generator=gen)
     return latents, example_cond(model, geometry, height=height, width=width, generator=gen)
+
+
+# what the shared engine folders are built for
+SHAPES = {
+    "tiny-flux": BuildShape(height=8, width=8, batch_max=4),
+    "tiny-wan": BuildShape(height=8, width=8, frames=3, batch_max=4),
+    "tiny-dit": BuildShape(height=8, width=8, batch_max=4),
+}
+
+
+@pytest.fixture(scope="session")
+def fp32_folders(tmp_path_factory):
+    """onnxruntime fp32 engine folders of the three tiny families, built once per test session."""
+    root = tmp_path_factory.mktemp("engines")
+    for name, shape in SHAPES.items():
+        build_engines(name, root / name, BuildOptions(shape=shape), progress=False)
+    return {name: root / name for name in SHAPES}

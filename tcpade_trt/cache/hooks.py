@@ -19,33 +19,37 @@ import inspect
 import torch
 
 from ..errors import ConfigError
+from ..models.base import SplitModel
 from ..models.registry import split_model
 from .cached_step import cached_forward
 from .config import CacheConfig
 
 
 class _Branch:
-    def __init__(self, config: CacheConfig, num_steps: int):
-        self.policy = config.make_policy()
+    def __init__(self, policy, num_steps: int):
+        self.policy = policy
         self.policy.reset(num_steps)
         self.step = 0
 
 
-class CacheHandle:
-    """What ``apply_cache`` returns: statistics, reset and removal."""
+class CachedForward:
+    """A diffusers-compatible ``forward`` that runs a SplitModel with a cache, branch by branch.
 
-    def __init__(self, transformer, config: CacheConfig, num_steps: int):
-        self.transformer = transformer
+    Used by ``apply_cache`` (torch model) and by the engine-backed drop-in transformer.
+    ``make_policy`` builds one fresh policy per branch (default: ``config.make_policy``).
+    """
+
+    def __init__(self, model: SplitModel, config: CacheConfig, num_steps: int, signature: inspect.Signature,
+                 make_policy=None):
+        self.model = model
         self.config = config
         self.num_steps = num_steps
-        self.model = split_model(transformer)
-        self._forward = transformer.forward  # the bound original
-        self._signature = inspect.signature(self._forward)
+        self._signature = signature
+        self._make_policy = make_policy or config.make_policy
         self._branches: list[_Branch] = []
         self._last_timestep: float | None = None
         self._branch_index = 0
         self._finished: dict | None = None
-        self.removed = False
 
     # -- public -------------------------------------------------------------------------------
     def stats(self) -> dict:
@@ -60,12 +64,6 @@ class CacheHandle:
     def reset(self) -> None:
         """Start a new trajectory on the next call."""
         self._branches, self._last_timestep, self._branch_index = [], None, 0
-
-    def remove(self) -> None:
-        """Restore the transformer's original forward."""
-        if not self.removed:
-            del self.transformer.forward
-            self.removed = True
 
     # -- the wrapped forward ------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -102,7 +100,7 @@ class CacheHandle:
             self._branch_index = 0
         self._last_timestep = t
         while len(self._branches) <= self._branch_index:
-            self._branches.append(_Branch(self.config, self.num_steps))
+            self._branches.append(_Branch(self._make_policy(), self.num_steps))
         return self._branches[self._branch_index]
 
     def _unpack(self, a: dict):
@@ -122,6 +120,21 @@ class CacheHandle:
         if timestep.ndim == 0:
             timestep = timestep[None].expand(latents.shape[0])
         return latents, timestep, {"class_labels": a["class_labels"]}, a["return_dict"]
+
+
+class CacheHandle(CachedForward):
+    """What ``apply_cache`` returns: statistics, reset and removal."""
+
+    def __init__(self, transformer, config: CacheConfig, num_steps: int):
+        super().__init__(split_model(transformer), config, num_steps, inspect.signature(transformer.forward))
+        self.transformer = transformer
+        self.removed = False
+
+    def remove(self) -> None:
+        """Restore the transformer's original forward."""
+        if not self.removed:
+            del self.transformer.forward
+            self.removed = True
 
 
 def apply_cache(transformer, config: CacheConfig | str, num_steps: int) -> CacheHandle:

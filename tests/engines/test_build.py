@@ -10,7 +10,7 @@ from tcpade_trt.engines.build import BuildOptions, build_engines
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import ConfigError
 
-from .conftest import SHAPES
+from ..conftest import SHAPES
 
 
 @pytest.mark.parametrize("name", list(SHAPES))

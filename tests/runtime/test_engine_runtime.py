@@ -1,0 +1,110 @@
+"""The engine runtime against the torch reference, and how it behaves when things go wrong."""
+
+import threading
+
+import pytest
+import torch
+
+from tcpade_trt.cache import CacheConfig, apply_cache
+from tcpade_trt.errors import ShapeError, TcpadeError
+from tcpade_trt.models import tiny_model
+from tcpade_trt.runtime.engine_model import EngineError
+from tcpade_trt.runtime.runtime import Runtime
+from tcpade_trt.runtime.sampler import initial_noise, sample
+
+from ..conftest import make_inputs
+from ..conftest import SHAPES
+
+CASES = [("tiny-flux", None), ("tiny-wan", 5.0), ("tiny-dit", 4.0)]
+
+
+def inputs(name, batch=2, seed=0):
+    model = tiny_model(name)
+    s = SHAPES[name]
+    _, cond = make_inputs(model, batch, s.height, s.width, s.frames, seed=seed)
+    noise = initial_noise(model, model.geometry(batch, s.height, s.width, s.frames).shape,
+                          [seed + i for i in range(batch)])
+    return model, cond, noise
+
+
+def rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.mark.parametrize("name,guidance", CASES)
+def test_onnxruntime_fp32_uncached_matches_the_torch_reference(fp32_folders, name, guidance):
+    model, cond, noise = inputs(name)
+    ref = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, unsplit=True)
+    got = Runtime(fp32_folders[name]).generate(cond, noise, cache="none", steps=20, guidance_scale=guidance)
+    assert rel(got.latents, ref.latents) <= 1e-4
+
+
+@pytest.mark.parametrize("name,guidance", CASES)
+def test_tcpade_on_engines_takes_the_eager_paths_decisions(fp32_folders, name, guidance):
+    model, cond, noise = inputs(name)
+    handle = apply_cache(model.transformer, CacheConfig.preset("tcpade-fast"), num_steps=20)
+    try:
+        eager = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, unsplit=True)
+    finally:
+        handle.remove()
+    got = Runtime(fp32_folders[name]).generate(cond, noise, cache="tcpade-fast", steps=20, guidance_scale=guidance)
+    assert got.decisions == handle.stats()["decisions"]
+    assert rel(got.latents, eager.latents) <= 1e-3
+
+
+def test_outside_the_built_profile_is_one_sentence(fp32_folders):
+    rt = Runtime(fp32_folders["tiny-dit"])
+    model, cond, noise = inputs("tiny-dit", batch=3)
+    with pytest.raises(ShapeError, match="batch of 6 rows is outside the engines' profile"):
+        rt.generate(cond, noise, guidance_scale=4.0)  # CFG doubles 3 rows to 6 > 4
+    model, cond, noise = inputs("tiny-dit", batch=1)
+    with pytest.raises(ShapeError, match=r"built for latents of shape \[1, 4, 8, 8\]"):
+        rt.generate(cond, torch.randn(1, 4, 16, 16))
+
+
+def test_concurrent_use_is_refused_clearly(fp32_folders):
+    rt = Runtime(fp32_folders["tiny-dit"])
+    model, cond, noise = inputs("tiny-dit", batch=1)
+    rt._lock.acquire()  # another thread is mid-generation
+    try:
+        with pytest.raises(TcpadeError, match="one request at a time"):
+            rt.generate(cond, noise)
+    finally:
+        rt._lock.release()
+    assert isinstance(rt._lock, type(threading.Lock()))
+
+
+class FailsOnce:
+    """A session that raises on its ``fail_at``-th call, then behaves."""
+
+    def __init__(self, session, fail_at):
+        self.session, self.calls, self.fail_at = session, 0, fail_at
+
+    def run(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.session.run(*args, **kwargs)
+
+
+def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_next(fp32_folders):
+    rt = Runtime(fp32_folders["tiny-flux"])
+    model, cond, noise = inputs("tiny-flux", batch=1)
+    expected = rt.generate(cond, noise, cache="tcpade-fast")
+    blocks = rt.model.parts["blocks"]
+    blocks.session = FailsOnce(blocks.session, fail_at=3)
+    with pytest.raises(EngineError, match="the blocks engine failed"):
+        rt.generate(cond, noise, cache="tcpade-fast")
+    again = rt.generate(cond, noise, cache="tcpade-fast")
+    assert torch.equal(again.latents, expected.latents)
+
+
+def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
+    rt = Runtime(fp32_folders["tiny-dit"])
+    model, cond, noise = inputs("tiny-dit", batch=1)
+    nan_pade = lambda r1, r2, r3, params: (torch.full_like(r1, float("nan")), torch.zeros(r1.shape[0]))
+    rt.model.pade = lambda variant: nan_pade
+    got = rt.generate(cond, noise, cache="tcpade-fast")
+    assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
+    ref = rt.generate(cond, noise, cache="none")
+    assert torch.equal(got.latents, ref.latents)
