@@ -1,7 +1,14 @@
 """Unmodified diffusers pipelines around tiny transformers (no text encoders: embeddings are passed in)."""
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, FlowMatchEulerDiscreteScheduler, FluxPipeline, WanPipeline
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiTPipeline,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    WanPipeline,
+)
 
 
 def flux_pipeline(transformer):

@@ -97,6 +97,8 @@ def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.nda
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     qtype = {"int8": QuantType.QInt8, "fp8": QuantType.QFLOAT8E4M3FN}[kind]
+    # onnxruntime calibrates float8 only from value distributions
+    method = CalibrationMethod.MinMax if kind == "int8" else CalibrationMethod.Distribution
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
     with tempfile.TemporaryDirectory() as tmp, _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):
         cwd = os.getcwd()  # the calibrator writes scratch files next to the working directory
@@ -104,9 +106,7 @@ def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.nda
         try:
             quantize_static(str(src), str(dst), FeedReader(calibration), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=QUANTIZED_OPS, per_channel=kind == "int8",
-                            activation_type=qtype, weight_type=qtype,
-                            # onnxruntime calibrates float8 only from value distributions
-                            calibrate_method=CalibrationMethod.MinMax if kind == "int8" else CalibrationMethod.Distribution,
+                            activation_type=qtype, weight_type=qtype, calibrate_method=method,
                             extra_options=extra)
         finally:
             os.chdir(cwd)

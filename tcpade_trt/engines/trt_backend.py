@@ -96,7 +96,8 @@ def profile_shapes(inputs: list[dict], batch_min: int, batch_opt: int, batch_max
     out = {}
     for spec in inputs:
         dims = spec["shape"]
-        out[spec["name"]] = tuple(tuple(b if d == "batch" else d for d in dims) for b in (batch_min, batch_opt, batch_max))
+        batches = (batch_min, batch_opt, batch_max)
+        out[spec["name"]] = tuple(tuple(b if d == "batch" else d for d in dims) for b in batches)
     return out
 
 
@@ -122,7 +123,8 @@ def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape:
     if plan.weight_streaming:
         config.set_flag(trt.BuilderFlag.WEIGHT_STREAMING)
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_shapes(inputs, shape["batch_min"], shape["batch_opt"], shape["batch_max"]).items():
+    shapes = profile_shapes(inputs, shape["batch_min"], shape["batch_opt"], shape["batch_max"])
+    for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     cache = None

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from tcpade_trt.cache import CacheConfig, apply_cache
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models import tiny_model

@@ -9,7 +9,11 @@ import types
 import pytest
 
 from tcpade_trt.engines.trt_backend import (
-    TensorRTError, builder_plan, check_precision_supported, import_tensorrt, profile_shapes,
+    TensorRTError,
+    builder_plan,
+    check_precision_supported,
+    import_tensorrt,
+    profile_shapes,
 )
 
 

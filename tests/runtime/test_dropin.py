@@ -1,7 +1,6 @@
 """EngineTransformer inside unmodified diffusers pipelines, against the same pipeline on the torch model."""
 
 import pytest
-import torch
 
 from tcpade_trt.models import tiny_model
 from tcpade_trt.runtime.dropin import EngineTransformer

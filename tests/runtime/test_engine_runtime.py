@@ -12,8 +12,7 @@ from tcpade_trt.runtime.engine_model import EngineError
 from tcpade_trt.runtime.runtime import Runtime
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
-from ..conftest import make_inputs
-from ..conftest import SHAPES
+from ..conftest import SHAPES, make_inputs
 
 CASES = [("tiny-flux", None), ("tiny-wan", 5.0), ("tiny-dit", 4.0)]
 
