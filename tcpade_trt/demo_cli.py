@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seeds", type=int, default=16, help="samples per run, classes cycling (default 16)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per cell; the median is reported")
+    p.add_argument("--torch-only", action="store_true", help="skip the onnxruntime engines (no build)")
 
 
 def run(args) -> int:
@@ -32,7 +33,7 @@ def run(args) -> int:
         raise ConfigError("--seeds and --repeats must be >= 1 and --steps >= 2.")
     start = time.perf_counter()
     results = run_demo(args.out, caches=tuple(args.caches), seeds=args.seeds, steps=args.steps,
-                       repeats=args.repeats)
+                       repeats=args.repeats, engines=not args.torch_only)
     print(format_table(results))
     print(f"\nmachine: {describe(results['machine'])}")
     print(f"wrote {args.out}/results.json, samples.png, speed_vs_quality.png in {time.perf_counter() - start:.0f} s")

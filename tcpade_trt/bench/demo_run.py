@@ -1,9 +1,11 @@
-"""The demo: every cache preset on the shipped demo model, timed and compared with uncached.
+"""The demo: every cache preset on the shipped demo model, on torch and on onnxruntime engines
+(FP32 and INT8), timed and compared with uncached.
 
-For each backend x precision (torch fp32 until engines land), for each cache spec: one untimed
-warm-up run, then ``repeats`` timed runs of the whole batch (one seed per sample, classes cycling);
-latency = median. Quality = PSNR / SSIM of each image against the uncached image of the same
-seed on the same backend.
+Stage 1 builds the engine folders (or reuses valid ones for the same weights). Then for each
+backend x precision, for each cache spec: one untimed warm-up run, then ``repeats`` timed runs of
+the whole batch (one seed per sample, classes cycling); latency = median. Quality = PSNR / SSIM of
+each image against the uncached image of the same seed on the same backend, and PSNR against the
+torch FP32 uncached image (what quantization costs).
 """
 
 from __future__ import annotations
@@ -28,33 +30,60 @@ DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache"
 
 @dataclass
 class Backend:
-    """A way to run the demo model's sampler: name, precision and a sampling function."""
+    """A way to run the demo model's sampler: name, precision and the model (torch or engines)."""
 
     name: str
     precision: str
-    model: DemoSplit
+    model: object  # DemoSplit (torch) or a Runtime (engines)
 
     def run(self, cond, noise, cache_spec: str, steps: int):
-        policy = parse_cache_spec(cache_spec).make_policy()
-        return sample(self.model, cond, noise, num_steps=steps, policy=policy)
+        if isinstance(self.model, DemoSplit):
+            return sample(self.model, cond, noise, num_steps=steps, policy=parse_cache_spec(cache_spec).make_policy())
+        return self.model.generate(cond, noise, cache=cache_spec, steps=steps)
 
 
-def torch_backend(model: DemoSplit) -> Backend:
-    return Backend("torch", "fp32", model)
+def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool) -> dict[str, Path]:
+    """onnxruntime FP32 and INT8 folders for the demo model (reused when valid for these weights)."""
+    from ..engines.build import BuildOptions, build_engines, model_identity
+    from ..engines.manifest import ManifestError, read_manifest
+    from ..export.parts import BuildShape
+
+    shape = BuildShape(height=16, width=16, text_tokens=4, batch_min=1, batch_opt=seeds, batch_max=max(seeds, 16))
+    weights = model_identity(model)["weights_sha256"]
+    folders = {"fp32": folder / "demo-fp32", "int8": folder / "demo-int8"}
+    for precision, path in folders.items():
+        try:
+            m = read_manifest(path)
+            if m.model["weights_sha256"] == weights and m.shape == shape.as_dict():
+                continue
+        except ManifestError:
+            pass
+        if progress:
+            print(f"building onnxruntime {precision} engines -> {path}")
+        options = BuildOptions(precision=precision, shape=shape,
+                               reuse_onnx_from=folders["fp32"] if precision != "fp32" else None)
+        build_engines(model, path, options, progress=progress)
+    return folders
 
 
 def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20, repeats: int = 3,
-             progress: bool = True) -> dict:
+             progress: bool = True, engines: bool = True) -> dict:
     if "none" not in caches:
         caches = ("none", *caches)  # the reference every figure is measured against
     out.mkdir(parents=True, exist_ok=True)
     model = load_demo_model()
     labels = torch.arange(seeds) % len(CLASSES)
-    cond = model.class_cond(labels)
+    with torch.no_grad():
+        cond = model.class_cond(labels)
     noise = initial_noise(model, model.geometry_for(seeds).shape, list(range(seeds)))
-    backends = [torch_backend(model)]
+    backends = [Backend("torch", "fp32", model)]
+    if engines:
+        from ..runtime.runtime import Runtime
 
-    runs, images = [], {}
+        for precision, folder in demo_engines(model, out / "engines", seeds, progress).items():
+            backends.append(Backend("onnxruntime", precision, Runtime(folder)))
+
+    runs, images, fp32_reference = [], {}, None
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     for backend in backends:
         reference = None
@@ -70,6 +99,8 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
             image = to_unit(latents_to_images(result.latents))
             if spec == "none":
                 reference = (result.latents, image, statistics.median(times))
+                if fp32_reference is None:
+                    fp32_reference = (image, reference[2])
             latency = statistics.median(times)
             p = psnr(image, reference[1])
             runs.append({
@@ -79,6 +110,8 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
                 "psnr_db": None if spec == "none" else float(p.mean()),
                 "psnr_db_min": None if spec == "none" else float(p.min()),
                 "ssim": float(ssim(image, reference[1]).mean()),
+                "psnr_vs_fp32_db": _finite_mean(psnr(image, fp32_reference[0])),
+                "speedup_vs_torch_fp32": fp32_reference[1] / latency,
                 "rel_l2_latents": float(relative_l2(result.latents, reference[0]).mean()),
                 "decisions": "".join("F" if d else "." for d in result.decisions),
             })
@@ -89,6 +122,11 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
     (out / "results.json").write_text(json.dumps(results, indent=1))
     _pictures(out, results, images)
     return results
+
+
+def _finite_mean(values: torch.Tensor) -> float | None:
+    """Mean PSNR; None when the images are identical (infinite PSNR)."""
+    return None if torch.isinf(values).all() else float(values[torch.isfinite(values)].mean())
 
 
 def _pictures(out: Path, results: dict, images: dict) -> None:
@@ -108,10 +146,12 @@ def _pictures(out: Path, results: dict, images: dict) -> None:
 
 
 def format_table(results: dict) -> str:
-    head = f"{'backend':<12}{'precision':<10}{'cache':<28}{'full steps':>11}{'speedup':>9}{'PSNR dB':>9}{'SSIM':>7}"
+    head = (f"{'backend':<12}{'precision':<10}{'cache':<22}{'full steps':>11}{'speedup':>9}{'PSNR dB':>9}"
+            f"{'SSIM':>7}{'vs torch fp32':>15}")
     lines = [head, "-" * len(head)]
     for r in results["runs"]:
         p = "ref" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
-        lines.append(f"{r['backend']:<12}{r['precision']:<10}{r['cache']:<28}{r['full_steps']:>11}"
-                     f"{r['speedup']:>8.2f}x{p:>9}{r['ssim']:>7.3f}")
+        q = "ref" if r["psnr_vs_fp32_db"] is None else f"{r['psnr_vs_fp32_db']:.1f} dB"
+        lines.append(f"{r['backend']:<12}{r['precision']:<10}{r['cache']:<22}{r['full_steps']:>11}"
+                     f"{r['speedup']:>8.2f}x{p:>9}{r['ssim']:>7.3f}{r['speedup_vs_torch_fp32']:>6.2f}x {q:>8}")
     return "\n".join(lines)
