@@ -101,6 +101,7 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
     state = {f"{part}.{k}": v.detach().cpu().contiguous() for part in ema for k, v in ema[part].items()}
     tmp = out / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp))
+    tmp.chmod(0o644)
     tmp.replace(out / WEIGHTS_FILE)  # atomic: an interrupted run never leaves a half-written file
     window = 50
     curve = [sum(losses[i:i + window]) / len(losses[i:i + window]) for i in range(0, len(losses), window)]
@@ -113,7 +114,60 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         "parameters": sum(v.numel() for v in state.values()),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1))
+    write_model_card(out)
     return record
+
+
+def write_model_card(folder: Path) -> None:
+    """MODEL_CARD.md and loss_curve.png from the folder's training.json."""
+    record = json.loads((folder / "training.json").read_text())
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3))
+        window = record["loss_window"]
+        ax.plot([i * window for i in range(len(record["loss_curve"]))], record["loss_curve"])
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"rectified-flow loss (mean of {window})")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(folder / "loss_curve.png", dpi=100)
+        plt.close(fig)
+    except ImportError:
+        pass
+    cfg = record["transformer_config"]
+    card = f"""# Demo model card
+
+A small FLUX-architecture transformer (diffusers `FluxTransformer2DModel`), trained by this project
+so that step caching can be judged on a model with a real denoising trajectory.
+
+- **Data**: 32x32 RGB crops of eight scikit-image sample photographs, one class each:
+  {", ".join(record["classes"])}. Random crops of 1/8 to 1/2 of the photo's short side, resized
+  (antialiased) to 32x32, random horizontal flips.
+- **Latents**: pixels; an image [3, 32, 32] is space-to-depth'd to [12, 16, 16] and FLUX-packed to
+  64 tokens of 48 channels. Decoding is the inverse (no VAE).
+- **Conditioning**: the class, through the text stream: 4 learned tokens of 64 dims plus a learned
+  pooled vector of 64 dims. No guidance embedding.
+- **Architecture**: {cfg["num_layers"]} double-stream + {cfg["num_single_layers"]} single-stream blocks,
+  {cfg["num_attention_heads"]} heads x {cfg["attention_head_dim"]} dims (hidden {cfg["num_attention_heads"] *
+  cfg["attention_head_dim"]}), RoPE axes {cfg["axes_dims_rope"]}; {record["parameters"]:,} parameters
+  (fp32, {record["parameters"] * 4 / 1e6:.1f} MB).
+- **Objective**: rectified flow, velocity target noise - data (FlowMatchEulerDiscreteScheduler's
+  convention), logit-normal timesteps; AdamW lr {record["lr"]} with warm-up and cosine decay, batch
+  {record["batch"]}, gradient clipping 1.0, EMA {record["ema_decay"]} (the shipped weights are the EMA).
+- **Training**: {record["steps"]} steps, seed {record["seed"]}, final loss {record["final_loss"]:.4f}
+  (mean of the last {record["loss_window"]} steps), {record["train_minutes"]} minutes on {record["device"]}
+  ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}). Loss curve: loss_curve.png.
+- **Retrain**: `python -m tcpade_trt.models.train_demo` (needs the `demo` extra; seeded and
+  reproducible for the same torch build and thread count; `--device cuda` for minutes on a GPU).
+- **Check that it learned**: tests/demo/test_demo_model.py samples every class at 20 steps and
+  requires 80% of samples to be nearest, in colour histogram, to their own class's crops.
+"""
+    (folder / "MODEL_CARD.md").write_text(card)
 
 
 def main(argv=None) -> None:
@@ -124,7 +178,11 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "demo_weights")
+    p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from --out's training.json")
     args = p.parse_args(argv)
+    if args.card_only:
+        write_model_card(args.out)
+        return
     rec = train(args.steps, args.batch, args.lr, args.seed, args.out, device=args.device)
     print(f"final loss {rec['final_loss']:.4f} after {rec['steps']} steps in {rec['train_minutes']} min -> {args.out}")
 
