@@ -24,8 +24,8 @@ def _convert(value: str, current):
         return int(value)
     if isinstance(current, float):
         return float(value)
-    if isinstance(current, tuple):
-        return tuple(float(v) for v in value.split("/") if v)
+    if isinstance(current, tuple):  # "0/1/2/6" (a comma separates fields)
+        return tuple(int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in value.split("/") if v)
     return value
 
 

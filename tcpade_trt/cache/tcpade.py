@@ -15,7 +15,7 @@ class TCPadePolicy(CachePolicy):
     def __init__(self, config: TCPadeConfig):
         super().__init__(history_len=3)
         self.config = config
-        self.predictor = PadeTSI(config.variant, lam=config.lam, c_max=config.c_max)
+        self.predictor = PadeTSI(config.variant)  # the runtime swaps in the exported Padé engine
         # paper and reference extrapolate over consecutive steps, so predictions join the history
         self.keeps_predictions = config.variant != "rational"
         self.last_tsi: torch.Tensor | None = None
@@ -37,10 +37,12 @@ class TCPadePolicy(CachePolicy):
         return 1.0, 0.0, 0.0
 
     def params(self, step: int, num_steps: int) -> torch.Tensor:
-        """The Padé engine's per-step parameter vector [6] (see pade.py)."""
+        """The Padé engine's per-step parameter vector [8] (see pade.py)."""
         entries = self.history.entries
         s1, s2, s3 = entries[-1].step, entries[-2].step, entries[-3].step
-        return torch.tensor([step - s1, s2 - s1, s3 - s1, *self.phase_mix(step, num_steps)], dtype=torch.float32)
+        c = self.config
+        return torch.tensor([step - s1, s2 - s1, s3 - s1, *self.phase_mix(step, num_steps), c.lam, c.c_max],
+                            dtype=torch.float32)
 
     def decide(self, ctx: StepContext) -> torch.Tensor | None:
         c = self.config

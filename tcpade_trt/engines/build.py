@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..cache.pade import VARIANTS
+from ..cache.pade import NUM_PARAMS, VARIANTS
 from ..errors import ConfigError, TcpadeError
 from ..export.onnx_export import check_part, export_part
 from ..export.pade_onnx import export_pade
@@ -221,7 +221,7 @@ def _ort_session(path: Path):
 
 def _pade_io(hidden: int):
     r = lambda n: {"name": n, "dtype": "float32", "shape": ["batch", "tokens", hidden]}
-    return ([r("r1"), r("r2"), r("r3"), {"name": "params", "dtype": "float32", "shape": [6]}],
+    return ([r("r1"), r("r2"), r("r3"), {"name": "params", "dtype": "float32", "shape": [NUM_PARAMS]}],
             [r("prediction"), {"name": "tsi", "dtype": "float32", "shape": ["batch"]}])
 
 

@@ -1,6 +1,6 @@
 """Export the Padé/TSI math (cache/pade.py) to a small ONNX graph: "the Padé engine".
 
-Inputs  r1, r2, r3 [batch, tokens, hidden] (most recent residual first), params [6] float32
+Inputs  r1, r2, r3 [batch, tokens, hidden] (most recent residual first), params [8] float32
 Outputs prediction [batch, tokens, hidden], tsi [batch]
 batch and tokens are dynamic; hidden is fixed per model. One source of truth: the graph is traced
 from the same PadeTSI module the eager policies run.
@@ -17,22 +17,21 @@ import torch
 from ..cache.pade import PadeTSI
 from .onnx_export import _quiet
 
-INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: 6 floats, see cache/pade.py
+INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: 8 floats, see cache/pade.py
 OUTPUT_NAMES = ("prediction", "tsi")
 
 
 def example_pade_inputs(batch: int = 2, tokens: int = 16, hidden: int = 32, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     rs = [torch.randn(batch, tokens, hidden, generator=gen) for _ in range(3)]
-    params = torch.tensor([2.0, -1.0, -2.0, 1.0, 0.0, 0.0])
+    params = torch.tensor([2.0, -1.0, -2.0, 1.0, 0.0, 0.0, 10.0, 0.25])
     return (*rs, params)
 
 
-def export_pade(path: str | Path, variant: str = "rational", hidden: int = 32, lam: float = 10.0,
-                c_max: float = 0.5, opset: int = 18) -> Path:
+def export_pade(path: str | Path, variant: str = "rational", hidden: int = 32, opset: int = 18) -> Path:
     """Write the Padé graph for ``variant`` to ``path`` atomically; returns the path."""
     path = Path(path)
-    module = PadeTSI(variant, lam=lam, c_max=c_max).eval()
+    module = PadeTSI(variant).eval()
     args = example_pade_inputs(hidden=hidden)
     batch, tokens = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("tokens", min=2, max=1 << 20)
     residual = {0: batch, 1: tokens}

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tcpade_trt.cache import CacheConfig, apply_cache
+from tcpade_trt.cache.presets import SCHEDULE_7
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models import tiny_model
 from tcpade_trt.runtime.sampler import initial_noise, sample
@@ -11,7 +12,7 @@ from tcpade_trt.runtime.sampler import initial_noise, sample
 from ..conftest import make_inputs
 from ..pipelines import PIPELINES
 
-FAST_FULL = [0, 1, 2, 7, 12, 17, 19]
+FAST_FULL = list(SCHEDULE_7)
 
 
 @pytest.mark.parametrize("name,res,guidance", [("tiny-flux", (8, 8, 1), None), ("tiny-dit", (8, 8, 1), 4.0)])

@@ -7,8 +7,9 @@ from tcpade_trt.cache.pade import PadeTSI, rational_core, trajectory_stability
 from .helpers import linear_sequence
 
 
-def params(k, k2=-1.0, k3=-2.0, mix=(1.0, 0.0, 0.0)):
-    return torch.tensor([k, k2, k3, *mix])
+def params(k, k2=-1.0, k3=-2.0, mix=(1.0, 0.0, 0.0), lam=10.0, c_max=0.25):
+    """The per-step parameter vector: offsets, phase mix, lambda, c_max (see cache/pade.py)."""
+    return torch.tensor([k, k2, k3, *mix, lam, c_max])
 
 
 def test_tsi_is_zero_on_a_straight_line_and_one_on_a_reversal():
@@ -62,7 +63,7 @@ def test_rational_beats_taylor_on_a_saturating_sequence():
     a, b = torch.randn(1, 8, 8, generator=gen), torch.randn(1, 8, 8, generator=gen)
     r = lambda s: a + b * s / (1 + 0.3 * s)
     r1, r2, r3, truth = r(6), r(5), r(4), r(9)  # predict 3 steps ahead
-    pade = rational_core(r1, r2, r3, torch.tensor(3.0), torch.tensor(-1.0), torch.tensor(-2.0), c_max=0.5)
+    pade = rational_core(r1, r2, r3, torch.tensor(3.0), torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(0.5))
     d1, d1_prev = r1 - r2, r2 - r3
     taylor1 = r1 + 3 * d1
     taylor2 = taylor1 + (d1 - d1_prev) * 9 / 2
@@ -74,5 +75,5 @@ def test_rational_beats_taylor_on_a_saturating_sequence():
 def test_rational_damping_is_clamped_so_no_pole_is_reached():
     """Wildly curving history: c is clamped to [0, c_max], so the prediction stays finite and bounded."""
     r1, r2, r3 = torch.tensor([[[1.0]]]), torch.tensor([[[0.999]]]), torch.tensor([[[-5.0]]])
-    pred = rational_core(r1, r2, r3, torch.tensor(4.0), torch.tensor(-1.0), torch.tensor(-2.0), c_max=0.5)
+    pred = rational_core(r1, r2, r3, torch.tensor(4.0), torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(0.5))
     assert torch.isfinite(pred).all() and pred.abs().max() < 10

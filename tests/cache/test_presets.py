@@ -8,10 +8,10 @@ from tcpade_trt.errors import ConfigError
 
 from .helpers import linear_sequence, run_policy
 
-SKELETON_FAST = [0, 1, 2, 7, 12, 17, 19]
+SKELETON_FAST = [0, 1, 2, 6, 11, 16, 19]
 EXPECTED_FULL_STEPS_ON_A_LINE = {
     "none": list(range(20)),
-    "tcpade-slow": [0, 1, 2, 3, 4, 8, 12, 16, 19],
+    "tcpade-slow": [0, 1, 2, 4, 7, 10, 13, 16, 19],
     "tcpade-fast": SKELETON_FAST,
     "reuse": SKELETON_FAST,
     "taylorseer": SKELETON_FAST,
@@ -28,9 +28,16 @@ def test_full_step_list_at_20_steps(name):
 def test_teacache_full_steps_follow_the_accumulated_change():
     """Modulated input grows 25% per step: 0.25 accumulates to >= 0.6 every third step."""
     base = torch.rand(1, 4, 4) + 0.5
-    policy = TeaCacheConfig(threshold=0.6).make_policy()
+    policy = TeaCacheConfig(threshold=0.6).make_policy()  # (1.25**s: each step changes by exactly 0.25)
     full, _ = run_policy(policy, linear_sequence(shape=(1, 4, 4)), modulated_at=lambda s: base * 1.25**s)
     assert full == [0, 3, 6, 9, 12, 15, 18, 19]
+
+
+def test_an_explicit_schedule_scales_to_other_step_counts():
+    config = CacheConfig.preset("tcpade-fast")
+    full, _ = run_policy(config.make_policy(), linear_sequence(), num_steps=39)  # s -> round(s * 38 / 19) = 2s
+    assert full == [0, 1, 2, 4, 12, 22, 32, 38]  # 3 (history needs a third residual) and the last step added
+    assert [s for s in range(50) if config.is_anchor(s, 50)] == [0, 3, 5, 15, 28, 41, 49]
 
 
 def test_every_preset_resolves_by_name_and_unknown_names_are_explained():
@@ -61,7 +68,7 @@ def noisy_history(seed):
 def test_a_stricter_threshold_never_gives_fewer_full_steps(seed, variant):
     counts = []
     for theta in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]:
-        policy = TCPadeConfig(warmup=2, interval=5, threshold=theta, variant=variant).make_policy()
+        policy = TCPadeConfig(warmup=2, interval=5, threshold=theta, variant=variant).make_policy()  # 7 by schedule
         full, _ = run_policy(policy, noisy_history(seed))
         counts.append(len(full))
     assert counts == sorted(counts, reverse=True), counts

@@ -27,7 +27,7 @@ def engine(request, tmp_path_factory):
 def test_onnxruntime_matches_torch_on_several_shapes(engine, batch, tokens):
     variant, session = engine
     r1, r2, r3 = residual_history(batch, tokens, 24, seed=batch * tokens)
-    params = torch.tensor([2.0, -3.0, -5.0, 1.0, 0.3, -0.3])
+    params = torch.tensor([2.0, -3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25])
     expected = PadeTSI(variant)(r1, r2, r3, params)
     got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, (r1, r2, r3, params))})
     assert got[0].shape == (batch, tokens, 24) and got[1].shape == (batch,)
