@@ -47,13 +47,11 @@ def rational_core(r1, r2, r3, k, k2, k3, c_max):
     """[1/1] Padé f(k) = r1 + a k / (1 + c k) through (0, r1), (k2, r2), (k3, r3), per element."""
     d2, d3 = r2 - r1, r3 - r1
     # from a k_i / (1 + c k_i) = d_i for i = 2, 3:  c = (d3 - d2 k3 / k2) / (k3 (d2 - d3))
-    num = d3 - d2 * (k3 / k2)
-    den = k3 * (d2 - d3)
-    safe = den.abs() > 1e-6 * (d2.abs() + d3.abs() + _EPS)
-    c = torch.where(safe, num / torch.where(safe, den, torch.ones_like(den)), torch.zeros_like(den))
+    c = (d3 - d2 * (k3 / k2)) / (k3 * (d2 - d3))
+    c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)  # collinear points (0/0): a straight line
     c = torch.minimum(c.clamp(min=0.0), c_max)  # damping only: growth saturates, never reaches a pole
-    a = d2 * (1 + c * k2) / k2
-    return r1 + a * k / (1 + c * k)
+    # a = d2 (1 + c k2) / k2, and the prediction r1 + a k / (1 + c k), in one expression
+    return r1 + d2 * ((1 + c * k2) * (k / k2)) / (1 + c * k)
 
 
 def paper_core(r1, r2, r3, lam):

@@ -139,14 +139,26 @@ def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
     return manifest
 
 
+def source_fingerprint() -> str:
+    """A hash of the code that decides what the engines compute (the split, the export, the Padé
+    math), so that a folder built by other code is not mistaken for a current one."""
+    root = Path(__file__).resolve().parent.parent
+    files = sorted([root / "cache" / "pade.py", *(root / "export").glob("*.py"), *(root / "models").glob("*.py")])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def build_versions(backend: str) -> dict:
     """The versions an engine folder is built with (checked again when it is loaded)."""
     import onnx
 
     from .. import __version__
 
-    versions = {"tcpade_trt": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-                "python": platform.python_version()}
+    versions = {"tcpade_trt": __version__, "source": source_fingerprint(), "torch": torch.__version__,
+                "onnx": onnx.__version__, "python": platform.python_version()}
     try:
         import onnxruntime
 

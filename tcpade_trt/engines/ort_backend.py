@@ -42,6 +42,9 @@ def create_session(path: str | Path, providers: list[str] | None = None, threads
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only
+    # Between engine calls the loop runs torch ops (scheduler, policy); spinning onnxruntime threads
+    # would keep the cores busy and slow those down several times over.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers or default_providers())
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt or invalid files
