@@ -149,12 +149,13 @@ def _pictures(out: Path, results: dict, images: dict) -> None:
 
 
 def format_table(results: dict) -> str:
-    head = (f"{'backend':<12}{'precision':<10}{'cache':<22}{'full steps':>11}{'speedup':>9}{'PSNR dB':>9}"
+    w = max(22, *(len(r["cache"]) + 2 for r in results["runs"]))
+    head = (f"{'backend':<12}{'precision':<10}{'cache':<{w}}{'full steps':>11}{'speedup':>9}{'PSNR dB':>9}"
             f"{'SSIM':>7}{'vs torch fp32':>15}")
     lines = [head, "-" * len(head)]
     for r in results["runs"]:
         p = "ref" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
         q = "ref" if r["psnr_vs_fp32_db"] is None else f"{r['psnr_vs_fp32_db']:.1f} dB"
-        lines.append(f"{r['backend']:<12}{r['precision']:<10}{r['cache']:<22}{r['full_steps']:>11}"
+        lines.append(f"{r['backend']:<12}{r['precision']:<10}{r['cache']:<{w}}{r['full_steps']:>11}"
                      f"{r['speedup']:>8.2f}x{p:>9}{r['ssim']:>7.3f}{r['speedup_vs_torch_fp32']:>6.2f}x {q:>8}")
     return "\n".join(lines)
