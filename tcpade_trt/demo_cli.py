@@ -20,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per cell; the median is reported")
     p.add_argument("--torch-only", action="store_true", help="skip the onnxruntime engines (no build)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
+                   help="onnxruntime engine precisions (fp8: simulated on CPU, for its quality only)")
 
 
 def run(args) -> int:
@@ -33,8 +35,10 @@ def run(args) -> int:
         raise ConfigError("--seeds and --repeats must be >= 1 and --steps >= 2.")
     start = time.perf_counter()
     results = run_demo(args.out, caches=tuple(args.caches), seeds=args.seeds, steps=args.steps,
-                       repeats=args.repeats, engines=not args.torch_only)
+                       repeats=args.repeats, engines=not args.torch_only, precisions=tuple(args.precisions))
     print(format_table(results))
     print(f"\nmachine: {describe(results['machine'])}")
+    if results["lpips_note"]:
+        print(results["lpips_note"])
     print(f"wrote {args.out}/results.json, samples.png, speed_vs_quality.png in {time.perf_counter() - start:.0f} s")
     return 0

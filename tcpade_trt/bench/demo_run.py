@@ -42,15 +42,19 @@ class Backend:
         return self.model.generate(cond, noise, cache=cache_spec, steps=steps)
 
 
-def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool) -> dict[str, Path]:
-    """onnxruntime FP32 and INT8 folders for the demo model (reused when valid for these weights)."""
+def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool,
+                 precisions: tuple[str, ...] = ("fp32", "int8")) -> dict[str, Path]:
+    """onnxruntime folders for the demo model, one per precision (reused when valid for these weights).
+
+    FP8 is an E4M3 QDQ graph that onnxruntime runs as simulated quantization: its quality is what a
+    TensorRT FP8 build would give, its speed on CPU is meaningless (several times slower)."""
     from ..engines.build import BuildOptions, build_engines, model_identity
     from ..engines.manifest import ManifestError, read_manifest, source_fingerprint
     from ..export.parts import BuildShape
 
     shape = BuildShape(height=16, width=16, text_tokens=4, batch_min=1, batch_opt=seeds, batch_max=max(seeds, 16))
     weights = model_identity(model)["weights_sha256"]
-    folders = {"fp32": folder / "demo-fp32", "int8": folder / "demo-int8"}
+    folders = {p: folder / f"demo-{p}" for p in ("fp32", *[p for p in precisions if p != "fp32"])}
     for precision, path in folders.items():
         try:
             m = read_manifest(path)
@@ -61,14 +65,14 @@ def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool) -> 
             pass
         if progress:
             print(f"building onnxruntime {precision} engines -> {path}")
-        options = BuildOptions(precision=precision, shape=shape,
+        options = BuildOptions(precision=precision, shape=shape, int8_mode="dynamic",
                                reuse_onnx_from=folders["fp32"] if precision != "fp32" else None)
         build_engines(model, path, options, progress=progress)
-    return folders
+    return {p: folders[p] for p in precisions}
 
 
 def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20, repeats: int = 3,
-             progress: bool = True, engines: bool = True) -> dict:
+             progress: bool = True, engines: bool = True, precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
     if "none" not in caches:
         caches = ("none", *caches)  # the reference every figure is measured against
     out.mkdir(parents=True, exist_ok=True)
@@ -81,9 +85,12 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
     if engines:
         from ..runtime.runtime import Runtime
 
-        for precision, folder in demo_engines(model, out / "engines", seeds, progress).items():
+        for precision, folder in demo_engines(model, out / "engines", seeds, progress, precisions).items():
             backends.append(Backend("onnxruntime", precision, Runtime(folder)))
 
+    from .metrics import lpips_metric
+
+    lpips, lpips_note = lpips_metric()
     runs, images, fp32_reference = [], {}, None
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     for backend in backends:
@@ -113,6 +120,7 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
                 "psnr_db": None if spec == "none" else float(p.mean()),
                 "psnr_db_min": None if spec == "none" else float(p.min()),
                 "ssim": float(ssim(image, ref_image).mean()),
+                "lpips": float(lpips(image, ref_image).mean()) if lpips else None,
                 "psnr_vs_fp32_db": _finite_mean(psnr(image, fp32_reference[0])),
                 "speedup_vs_torch_fp32": fp32_reference[1] / latency,
                 "rel_l2_latents": float(relative_l2(result.latents, ref_latents).mean()),
@@ -121,7 +129,7 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
             images[f"{backend.name} {backend.precision} {spec}"] = image
     bar.close()
     results = {"model": "demo", "classes": list(CLASSES), "labels": labels.tolist(), "steps": steps,
-               "repeats": repeats, "machine": machine_info(), "runs": runs}
+               "repeats": repeats, "machine": machine_info(), "lpips_note": lpips_note, "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     _pictures(out, results, images)
     return results
