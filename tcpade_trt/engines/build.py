@@ -25,7 +25,7 @@ from ..cache.pade import NUM_PARAMS, VARIANTS
 from ..errors import ConfigError, TcpadeError
 from ..export.onnx_export import check_part, export_part
 from ..export.pade_onnx import export_pade
-from ..export.parts import PARTS, BuildShape, batch_axes
+from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
 from ..models.base import SplitModel
 from ..models.registry import load_model
 from .manifest import Manifest, PartEntry, build_versions, sha256_state_dict
@@ -160,6 +160,9 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             if quantized:
                 quantization = stages.run(f"quantize blocks ({precision})", _quantize_blocks, model, folder,
                                           entries["blocks"], options)
+            elif precision in ("bf16", "fp16"):
+                quantization = stages.run(f"export blocks ({precision})", _export_reduced_precision_blocks, model,
+                                          folder, entries["blocks"], options)
             if options.backend == "tensorrt":
                 from .trt_backend import build_plans
 
@@ -226,29 +229,62 @@ def _pade_io(hidden: int):
 
 
 def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
-    """Replace blocks.onnx by its quantized version (checked against torch); returns the recipe."""
+    """Replace blocks.onnx by its quantized version (checked against torch where onnxruntime can run
+    it); returns the recipe for the manifest.
+
+    onnxruntime backend: onnxruntime's quantizer (dynamic INT8, or static QDQ INT8 / FP8).
+    tensorrt backend: ModelOpt (FP8 per-tensor max, INT8 SmoothQuant) when nvidia-modelopt is
+    installed, else onnxruntime's static QDQ graph, which TensorRT also consumes.
+    """
     from .calibration import collect_block_inputs
+    from .modelopt_quant import modelopt_available, quantize_blocks_modelopt
     from .ort_backend import quantize_int8_dynamic, quantize_static_qdq
 
     src, dst = folder / "blocks.fp32.onnx", folder / "blocks.onnx"
     (folder / "blocks.onnx").rename(src)
     recipe = {"method": None, "ops": ["MatMul", "Gemm"], "scope": "blocks only: prepare, head (embedders), tail "
               "(norm_out, proj_out) and the Padé graph stay fp32"}
-    if options.precision == "int8" and options.int8_mode == "dynamic":
+    use_modelopt = options.backend == "tensorrt" and modelopt_available()
+    if options.precision == "int8" and options.int8_mode == "dynamic" and options.backend == "onnxruntime":
         quantize_int8_dynamic(src, dst)
         recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights"
     else:
         feeds = collect_block_inputs(model, options.shape, options.calibration_samples, options.calibration_steps,
                                      options.calibration_seed)
-        quantize_static_qdq(src, dst, feeds, kind=options.precision)
-        recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
-                            f"{' per-channel' if options.precision == 'int8' else ''}")
+        if use_modelopt:
+            example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
+            recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example,
+                                                   batch_axes(model, options.shape), dst))
+        else:
+            quantize_static_qdq(src, dst, feeds, kind=options.precision)
+            recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
+                                f"{' per-channel' if options.precision == 'int8' else ''}")
         recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
                                  "seed": options.calibration_seed, "feeds": len(feeds)}
     src.unlink()
     entry.precision = options.precision
-    entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision])
+    if recipe.get("runs_on") == "TensorRT":  # TensorRT's own FP8 ops: checked when TensorRT builds the plan
+        entry.check_error = None
+    else:
+        entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision])
     return recipe
+
+
+def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
+    """TensorRT bf16 / fp16: blocks.onnx re-exported from a copy of the model cast to that dtype, so
+    that the graph carries its precision (TensorRT 11 builds strongly typed networks only). Its I/O
+    is bf16 / fp16; the runtime casts at the boundary. onnxruntime's CPU kernels cannot run it, so
+    it is checked when TensorRT builds the plan."""
+    import copy
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[options.precision]
+    cast = copy.copy(model)
+    cast.transformer = copy.deepcopy(model.transformer).to(dtype)
+    io = export_part(cast, "blocks", options.shape, folder / "blocks.onnx", options.opset,
+                     batch_axes(model, options.shape))
+    entry.inputs, entry.outputs = io["inputs"], io["outputs"]
+    entry.precision, entry.check_error = options.precision, None
+    return {"method": f"blocks exported in {options.precision} (strongly typed)", "scope": "blocks only"}
 
 
 def _write_extras(model: SplitModel, folder: Path) -> dict:

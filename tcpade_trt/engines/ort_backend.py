@@ -99,6 +99,7 @@ def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.nda
     FP8 QDQ runs as simulated quantization on CPU (the accuracy a TensorRT FP8 build would have)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    src, dst = Path(src).resolve(), Path(dst).resolve()  # absolute: the calibration runs in a scratch folder
     qtype = {"int8": QuantType.QInt8, "fp8": QuantType.QFLOAT8E4M3FN}[kind]
     # onnxruntime calibrates float8 only from value distributions
     method = CalibrationMethod.MinMax if kind == "int8" else CalibrationMethod.Distribution

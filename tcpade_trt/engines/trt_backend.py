@@ -149,7 +149,7 @@ def build_plans(folder: Path, entries: dict, options) -> None:
     check_precision_supported(options.precision, capability)
     major = int(trt.__version__.split(".")[0])
     for name, entry in entries.items():
-        carries = name != "blocks" or options.precision in ("int8", "fp8", "fp32")
+        carries = True  # quantized blocks carry Q/DQ, bf16 / fp16 blocks were exported in that dtype
         plan = builder_plan(major, options.precision if name == "blocks" else "fp32", carries,
                             options.tensorrt.optimization_level, options.tensorrt.refittable,
                             options.tensorrt.weight_streaming and name == "blocks")
