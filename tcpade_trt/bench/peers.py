@@ -1,0 +1,96 @@
+"""Independent peers: diffusers' own cache hooks on the same eager model, in the same run.
+
+    diffusers-taylorseer  TaylorSeerCacheConfig (attention and feed-forward outputs, order 1)
+    diffusers-fbcache     FirstBlockCacheConfig (skip the rest when the first block barely changes)
+    diffusers-magcache    MagCacheConfig, calibrated first on one uncached run of the same model
+
+Code nobody here wrote, so TC-Padé's quality is compared with something independent. Full steps
+are counted as real executions of the last block's query projection (a skipped or predicted step
+never runs it).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models.base import SplitModel
+from ..runtime.sampler import SampleResult, sample
+
+PEERS = ("diffusers-taylorseer", "diffusers-fbcache", "diffusers-magcache")
+# thresholds that give about 7 full steps of 20 on the demo model (comparable with tcpade-fast)
+FBCACHE_THRESHOLD = 0.25
+MAGCACHE_THRESHOLD = 0.5
+
+
+def _compute_probe(transformer) -> torch.nn.Module:
+    """A leaf inside the last block's attention: it runs only when that attention really computes
+    (TaylorSeer predicts attention outputs; FBCache and MagCache skip whole blocks)."""
+    blocks = getattr(transformer, "single_transformer_blocks", None) or getattr(transformer, "blocks", None) \
+        or transformer.transformer_blocks
+    attention = getattr(blocks[-1], "attn", None) or getattr(blocks[-1], "attn1")
+    return attention.to_q
+
+
+def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = None):
+    from diffusers import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
+
+    if name == "diffusers-taylorseer":  # 7 of 20 full: warm-up 3, then every 5th step
+        return TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, max_order=1,
+                                     taylor_factors_dtype=torch.float32)
+    if name == "diffusers-fbcache":
+        return FirstBlockCacheConfig(threshold=threshold or FBCACHE_THRESHOLD)
+    if name == "diffusers-magcache":
+        if mag_ratios is None:
+            return MagCacheConfig(calibrate=True, num_inference_steps=steps)
+        return MagCacheConfig(threshold=threshold or MAGCACHE_THRESHOLD, max_skip_steps=3, mag_ratios=mag_ratios,
+                              num_inference_steps=steps)
+    raise ValueError(f"unknown peer {name!r}; peers are {', '.join(PEERS)}")
+
+
+def run_peer(model: SplitModel, name: str, cond, noise, steps: int, guidance_scale=None,
+             threshold: float | None = None) -> SampleResult:
+    """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards)."""
+    transformer = model.transformer
+    mag_ratios = _calibrate_magcache(model, cond, noise, steps, guidance_scale) if name.endswith("magcache") else None
+    counter = {"full": 0}
+    handle = _compute_probe(transformer).register_forward_hook(lambda *a: counter.__setitem__("full",
+                                                                                               counter["full"] + 1))
+    transformer.enable_cache(_config(name, steps, mag_ratios, threshold))
+    try:
+        with transformer.cache_context("cond"):
+            result = sample(model, cond, noise, num_steps=steps, guidance_scale=guidance_scale, unsplit=True)
+    finally:
+        transformer.disable_cache()
+        handle.remove()
+    return SampleResult(result.latents, counter["full"], steps - counter["full"], [])
+
+
+def _calibrate_magcache(model, cond, noise, steps, guidance_scale) -> list[float]:
+    """MagCache's own calibration: one uncached run that records the residual-magnitude ratios."""
+    import logging
+
+    from diffusers.hooks import mag_cache
+
+    transformer = model.transformer
+    ratios: list[float] = []
+    original = mag_cache.MagCacheBlockHook._perform_calibration_step
+
+    def record(self, state, residual):
+        original(self, state, residual)
+        ratios[:] = list(state.calibration_ratios)
+
+    mag_cache.MagCacheBlockHook._perform_calibration_step = record
+    level = logging.getLogger("diffusers").level
+    logging.getLogger("diffusers").setLevel(logging.ERROR)
+    transformer.enable_cache(_config("diffusers-magcache", steps))
+    try:
+        import contextlib
+        import io
+
+        with transformer.cache_context("cond"), contextlib.redirect_stdout(io.StringIO()):
+            sample(model, cond, noise, num_steps=steps, guidance_scale=guidance_scale, unsplit=True)
+    finally:
+        transformer.disable_cache()
+        mag_cache.MagCacheBlockHook._perform_calibration_step = original
+        logging.getLogger("diffusers").setLevel(level)
+    return ratios
