@@ -11,8 +11,6 @@ torch FP32 uncached image (what quantization costs).
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from ..models.demo import CLASSES, DemoSplit, latents_to_images, load_demo_model
 from ..runtime.sampler import initial_noise, sample
 from .machine import machine_info
 from .metrics import psnr, relative_l2, ssim, to_unit
+from .timing import round_robin
 
 DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache", "reuse")
 
@@ -94,23 +93,15 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
     runs, images, fp32_reference = [], {}, None
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     for backend in backends:
-        results, times = {}, {spec: [] for spec in caches}
-        for spec in caches:  # warm-up, untimed; its result is the one measured for quality
-            results[spec] = backend.run(cond, noise, spec, steps)
-            bar.update()
-        for _ in range(repeats):  # round-robin over caches, so slow drifts of the machine hit all alike
-            for spec in caches:
-                start = time.perf_counter()
-                backend.run(cond, noise, spec, steps)
-                times[spec].append(time.perf_counter() - start)
-                bar.update()
+        runs_by_spec = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps)) for spec in caches}
+        results, latencies = round_robin(runs_by_spec, repeats, bar.update)
         ref_latents = results["none"].latents
         ref_image = to_unit(latents_to_images(ref_latents))
-        ref_latency = statistics.median(times["none"])
+        ref_latency = latencies["none"]
         if fp32_reference is None:
             fp32_reference = (ref_image, ref_latency)
         for spec in caches:
-            result, latency = results[spec], statistics.median(times[spec])
+            result, latency = results[spec], latencies[spec]
             image = to_unit(latents_to_images(result.latents))
             p = psnr(image, ref_image)
             runs.append({

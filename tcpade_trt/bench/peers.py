@@ -27,7 +27,7 @@ def _compute_probe(transformer) -> torch.nn.Module:
     (TaylorSeer predicts attention outputs; FBCache and MagCache skip whole blocks)."""
     blocks = getattr(transformer, "single_transformer_blocks", None) or getattr(transformer, "blocks", None) \
         or transformer.transformer_blocks
-    attention = getattr(blocks[-1], "attn", None) or getattr(blocks[-1], "attn1")
+    attention = getattr(blocks[-1], "attn", None) or blocks[-1].attn1
     return attention.to_q
 
 
