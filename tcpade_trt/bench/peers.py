@@ -48,10 +48,14 @@ def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = No
 
 
 def run_peer(model: SplitModel, name: str, cond, noise, steps: int, guidance_scale=None,
-             threshold: float | None = None) -> SampleResult:
-    """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards)."""
+             threshold: float | None = None, mag_ratios: list[float] | None = None) -> SampleResult:
+    """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards).
+
+    MagCache needs ``mag_ratios`` from ``calibrate_magcache``; without them it calibrates first
+    (an extra uncached run: calibrate once outside timed loops)."""
     transformer = model.transformer
-    mag_ratios = _calibrate_magcache(model, cond, noise, steps, guidance_scale) if name.endswith("magcache") else None
+    if name.endswith("magcache") and mag_ratios is None:
+        mag_ratios = calibrate_magcache(model, cond, noise, steps, guidance_scale)
     counter = {"full": 0}
     handle = _compute_probe(transformer).register_forward_hook(lambda *a: counter.__setitem__("full",
                                                                                                counter["full"] + 1))
@@ -65,7 +69,7 @@ def run_peer(model: SplitModel, name: str, cond, noise, steps: int, guidance_sca
     return SampleResult(result.latents, counter["full"], steps - counter["full"], [])
 
 
-def _calibrate_magcache(model, cond, noise, steps, guidance_scale) -> list[float]:
+def calibrate_magcache(model, cond, noise, steps, guidance_scale=None) -> list[float]:
     """MagCache's own calibration: one uncached run that records the residual-magnitude ratios."""
     import logging
 

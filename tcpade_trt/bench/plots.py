@@ -56,3 +56,22 @@ def speed_vs_quality(points: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def throughput_vs_batch(runs: list[dict], path: Path) -> Path:
+    """Images per second against batch size, one line per backend x precision x cache."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    keys = sorted({(r["backend"], r["precision"], r["cache"]) for r in runs})
+    for key in keys:
+        pts = sorted((r["batch"], r["throughput_img_s"]) for r in runs
+                     if (r["backend"], r["precision"], r["cache"]) == key)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=" ".join(key), linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("throughput [images / s]")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,50 @@
+"""Benchmark caching x quantization on the demo model: torch FP32 and onnxruntime engines (FP32,
+INT8) x cache presets x batch sizes, with diffusers' own cache hooks as independent peers. Writes
+bench.json, bench.md (the tables) and plots into the output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib  # noqa: F401  (plots: its absence disables just this command)
+
+
+def add_arguments(p) -> None:
+    from .bench.peers import PEERS
+    from .bench.runner import DEFAULT_CACHES
+
+    p.add_argument("--out", type=Path, default=Path("bench-out"))
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--caches", nargs="+", default=list(DEFAULT_CACHES), help="cache specs (default: %(default)s)")
+    p.add_argument("--peers", nargs="*", default=list(PEERS), help="diffusers hooks to compare (default: all)")
+    p.add_argument("--precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
+                   help="onnxruntime engine precisions (none: torch only)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--markdown", type=Path, help="also write the tables to this file (e.g. docs/benchmarks.md)")
+
+
+def run(args) -> int:
+    import time
+
+    from .bench.runner import run_bench
+    from .errors import ConfigError
+
+    if min(args.batches) < 1 or args.repeats < 1:
+        raise ConfigError("--batches must be positive and --repeats at least 1.")
+    start = time.perf_counter()
+    run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
+              precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats)
+    print((args.out / "bench.md").read_text())
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        text = (args.out / "bench.md").read_text()
+        rel = args.out.resolve().relative_to(args.markdown.parent.resolve()) if args.out.resolve().is_relative_to(
+            args.markdown.parent.resolve()) else None
+        if rel is not None:  # point the pictures at the output folder
+            text = text.replace("](speed_vs_quality.png)", f"]({rel}/speed_vs_quality.png)").replace(
+                "](throughput.png)", f"]({rel}/throughput.png)")
+        args.markdown.write_text(text)
+    print(f"wrote {args.out}/bench.json, bench.md, speed_vs_quality.png, throughput.png in "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
