@@ -45,3 +45,27 @@ def test_flux_rejects_classifier_free_guidance_with_a_sentence(models):
 def test_wrong_number_of_seeds_is_explained(models):
     with pytest.raises(ConfigError, match="one seed per sample"):
         initial_noise(models["tiny-dit"], (2, 4, 8, 8), seed=[1])
+
+
+def test_how_a_batch_decides_each_sample_gets_at_least_what_it_gets_alone():
+    """The TSI gate predicts a step only if every sample in the batch is stable (max over samples),
+    so here the batch predicts no step that one of its samples computes alone. With the gate off
+    (the presets), decisions are the schedule's and a sample's prediction is exactly what it would
+    be alone: all Padé math is per element."""
+    from tcpade_trt.cache import CacheConfig, TCPadeConfig
+    from tcpade_trt.models import tiny_model
+
+    model = tiny_model("tiny-dit")
+    _, cond = make_inputs(model, 3, 8, 8)
+    noise = initial_noise(model, (3, 4, 8, 8), seed=[0, 1, 2])
+    alone = lambda i, config: sample(model, {"class_labels": cond["class_labels"][i:i + 1]}, noise[i:i + 1],
+                                     num_steps=20, policy=config.make_policy())
+    fast = CacheConfig.preset("tcpade-fast")
+    batch = sample(model, cond, noise, num_steps=20, policy=fast.make_policy())
+    for i in range(3):
+        torch.testing.assert_close(batch.latents[i:i + 1], alone(i, fast).latents, rtol=1e-4, atol=1e-5)
+    gated = TCPadeConfig(warmup=2, interval=6, threshold=0.5)
+    batch = sample(model, cond, noise, num_steps=20, policy=gated.make_policy())
+    singles = [alone(i, gated) for i in range(3)]
+    for s, decided in enumerate(batch.decisions):
+        assert decided or not any(single.decisions[s] for single in singles)
