@@ -54,6 +54,11 @@ def run(args) -> int:
     seconds = time.perf_counter() - start
     path = decode(result.latents, args.out)
     print(f"full steps {result.full_steps}/{args.steps}, {seconds:.2f} s -> {path}")
+    if args.verbose:
+        t = runtime.last_timing
+        overhead = t["total_s"] - t["engines_s"]
+        print(f"time in engines {t['engines_s']:.3f} s of {t['total_s']:.3f} s; runtime overhead (scheduler, "
+              f"policy, conversions, Python) {overhead:.3f} s = {100 * overhead / t['total_s']:.1f}%")
     return 0
 
 

@@ -10,6 +10,7 @@ out of onnxruntime as numpy views (zero-copy on CPU).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,17 @@ class OrtPart:
     def __init__(self, name: str, session, input_names, output_names):
         self.name, self.session = name, session
         self.input_names, self.output_names = list(input_names), list(output_names)
+        self.seconds = 0.0  # time spent inside the engine (session.run), for overhead accounting
 
     def __call__(self, named: Tensors) -> dict[str, torch.Tensor]:
         feeds = {n: _numpy(named[n]) for n in self.input_names}
+        start = time.perf_counter()
         try:
             outs = self.session.run(self.output_names, feeds)
         except Exception as exc:  # onnxruntime's own error types
             raise EngineError(f"the {self.name} engine failed ({type(exc).__name__}: {str(exc)[:200]}).") from exc
+        finally:
+            self.seconds += time.perf_counter() - start
         return {n: torch.from_numpy(o) for n, o in zip(self.output_names, outs)}
 
 
@@ -128,6 +133,10 @@ class EngineModel(SplitModel):
 
     def forward_unsplit(self, latents, timestep, cond):
         return self.forward_split(latents, timestep, cond)  # engines have no unsplit form
+
+    def engine_seconds(self) -> float:
+        """Total time spent inside engines since the runtime was created."""
+        return sum(part.seconds for part in self.parts.values())
 
     def pade(self, variant: str) -> EnginePade:
         name = f"pade-{variant}"

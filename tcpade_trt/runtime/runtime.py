@@ -13,6 +13,7 @@ and serves the next request.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ class Runtime:
     def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True):
         self.model = EngineModel(folder, providers=providers, verify=verify)
         self._lock = threading.Lock()
+        self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 
     @property
     def manifest(self):
@@ -49,8 +51,12 @@ class Runtime:
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
         try:
-            return sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
-                          negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
-                          on_step=on_step)
+            engines_before, start = self.model.engine_seconds(), time.perf_counter()
+            result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
+                            negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
+                            on_step=on_step)
+            self.last_timing = {"total_s": time.perf_counter() - start,
+                                "engines_s": self.model.engine_seconds() - engines_before}
+            return result
         finally:
             self._lock.release()

@@ -107,3 +107,11 @@ def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
     assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
     ref = rt.generate(cond, noise, cache="none")
     assert torch.equal(got.latents, ref.latents)
+
+
+def test_the_runtime_accounts_for_time_inside_and_outside_the_engines(fp32_folders):
+    rt = Runtime(fp32_folders["tiny-dit"])
+    model, cond, noise = inputs("tiny-dit", batch=1)
+    rt.generate(cond, noise, cache="tcpade-fast")
+    t = rt.last_timing
+    assert 0 < t["engines_s"] < t["total_s"]
