@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build": ("tcpade_trt.build_cli", "build an engine folder (ONNX / onnxruntime / TensorRT, fp32 to fp8)"),
     "inspect": ("tcpade_trt.inspect_cli", "print and validate an engine folder's manifest"),
     "generate": ("tcpade_trt.generate_cli", "generate from an engine folder with a cache preset"),
+    "gpu-bench": ("tcpade_trt.gpu_bench_cli", "benchmark a FLUX.1-dev-size transformer on CUDA (bf16, compile, FP8)"),
     "bench": ("tcpade_trt.bench_cli", "benchmark caching x quantization x batch size, with diffusers' hooks as peers"),
 }
 

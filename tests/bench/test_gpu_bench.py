@@ -1,0 +1,28 @@
+"""The GPU benchmark's code path on CPU with a tiny FLUX config; and FP8 linears' accuracy."""
+
+import torch
+
+from tcpade_trt.bench.fp8_linear import FP8Linear, convert_blocks_to_fp8
+from tcpade_trt.bench.gpu_bench import markdown, run_gpu_bench
+from tcpade_trt.models import tiny_model
+
+
+def test_gpu_bench_runs_every_mode_with_and_without_tcpade_on_cpu():
+    results = run_gpu_bench("tiny", resolution=64, steps=10, text_tokens=8, device="cpu", dtype=torch.float32,
+                            modes=("eager", "fp8"), caches=("none", "tcpade-fast"), repeats=1, progress=lambda *a: None)
+    runs = {(r["mode"], r["cache"]): r for r in results["runs"]}
+    assert set(runs) == {("eager", "none"), ("eager", "tcpade-fast"), ("fp8", "none"), ("fp8", "tcpade-fast")}
+    assert runs["eager", "tcpade-fast"]["full_steps"] < 10 and runs["eager", "tcpade-fast"]["predicted_step_ms"] > 0
+    assert runs["eager", "none"]["rel_l2_vs_first"] == 0 and 0 < runs["fp8", "none"]["rel_l2_vs_first"] < 0.1
+    assert "| fp8 | tcpade-fast |" in markdown(results)
+
+
+def test_fp8_linear_matches_the_float_layer_within_fp8_rounding():
+    layer = torch.nn.Linear(64, 32)
+    x = torch.randn(3, 5, 64)
+    err = (FP8Linear(layer)(x) - layer(x)).norm() / layer(x).norm()
+    assert 0 < err < 0.1
+    model = tiny_model("tiny-flux")
+    assert convert_blocks_to_fp8(model.transformer) > 0
+    assert isinstance(model.transformer.transformer_blocks[0].attn.to_q, FP8Linear)
+    assert isinstance(model.transformer.x_embedder, torch.nn.Linear)  # embedders stay unquantized
