@@ -31,7 +31,7 @@ def run(args) -> int:
     cond = example_cond(model, geometry, height=args.height, width=args.width,
                         generator=torch.Generator().manual_seed(args.seed))
     noise = initial_noise(model, geometry.shape, [args.seed + i for i in range(args.batch)])
-    policy = make_policy(args.cache, model)
+    policy = make_policy(args.cache)
     start = time.perf_counter()
     cached = sample(model, cond, noise, num_steps=args.steps, guidance_scale=args.guidance_scale, policy=policy)
     seconds = time.perf_counter() - start

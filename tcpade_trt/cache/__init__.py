@@ -15,7 +15,7 @@ from .presets import PRESETS
 from .spec import parse_cache_spec
 
 
-def make_policy(name_or_config, model=None) -> CachePolicy:
+def make_policy(name_or_config) -> CachePolicy:
     """A fresh policy from a cache spec ('PRESET[:field=value,...]') or a config."""
     config = parse_cache_spec(name_or_config) if isinstance(name_or_config, str) else name_or_config
     return config.make_policy()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -99,13 +99,3 @@ class AlwaysCompute(CachePolicy):
 
     def decide(self, ctx: StepContext) -> None:
         return None
-
-
-@dataclass
-class StepRecord:
-    """What the cached step did, for logs and --verbose output."""
-
-    step: int
-    computed: bool
-    fell_back: bool = False  # a non-finite prediction was replaced by a full step
-    extra: dict = field(default_factory=dict)
