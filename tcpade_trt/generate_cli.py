@@ -28,6 +28,7 @@ def add_arguments(p) -> None:
                    help="classifier-free guidance (Wan, DiT); FLUX.1-dev's embedded guidance (default 3.5)")
     p.add_argument("--scale", type=int, default=8, help="demo images: nearest-neighbour upscale factor (default 8)")
     p.add_argument("--verbose", action="store_true", help="print every step's decision and time")
+    p.add_argument("--cuda-graphs", action="store_true", help="TensorRT folders: replay each plan from a CUDA graph")
 
 
 def run(args) -> int:
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
-    runtime = Runtime(args.engines)
+    runtime = Runtime(args.engines, cuda_graphs=args.cuda_graphs)
     model = runtime.model
     cond, decode, batch, guidance, *negative = _conditioning(args, model)
     noise = initial_noise(model, model.geometry_for(batch).shape, [args.seed + i for i in range(batch)])

@@ -63,16 +63,13 @@ class EnginePade:
 
 
 class EngineModel(SplitModel):
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True):
-        from ..engines.ort_backend import create_session, default_providers
-
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True,
+                 cuda_graphs: bool = False):
+        """providers: onnxruntime execution providers (default: CUDA when onnxruntime-gpu has a GPU,
+        else CPU). cuda_graphs: TensorRT folders only, replay each plan from a captured CUDA graph."""
         self.folder = Path(folder)
         self.manifest: Manifest = read_manifest(self.folder, verify_hashes=verify)
         m = self.manifest
-        if m.backend != "onnxruntime":
-            from .trt_runtime import require_tensorrt_runtime
-
-            require_tensorrt_runtime(m)
         cls = ADAPTERS[m.model["class"]]
         config = FrozenDict({k: (tuple(v) if isinstance(v, list) else v) for k, v in m.model["config"].items()})
         super().__init__(None, name=m.model["name"], config=config)
@@ -81,12 +78,21 @@ class EngineModel(SplitModel):
         for attr in ("PREPARE_INPUTS", "PREPARE_OUTPUTS", "HEAD_INPUTS", "HEAD_OUTPUTS", "BLOCK_INPUTS",
                      "TAIL_INPUTS", "MODULATED_INPUTS"):
             setattr(self, attr, getattr(self.adapter, attr))
-        self.providers = providers or default_providers()
-        self.parts: dict[str, OrtPart] = {}
-        for name, entry in m.parts.items():
-            session = create_session(self.folder / entry.file, self.providers)
-            self.parts[name] = OrtPart(name, session, [i["name"] for i in entry.inputs],
-                                       [o["name"] for o in entry.outputs])
+        if m.backend == "tensorrt":
+            from .trt_runtime import load_trt_parts, require_tensorrt_runtime
+
+            require_tensorrt_runtime(m)
+            self._device = torch.device("cuda")
+            self.parts = load_trt_parts(self.folder, m, cuda_graphs=cuda_graphs)
+        else:
+            from ..engines.ort_backend import create_session, default_providers
+
+            self.providers = providers or default_providers()
+            self.parts = {}
+            for name, entry in m.parts.items():
+                session = create_session(self.folder / entry.file, self.providers)
+                self.parts[name] = OrtPart(name, session, [i["name"] for i in entry.inputs],
+                                           [o["name"] for o in entry.outputs])
         self.conditioner = self._load_conditioner()
 
     # -- what the engines were built for -----------------------------------------------------
@@ -108,6 +114,7 @@ class EngineModel(SplitModel):
         return self.parts["prepare"](named) if "prepare" in self.parts else {}
 
     def prepare(self, latents, cond):
+        cond = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
         self.adapter._check(latents, cond)
         self.check_request(latents)
         out = {**cond, **self.prepare_part({"latents": latents, **cond}), "_latent_shape": tuple(latents.shape)}
@@ -135,8 +142,9 @@ class EngineModel(SplitModel):
         return self.forward_split(latents, timestep, cond)  # engines have no unsplit form
 
     def engine_seconds(self) -> float:
-        """Total time spent inside engines since the runtime was created."""
-        return sum(part.seconds for part in self.parts.values())
+        """Total time spent inside engines since the runtime was created (onnxruntime; TensorRT
+        launches are asynchronous, so its parts report none)."""
+        return sum(getattr(part, "seconds", 0.0) for part in self.parts.values())
 
     def pade(self, variant: str) -> EnginePade:
         name = f"pade-{variant}"

@@ -27,8 +27,9 @@ from .sampler import SampleResult, sample
 
 
 class Runtime:
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True):
-        self.model = EngineModel(folder, providers=providers, verify=verify)
+    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True,
+                 cuda_graphs: bool = False):
+        self.model = EngineModel(folder, providers=providers, verify=verify, cuda_graphs=cuda_graphs)
         self._lock = threading.Lock()
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 
