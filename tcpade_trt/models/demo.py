@@ -9,7 +9,6 @@ Train it again with ``python -m tcpade_trt.models.train_demo`` (see MODEL_CARD.m
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 
 import torch
@@ -112,8 +111,3 @@ def load_demo_model() -> DemoSplit:
                                        if k.startswith("conditioner.")})
     model.transformer.eval()
     return model
-
-
-def demo_metadata() -> dict:
-    path = resources.files("tcpade_trt.models") / "demo_weights" / "training.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
