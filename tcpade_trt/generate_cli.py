@@ -29,6 +29,8 @@ def add_arguments(p) -> None:
     p.add_argument("--scale", type=int, default=8, help="demo images: nearest-neighbour upscale factor (default 8)")
     p.add_argument("--verbose", action="store_true", help="print every step's decision and time")
     p.add_argument("--cuda-graphs", action="store_true", help="TensorRT folders: replay each plan from a CUDA graph")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"],
+                   help="onnxruntime folders: execution provider (auto = CUDA when onnxruntime-gpu sees a GPU)")
 
 
 def run(args) -> int:
@@ -38,7 +40,7 @@ def run(args) -> int:
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
-    runtime = Runtime(args.engines, cuda_graphs=args.cuda_graphs)
+    runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs)
     model = runtime.model
     cond, decode, batch, guidance, *negative = _conditioning(args, model)
     noise = initial_noise(model, model.geometry_for(batch).shape, [args.seed + i for i in range(batch)])

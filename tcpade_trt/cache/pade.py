@@ -1,16 +1,24 @@
-"""The TC-Padé / TSI math, written once in torch and exported from here to ONNX (the Padé engine).
+"""The TC-Padé / TSI math, written once in torch and exported from here to ONNX (the Padé engines).
 
-    PadeTSI(variant)(r1, r2, r3, params) -> (prediction [B, S, D], tsi [B])
+Three small graphs, so that a predicted step pays only for what changes per step:
+
+    PadeFit(variant)(r1, r2, r3, fit_params) -> (base, scale, damping)   each [B, S, D]
+    PadeEval()(base, scale, damping, k)      -> prediction = base + scale * k / (1 + damping * k)
+    TrajectoryStability()(r1, r2, r3)        -> tsi [B]
+
+The fit depends only on the residual history, so a run of predicted steps between two full steps
+fits once and evaluates per step (5 elementwise ops instead of ~20); the TSI, also a function of
+the history alone, is computed once per fit and only when the gate is on.
 
 r1, r2, r3: the most recent, second and third most recent residuals in the history, [B, S, D].
-params [8] float32, computed on the host per step (so one graph serves every step, phase and setting):
-    k            offset of the predicted step from r1's step (> 0)
-    k2, k3       offsets of r2 and r3 from r1's step (< 0)
+fit_params [7] float32, set on the host (one graph serves every step, phase and setting):
+    k2, k3           offsets of r2 and r3 from r1's step (< 0)
     c_pade, c1, c2   phase mixing: prediction = c_pade * core + c1 * r1 + c2 * r2
                      early (1 - paper's 0.7T): (0, alpha1, alpha2); middle: (1, 0, 0);
                      late: (1, beta, -beta)  i.e. core + beta (r1 - r2)
-    lam          lambda of the stability factor sigma (paper, reference)
-    c_max        largest damping of the rational variant
+    lam              lambda of the stability factor sigma (paper, reference)
+    c_max            largest damping of the rational variant
+k [1] float32: offset of the predicted step from r1's step (> 0).
 Variants of the core (see TCPADE.md and the tcpade module for why each exists):
     rational  [1/1] Padé in the step offset fitted per element to r1, r2, r3 at their real steps:
               core(k) = r1 + a k / (1 + c k), c clamped to [0, c_max] (damping only). Reproduces
@@ -20,6 +28,8 @@ Variants of the core (see TCPADE.md and the tcpade module for why each exists):
     reference the released code: elementwise sigma, core = sigma (2 r1 - r2) / (1 - 0.1 sigma),
               deviation from m = 0.6 r1 + 0.4 r2 clamped, blended back towards m, non-finite
               values replaced by r1 + 0.5 (r1 - r2).
+    paper and reference do not depend on k: their fit returns the prediction as ``base`` with
+    scale = damping = 0 (they refit every step anyway, since their predictions join the history).
 TSI (trajectory stability indicator), per sample: u_i = (r_i - r_{i+1}) / ||r_i - r_{i+1}||,
 tsi = 0.5 ||u_1 - u_2|| in [0, 1]: 0 = the residual keeps moving in one direction, 1 = it reverses.
 """
@@ -30,7 +40,7 @@ import torch
 from torch import nn
 
 VARIANTS = ("rational", "paper", "reference")
-NUM_PARAMS = 8
+FIT_PARAMS = ("k2", "k3", "c_pade", "c1", "c2", "lam", "c_max")
 _EPS = 1e-12
 
 
@@ -43,15 +53,25 @@ def trajectory_stability(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -
     return 0.5 * (u1 - u2).norm(dim=1)
 
 
-def rational_core(r1, r2, r3, k, k2, k3, c_max):
-    """[1/1] Padé f(k) = r1 + a k / (1 + c k) through (0, r1), (k2, r2), (k3, r3), per element."""
+def rational_fit(r1, r2, r3, k2, k3, c_max):
+    """(a, c) of the [1/1] Padé f(k) = r1 + a k / (1 + c k) through (0, r1), (k2, r2), (k3, r3), per element."""
     d2, d3 = r2 - r1, r3 - r1
     # from a k_i / (1 + c k_i) = d_i for i = 2, 3:  c = (d3 - d2 k3 / k2) / (k3 (d2 - d3))
     c = (d3 - d2 * (k3 / k2)) / (k3 * (d2 - d3))
     c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)  # collinear points (0/0): a straight line
     c = torch.minimum(c.clamp(min=0.0), c_max)  # damping only: growth saturates, never reaches a pole
-    # a = d2 (1 + c k2) / k2, and the prediction r1 + a k / (1 + c k), in one expression
-    return r1 + d2 * ((1 + c * k2) * (k / k2)) / (1 + c * k)
+    return d2 * ((1 + c * k2) / k2), c
+
+
+def rational_core(r1, r2, r3, k, k2, k3, c_max):
+    """The rational variant's prediction k steps after r1 (fit and evaluation in one call)."""
+    a, c = rational_fit(r1, r2, r3, k2, k3, c_max)
+    return evaluate(r1, a, c, k)
+
+
+def evaluate(base, scale, damping, k):
+    """base + scale * k / (1 + damping * k): the only math a predicted step runs."""
+    return base + scale * (k / (1 + damping * k))
 
 
 def paper_core(r1, r2, r3, lam):
@@ -70,8 +90,8 @@ def reference_core(r1, r2, lam):
     return torch.where(torch.isfinite(r), r, r1 + 0.5 * (r1 - r2))
 
 
-class PadeTSI(nn.Module):
-    """Prediction and TSI for one step; the same module runs eagerly and as the exported engine."""
+class PadeFit(nn.Module):
+    """(r1, r2, r3, fit_params [7]) -> (base, scale, damping), the variant's prediction as a function of k."""
 
     def __init__(self, variant: str = "rational"):
         super().__init__()
@@ -79,13 +99,35 @@ class PadeTSI(nn.Module):
             raise ValueError(f"unknown TC-Padé variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         self.variant = variant
 
-    def forward(self, r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor, params: torch.Tensor):
-        k, k2, k3, c_pade, c1, c2, lam, c_max = (params[i] for i in range(NUM_PARAMS))
+    def forward(self, r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor, fit_params: torch.Tensor):
+        k2, k3, c_pade, c1, c2, lam, c_max = (fit_params[i] for i in range(len(FIT_PARAMS)))
+        mixed = c1 * r1 + c2 * r2  # the phase mix's history term, independent of k
         if self.variant == "rational":
-            core = rational_core(r1, r2, r3, k, k2, k3, c_max)
-        elif self.variant == "paper":
-            core = paper_core(r1, r2, r3, lam)
-        else:
-            core = reference_core(r1, r2, lam)
-        prediction = c_pade * core + c1 * r1 + c2 * r2
-        return prediction, trajectory_stability(r1, r2, r3)
+            a, c = rational_fit(r1, r2, r3, k2, k3, c_max)
+            # c_pade (r1 + a k / (1 + c k)) + mixed = (c_pade r1 + mixed) + (c_pade a) k / (1 + c k)
+            return c_pade * r1 + mixed, c_pade * a, c
+        core = paper_core(r1, r2, r3, lam) if self.variant == "paper" else reference_core(r1, r2, lam)
+        zeros = torch.zeros_like(r1)
+        return c_pade * core + mixed, zeros, zeros
+
+
+class PadeEval(nn.Module):
+    """(base, scale, damping [B, S, D], k [1]) -> prediction [B, S, D]."""
+
+    def forward(self, base, scale, damping, k):
+        return evaluate(base, scale, damping, k)
+
+
+class TrajectoryStability(nn.Module):
+    """(r1, r2, r3) -> tsi [B]."""
+
+    def forward(self, r1, r2, r3):
+        return trajectory_stability(r1, r2, r3)
+
+
+class PadePredictor:
+    """The eager Padé math behind the interface the runtime's engines also implement:
+    fit(r1, r2, r3, fit_params) -> state, eval(*state, k) -> prediction, tsi(r1, r2, r3) -> [B]."""
+
+    def __init__(self, variant: str = "rational"):
+        self.fit, self.eval, self.tsi = PadeFit(variant), PadeEval(), TrajectoryStability()

@@ -1,11 +1,16 @@
-"""The TC-Padé policy: schedule skeleton + TSI gate + Padé prediction (math in pade.py)."""
+"""The TC-Padé policy: schedule skeleton + TSI gate + Padé prediction (math in pade.py).
+
+Per predicted step the policy evaluates a fit of the residual history; the fit (and the TSI, when
+the gate is on) is recomputed only when the history or the phase mix changed, i.e. once per run
+of predicted steps for the default rational variant.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from .config import TCPadeConfig
-from .pade import PadeTSI
+from .pade import PadePredictor
 from .policy import CachePolicy, StepContext
 
 
@@ -15,15 +20,17 @@ class TCPadePolicy(CachePolicy):
     def __init__(self, config: TCPadeConfig):
         super().__init__(history_len=3)
         self.config = config
-        self.predictor = PadeTSI(config.variant)  # the runtime swaps in the exported Padé engine
+        self.predictor = PadePredictor(config.variant)  # the runtime swaps in the exported Padé engines
         # paper and reference extrapolate over consecutive steps, so predictions join the history
         self.keeps_predictions = config.variant != "rational"
-        self.last_tsi: torch.Tensor | None = None
+        self.last_tsi: torch.Tensor | None = None  # [B], of the current fit (None while the gate is off)
         self._prev_x_in: torch.Tensor | None = None
+        self._fit_key, self._fit, self._stable = None, None, True
 
     def reset(self, num_steps: int) -> None:
         super().reset(num_steps)
         self.last_tsi, self._prev_x_in = None, None
+        self._fit_key, self._fit, self._stable = None, None, True
 
     def phase_mix(self, step: int, num_steps: int) -> tuple[float, float, float]:
         """(c_pade, c1, c2): how the Padé core and the last two residuals combine at this step."""
@@ -36,25 +43,36 @@ class TCPadePolicy(CachePolicy):
             return 1.0, c.beta, -c.beta
         return 1.0, 0.0, 0.0
 
-    def params(self, step: int, num_steps: int) -> torch.Tensor:
-        """The Padé engine's per-step parameter vector [8] (see pade.py)."""
+    def fit_params(self, step: int, num_steps: int) -> torch.Tensor:
+        """The fit engine's parameter vector [7] (see pade.py)."""
         entries = self.history.entries
         s1, s2, s3 = entries[-1].step, entries[-2].step, entries[-3].step
         c = self.config
-        return torch.tensor([step - s1, s2 - s1, s3 - s1, *self.phase_mix(step, num_steps), c.lam, c.c_max],
-                            dtype=torch.float32)
+        return torch.tensor([s2 - s1, s3 - s1, *self.phase_mix(step, num_steps), c.lam, c.c_max], dtype=torch.float32)
+
+    def _refit(self, ctx: StepContext) -> None:
+        """Fit the history (and measure its TSI when the gate is on) unless the current fit still holds."""
+        key = (tuple(e.step for e in self.history.entries), self.phase_mix(ctx.step, ctx.num_steps))
+        if key == self._fit_key:
+            return
+        r1, r2, r3 = (e.residual for e in reversed(self.history.entries))
+        self._fit = self.predictor.fit(r1, r2, r3, self.fit_params(ctx.step, ctx.num_steps).to(r1.device, r1.dtype))
+        self._fit_key, self._stable = key, True
+        if self.config.threshold < 1.0:  # one scalar crosses to the host per fit, not per step
+            self.last_tsi = self.predictor.tsi(r1, r2, r3)
+            # the batch is predicted only if every sample is stable
+            self._stable = not bool(self.last_tsi.max() > self.config.threshold)
 
     def decide(self, ctx: StepContext) -> torch.Tensor | None:
         c = self.config
         if c.is_anchor(ctx.step, ctx.num_steps) or len(self.history) < 3:
             return None
-        r1, r2, r3 = (e.residual for e in reversed(self.history.entries))
-        params = self.params(ctx.step, ctx.num_steps).to(r1.device)
-        prediction, tsi = self.predictor(r1, r2, r3, params.to(r1.dtype))
-        self.last_tsi = tsi
-        # one scalar crosses to the host: the batch is predicted only if every sample is stable
-        if c.threshold < 1.0 and bool(tsi.max() > c.threshold):
+        self._refit(ctx)
+        if not self._stable:
             return None
+        base = self._fit[0]
+        k = torch.tensor([ctx.step - self.history.entries[-1].step], dtype=base.dtype, device=base.device)
+        prediction = self.predictor.eval(*self._fit, k)
         if c.variant == "reference" and self._prev_x_in is not None:
             prediction = prediction + c.input_delta * (ctx.x_in - self._prev_x_in)
         return prediction

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..cache.pade import NUM_PARAMS, VARIANTS
+from ..cache.pade import VARIANTS
 from ..errors import ConfigError, TcpadeError
 from ..export.onnx_export import check_part, export_part
-from ..export.pade_onnx import export_pade
+from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
 from ..models.base import SplitModel
 from ..models.registry import load_model
@@ -141,7 +141,7 @@ def _replace_folder(new: Path, out: Path) -> None:
 def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) -> Manifest:
     shape, precision = options.shape, options.precision
     quantized = precision in ("int8", "fp8")
-    exports = 1 if options.reuse_onnx_from else len(PARTS) + len(options.pade_variants)
+    exports = 1 if options.reuse_onnx_from else len(PARTS) + len(options.pade_variants) + 2
     stages = _Stages(1 + exports + quantized + (options.backend == "tensorrt") + 1, progress)
     try:
         if isinstance(model_ref, SplitModel):
@@ -193,12 +193,11 @@ def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: 
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
         entries[part].check_error = check_part(_ort_session(folder / f"{part}.onnx"), model, part, shape,
                                                TOLERANCE["fp32"])
-    hidden = entries["blocks"].outputs[0]["shape"][-1]
-    inputs, outputs = _pade_io(hidden)
-    for variant in options.pade_variants:
-        name = f"pade-{variant}"
-        stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", variant, hidden=hidden)
-        entries[name] = PartEntry(file=f"{name}.onnx", inputs=inputs, outputs=outputs)
+    _, tokens, hidden = entries["blocks"].outputs[0]["shape"]  # x_out ["batch", tokens, hidden]
+    graphs = [(f"pade-fit-{variant}", "pade-fit", variant) for variant in options.pade_variants]
+    for name, graph, variant in [*graphs, ("pade-eval", "pade-eval", "rational"), ("tsi", "tsi", "rational")]:
+        stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", graph, variant, hidden=hidden)
+        entries[name] = PartEntry(file=f"{name}.onnx", **pade_io(graph, tokens, hidden))
     return entries
 
 
@@ -220,12 +219,6 @@ def _ort_session(path: Path):
     from .ort_backend import create_session
 
     return create_session(path, providers=["CPUExecutionProvider"])
-
-
-def _pade_io(hidden: int):
-    r = lambda n: {"name": n, "dtype": "float32", "shape": ["batch", "tokens", hidden]}
-    return ([r("r1"), r("r2"), r("r3"), {"name": "params", "dtype": "float32", "shape": [NUM_PARAMS]}],
-            [r("prediction"), {"name": "tsi", "dtype": "float32", "shape": ["batch"]}])
 
 
 def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:

@@ -2,7 +2,8 @@
 
     engines/NAME/
         manifest.json            this file's content (see Manifest)
-        prepare.onnx head.onnx blocks.onnx tail.onnx pade-*.onnx (or *.plan for TensorRT)
+        prepare.onnx head.onnx blocks.onnx tail.onnx modulated.onnx (the model's parts)
+        pade-fit-VARIANT.onnx pade-eval.onnx tsi.onnx (the Padé engines)   or *.plan for TensorRT
         extras (the demo's class embeddings)
 
 Loading validates: the format version, every listed file's presence and SHA-256, and - for
@@ -23,7 +24,7 @@ import torch
 from ..errors import TcpadeError
 
 FORMAT = "tcpade-trt-engines"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi
 MANIFEST = "manifest.json"
 
 

@@ -22,15 +22,58 @@ def available_providers() -> list[str]:
     return ort.get_available_providers()
 
 
-def default_providers(device: str = "auto") -> list[str]:
-    """CUDA (then CPU) when onnxruntime-gpu is installed and device allows it, else CPU."""
+ORT_DEVICES = ("cpu", "cuda", "tensorrt")  # which execution provider runs the engines
+_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def resolve_ort_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when onnxruntime-gpu sees a GPU, else 'cpu'; an unavailable choice is one sentence."""
     have = available_providers()
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in have:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise TcpadeError("device 'cuda' needs onnxruntime-gpu with a CUDA GPU (pip install 'tcpade-trt[gpu]'); "
+    if device == "auto":
+        return "cuda" if _PROVIDER["cuda"] in have else "cpu"
+    if device not in ORT_DEVICES:
+        raise TcpadeError(f"unknown onnxruntime device {device!r}; choose auto, {', '.join(ORT_DEVICES)}.")
+    if _PROVIDER[device] not in have:
+        needs = "a CUDA GPU and TensorRT" if device == "tensorrt" else "a CUDA GPU"
+        raise TcpadeError(f"device '{device}' needs onnxruntime-gpu with {needs} (pip install 'tcpade-trt[gpu]'); "
                           f"this onnxruntime offers only {', '.join(have)}.")
-    return ["CPUExecutionProvider"]
+    return device
+
+
+def default_providers(device: str = "auto") -> list[str]:
+    """Provider names for ``device`` with CPU as the fallback (no options: builds and checks)."""
+    device = resolve_ort_device(device)
+    chain = {"cpu": ["cpu"], "cuda": ["cuda", "cpu"], "tensorrt": ["tensorrt", "cuda", "cpu"]}[device]
+    return [_PROVIDER[d] for d in chain]
+
+
+def provider_chain(device: str, stream: int | None = None, trt_cache: Path | None = None,
+                   trt_profiles: dict[str, tuple] | None = None) -> list:
+    """The providers (with options) a runtime session uses on ``device`` ('cpu', 'cuda', 'tensorrt').
+
+    stream: a CUDA stream handle (torch.cuda.Stream().cuda_stream) that onnxruntime runs on, so its
+        kernels and the runtime's torch ops are ordered on one stream without host syncs. Not the
+        legacy default stream (handle 0), which onnxruntime treats as "none given".
+    trt_cache: folder for the TensorRT execution provider's engine and timing caches (built on the
+        first run of a shape, reused afterwards).
+    trt_profiles: input name -> (min, opt, max) shapes, so that TensorRT builds one engine for the
+        folder's whole batch range instead of one per new shape.
+    """
+    if device == "cpu":
+        return [_PROVIDER["cpu"]]
+    on_stream = {"has_user_compute_stream": "1", "user_compute_stream": str(stream)} if stream else {}
+    chain = [(_PROVIDER["cuda"], {"device_id": "0", **on_stream}), _PROVIDER["cpu"]]
+    if device == "tensorrt":
+        options = {"device_id": "0", **on_stream}
+        if trt_cache is not None:
+            options.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(trt_cache),
+                           trt_timing_cache_enable="True", trt_timing_cache_path=str(trt_cache))
+        if trt_profiles:
+            dims = lambda i: ",".join(f"{n}:{'x'.join(map(str, shapes[i]))}" for n, shapes in trt_profiles.items())
+            options.update(trt_profile_min_shapes=dims(0), trt_profile_opt_shapes=dims(1),
+                           trt_profile_max_shapes=dims(2))
+        chain.insert(0, (_PROVIDER["tensorrt"], options))
+    return chain
 
 
 def create_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):

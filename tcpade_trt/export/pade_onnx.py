@@ -1,9 +1,11 @@
-"""Export the Padé/TSI math (cache/pade.py) to a small ONNX graph: "the Padé engine".
+"""Export the Padé/TSI math (cache/pade.py) to three small ONNX graphs: "the Padé engines".
 
-Inputs  r1, r2, r3 [batch, tokens, hidden] (most recent residual first), params [8] float32
-Outputs prediction [batch, tokens, hidden], tsi [batch]
-batch and tokens are dynamic; hidden is fixed per model. One source of truth: the graph is traced
-from the same PadeTSI module the eager policies run.
+    pade-fit-VARIANT  r1, r2, r3 [batch, tokens, hidden], fit_params [7] -> base, scale, damping [batch, tokens, hidden]
+    pade-eval         base, scale, damping [batch, tokens, hidden], k [1]  -> prediction [batch, tokens, hidden]
+    tsi               r1, r2, r3 [batch, tokens, hidden]                   -> tsi [batch]
+
+batch and tokens are dynamic; hidden is fixed per model. One source of truth: each graph is traced
+from the same module the eager policies run.
 """
 
 from __future__ import annotations
@@ -13,36 +15,55 @@ import tempfile
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from ..cache.pade import PadeTSI
+from ..cache.pade import FIT_PARAMS, PadeEval, PadeFit, TrajectoryStability
 from .onnx_export import _quiet
 
-INPUT_NAMES = ("r1", "r2", "r3", "params")  # params: 8 floats, see cache/pade.py
-OUTPUT_NAMES = ("prediction", "tsi")
+RESIDUALS = ("r1", "r2", "r3")  # most recent residual first
+FIT_STATE = ("base", "scale", "damping")
+GRAPHS = {  # name -> (input names, output names); pade-fit-VARIANT shares one signature
+    "pade-fit": ((*RESIDUALS, "fit_params"), FIT_STATE),
+    "pade-eval": ((*FIT_STATE, "k"), ("prediction",)),
+    "tsi": (RESIDUALS, ("tsi",)),
+}
+EXAMPLE_FIT_PARAMS = (-3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25)  # k2, k3, phase mix, lambda, c_max
+assert len(EXAMPLE_FIT_PARAMS) == len(FIT_PARAMS)
 
 
-def example_pade_inputs(batch: int = 2, tokens: int = 16, hidden: int = 32, seed: int = 0):
+def example_pade_inputs(graph: str, batch: int = 2, tokens: int = 16, hidden: int = 32, seed: int = 0):
+    """Inputs of ``graph`` (a key of GRAPHS): random [batch, tokens, hidden] tensors and fixed scalars."""
     gen = torch.Generator().manual_seed(seed)
-    rs = [torch.randn(batch, tokens, hidden, generator=gen) for _ in range(3)]
-    params = torch.tensor([2.0, -1.0, -2.0, 1.0, 0.0, 0.0, 10.0, 0.25])
-    return (*rs, params)
+    big = lambda: torch.randn(batch, tokens, hidden, generator=gen)
+    if graph == "pade-fit":
+        return (big(), big(), big(), torch.tensor(EXAMPLE_FIT_PARAMS))
+    if graph == "pade-eval":
+        return (big(), big(), torch.rand(batch, tokens, hidden, generator=gen) * 0.25, torch.tensor([2.0]))
+    return (big(), big(), big())
 
 
-def export_pade(path: str | Path, variant: str = "rational", hidden: int = 32, opset: int = 18) -> Path:
-    """Write the Padé graph for ``variant`` to ``path`` atomically; returns the path."""
+def pade_module(graph: str, variant: str = "rational") -> nn.Module:
+    if graph == "pade-fit":
+        return PadeFit(variant)
+    return PadeEval() if graph == "pade-eval" else TrajectoryStability()
+
+
+def export_pade(path: str | Path, graph: str, variant: str = "rational", hidden: int = 32, opset: int = 18) -> Path:
+    """Write one Padé graph (``graph`` a key of GRAPHS) to ``path`` atomically; returns the path."""
     path = Path(path)
-    module = PadeTSI(variant).eval()
-    args = example_pade_inputs(hidden=hidden)
+    module = pade_module(graph, variant).eval()
+    input_names, output_names = GRAPHS[graph]
+    args = example_pade_inputs(graph, hidden=hidden)
+    # keyed by forward()'s argument names, which the modules keep equal to the graph's input names
     batch, tokens = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("tokens", min=2, max=1 << 20)
-    residual = {0: batch, 1: tokens}
-    dynamic_shapes = {"r1": residual, "r2": residual, "r3": residual, "params": None}
+    dynamic_shapes = {n: ({0: batch, 1: tokens} if a.dim() == 3 else None) for n, a in zip(input_names, args)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
         with _quiet():
             program = torch.onnx.export(
-                module, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                module, args, input_names=list(input_names), output_names=list(output_names),
                 dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False,
             )
             program.save(tmp)
@@ -53,3 +74,12 @@ def export_pade(path: str | Path, variant: str = "rational", hidden: int = 32, o
             os.unlink(tmp)
     return path
 
+
+
+def pade_io(graph: str, tokens: int, hidden: int) -> dict:
+    """The manifest's I/O description of ``graph`` in a folder built for ``tokens`` image tokens
+    (the graph itself accepts any token count; "batch" is the folder's batch range)."""
+    input_names, output_names = GRAPHS[graph]
+    fixed = {"fit_params": [len(FIT_PARAMS)], "k": [1], "tsi": ["batch"]}
+    spec = lambda n: {"name": n, "dtype": "float32", "shape": fixed.get(n, ["batch", tokens, hidden])}
+    return {"inputs": [spec(n) for n in input_names], "outputs": [spec(n) for n in output_names]}

@@ -26,9 +26,9 @@ from .runtime import Runtime
 
 class EngineTransformer(nn.Module):
     def __init__(self, folder: str | Path, cache: str | CacheConfig = "tcpade-fast", num_steps: int = 20,
-                 providers: list[str] | None = None):
+                 device: str = "auto"):
         super().__init__()
-        self.runtime = Runtime(folder, providers=providers)
+        self.runtime = Runtime(folder, device=device)
         model = self.runtime.model
         self.config = model.config  # FrozenDict: pipelines read e.g. config.in_channels
         config = parse_cache_spec(cache) if isinstance(cache, str) else cache
@@ -56,5 +56,15 @@ class EngineTransformer(nn.Module):
         return self.cached.stats()
 
     def forward(self, *args, **kwargs):
-        with torch.no_grad():
-            return self.cached(*args, **kwargs)
+        stream = self.runtime.model.stream
+        if stream is None:
+            with torch.no_grad():
+                return self.cached(*args, **kwargs)
+        # onnxruntime on a GPU runs on the runtime's stream: order it after the pipeline's work, and
+        # the pipeline's next ops after it (device-side waits, no host sync)
+        caller = torch.cuda.current_stream()
+        stream.wait_stream(caller)
+        with torch.no_grad(), torch.cuda.stream(stream):
+            out = self.cached(*args, **kwargs)
+        caller.wait_stream(stream)
+        return out

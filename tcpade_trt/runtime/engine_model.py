@@ -4,16 +4,14 @@
     sample(model, cond, noise, policy=...)            # the reference loop, now on engines
 
 Family logic that needs no weights (latent geometry, scheduler, timestep mapping, unpatchify,
-guidance) comes from the family adapter built from the manifest's config. Tensors cross into and
-out of onnxruntime as numpy views (zero-copy on CPU).
+guidance) comes from the family adapter built from the manifest's config. How tensors cross into
+onnxruntime (numpy on CPU, I/O binding on a GPU) is in ort_parts.py; TensorRT plans in trt_runtime.py.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers.configuration_utils import FrozenDict
 
@@ -21,52 +19,36 @@ from ..engines.manifest import Manifest, read_manifest
 from ..errors import ShapeError, TcpadeError
 from ..models.base import SplitModel, Tensors
 from ..models.registry import ADAPTERS
+from .ort_parts import EngineError, OrtPart
 
-
-class EngineError(TcpadeError):
-    """An engine failed while running."""
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().contiguous().numpy()
-
-
-class OrtPart:
-    """One onnxruntime session called with named torch tensors."""
-
-    def __init__(self, name: str, session, input_names, output_names):
-        self.name, self.session = name, session
-        self.input_names, self.output_names = list(input_names), list(output_names)
-        self.seconds = 0.0  # time spent inside the engine (session.run), for overhead accounting
-
-    def __call__(self, named: Tensors) -> dict[str, torch.Tensor]:
-        feeds = {n: _numpy(named[n]) for n in self.input_names}
-        start = time.perf_counter()
-        try:
-            outs = self.session.run(self.output_names, feeds)
-        except Exception as exc:  # onnxruntime's own error types
-            raise EngineError(f"the {self.name} engine failed ({type(exc).__name__}: {str(exc)[:200]}).") from exc
-        finally:
-            self.seconds += time.perf_counter() - start
-        return {n: torch.from_numpy(o) for n, o in zip(self.output_names, outs)}
+__all__ = ["EngineError", "EngineModel", "EnginePade"]
 
 
 class EnginePade:
-    """The Padé engine as a drop-in for cache.pade.PadeTSI: (r1, r2, r3, params) -> (prediction, tsi)."""
+    """The Padé engines behind cache.pade.PadePredictor's interface (fit / eval / tsi)."""
 
-    def __init__(self, part: OrtPart):
-        self.part = part
+    def __init__(self, fit_part, eval_part, tsi_part):
+        self.fit_part, self.eval_part, self.tsi_part = fit_part, eval_part, tsi_part
 
-    def __call__(self, r1, r2, r3, params):
-        out = self.part({"r1": r1, "r2": r2, "r3": r3, "params": params.float()})
-        return out["prediction"], out["tsi"]
+    def fit(self, r1, r2, r3, fit_params):
+        out = self.fit_part({"r1": r1, "r2": r2, "r3": r3, "fit_params": fit_params.float()})
+        return out["base"], out["scale"], out["damping"]
+
+    def eval(self, base, scale, damping, k):
+        return self.eval_part({"base": base, "scale": scale, "damping": damping, "k": k.float()})["prediction"]
+
+    def tsi(self, r1, r2, r3):
+        return self.tsi_part({"r1": r1, "r2": r2, "r3": r3})["tsi"]
 
 
 class EngineModel(SplitModel):
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True,
-                 cuda_graphs: bool = False):
-        """providers: onnxruntime execution providers (default: CUDA when onnxruntime-gpu has a GPU,
-        else CPU). cuda_graphs: TensorRT folders only, replay each plan from a captured CUDA graph."""
+    def __init__(self, folder: str | Path, device: str = "auto", verify: bool = True, cuda_graphs: bool = False,
+                 io_binding: bool | None = None):
+        """device: onnxruntime folders only: 'cpu', 'cuda' or 'tensorrt' (its execution provider), or
+        'auto' (CUDA when onnxruntime-gpu sees a GPU, else CPU). cuda_graphs: TensorRT folders only,
+        replay each plan from a captured CUDA graph. io_binding: force I/O binding on or off (default:
+        on a GPU only)."""
+        self.stream = None  # the CUDA stream every engine and torch op of a generation runs on
         self.folder = Path(folder)
         self.manifest: Manifest = read_manifest(self.folder, verify_hashes=verify)
         m = self.manifest
@@ -85,15 +67,27 @@ class EngineModel(SplitModel):
             self._device = torch.device("cuda")
             self.parts = load_trt_parts(self.folder, m, cuda_graphs=cuda_graphs)
         else:
-            from ..engines.ort_backend import create_session, default_providers
-
-            self.providers = providers or default_providers()
-            self.parts = {}
-            for name, entry in m.parts.items():
-                session = create_session(self.folder / entry.file, self.providers)
-                self.parts[name] = OrtPart(name, session, [i["name"] for i in entry.inputs],
-                                           [o["name"] for o in entry.outputs])
+            self.parts = self._open_ort_parts(device, io_binding)
         self.conditioner = self._load_conditioner()
+
+    def _open_ort_parts(self, device: str, io_binding: bool | None) -> dict[str, OrtPart]:
+        from ..engines.ort_backend import create_session, provider_chain, resolve_ort_device
+        from ..engines.trt_backend import profile_shapes
+
+        self.ort_device = resolve_ort_device(device)
+        if self.ort_device != "cpu":
+            self._device = torch.device("cuda")
+            self.stream = torch.cuda.Stream()  # not the legacy default stream, which onnxruntime cannot share
+        s, parts = self.manifest.shape, {}
+        for name, entry in self.manifest.parts.items():
+            chain = provider_chain(self.ort_device, stream=self.stream.cuda_stream if self.stream else None,
+                                   trt_cache=self.folder / "ort-tensorrt-cache",
+                                   trt_profiles=profile_shapes(entry.inputs, s["batch_min"], s["batch_opt"],
+                                                               s["batch_max"]))
+            session = create_session(self.folder / entry.file, chain)
+            parts[name] = OrtPart(name, session, [i["name"] for i in entry.inputs], [o["name"] for o in entry.outputs],
+                                  device=self._device, io_binding=io_binding)
+        return parts
 
     # -- what the engines were built for -----------------------------------------------------
     def check_request(self, latents: torch.Tensor) -> None:
@@ -147,10 +141,12 @@ class EngineModel(SplitModel):
         return sum(getattr(part, "seconds", 0.0) for part in self.parts.values())
 
     def pade(self, variant: str) -> EnginePade:
-        name = f"pade-{variant}"
-        if name not in self.parts:
-            raise EngineError(f"{self.folder} has no Padé engine for the '{variant}' variant; rebuild with it.")
-        return EnginePade(self.parts[name])
+        names = (f"pade-fit-{variant}", "pade-eval", "tsi")
+        missing = [n for n in names if n not in self.parts]
+        if missing:
+            raise EngineError(f"{self.folder} has no {', '.join(missing)} engine for the '{variant}' TC-Padé "
+                              "variant; rebuild the folder with it.")
+        return EnginePade(*(self.parts[n] for n in names))
 
     # -- family logic, weightless -------------------------------------------------------------
     def geometry(self, batch, height, width, frames=1):

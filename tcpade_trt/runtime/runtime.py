@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,9 +28,10 @@ from .sampler import SampleResult, sample
 
 
 class Runtime:
-    def __init__(self, folder: str | Path, providers: list[str] | None = None, verify: bool = True,
-                 cuda_graphs: bool = False):
-        self.model = EngineModel(folder, providers=providers, verify=verify, cuda_graphs=cuda_graphs)
+    def __init__(self, folder: str | Path, device: str = "auto", verify: bool = True, cuda_graphs: bool = False,
+                 io_binding: bool | None = None):
+        """device, io_binding: onnxruntime folders (see EngineModel); cuda_graphs: TensorRT folders."""
+        self.model = EngineModel(folder, device=device, verify=verify, cuda_graphs=cuda_graphs, io_binding=io_binding)
         self._lock = threading.Lock()
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 
@@ -53,9 +55,12 @@ class Runtime:
                               "create one Runtime per worker thread.")
         try:
             engines_before, start = self.model.engine_seconds(), time.perf_counter()
-            result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
-                            negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
-                            on_step=on_step)
+            # onnxruntime on a GPU: every engine call and torch op of the generation on the runtime's stream
+            on_stream = torch.cuda.stream(self.model.stream) if self.model.stream is not None else nullcontext()
+            with on_stream:
+                result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
+                                negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
+                                on_step=on_step)
             self.last_timing = {"total_s": time.perf_counter() - start,
                                 "engines_s": self.model.engine_seconds() - engines_before}
             return result

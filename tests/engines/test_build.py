@@ -16,7 +16,8 @@ from ..conftest import SHAPES
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_fp32_folder_holds_checked_parts_and_a_valid_manifest(fp32_folders, name):
     manifest = read_manifest(fp32_folders[name])
-    expected = {"head", "blocks", "tail", "modulated", "pade-rational", "pade-paper", "pade-reference"}
+    expected = {"head", "blocks", "tail", "modulated", "pade-fit-rational", "pade-fit-paper", "pade-fit-reference",
+                "pade-eval", "tsi"}
     expected |= set() if name == "tiny-dit" else {"prepare"}  # DiT has nothing prompt-only to precompute
     assert set(manifest.parts) == expected
     for part in ("head", "blocks", "tail"):

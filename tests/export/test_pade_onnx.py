@@ -1,12 +1,12 @@
-"""The exported Padé engine computes what the torch policies compute (one source of truth)."""
+"""The exported Padé engines compute what the torch policies compute (one source of truth)."""
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-from tcpade_trt.cache.pade import VARIANTS, PadeTSI
-from tcpade_trt.export.pade_onnx import INPUT_NAMES, export_pade
+from tcpade_trt.cache.pade import VARIANTS, PadeEval, PadeFit, trajectory_stability
+from tcpade_trt.export.pade_onnx import GRAPHS, export_pade
 
 
 def residual_history(batch, tokens, hidden, seed):
@@ -17,26 +17,39 @@ def residual_history(batch, tokens, hidden, seed):
     return [base + s * drift + 0.02 * torch.randn(batch, tokens, hidden, generator=gen) for s in (7, 4, 2)]
 
 
-@pytest.fixture(scope="module", params=VARIANTS)
-def engine(request, tmp_path_factory):
-    path = export_pade(tmp_path_factory.mktemp("pade") / f"{request.param}.onnx", request.param, hidden=24)
-    return request.param, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def export(tmp_path_factory, graph, variant="rational"):
+    path = export_pade(tmp_path_factory.mktemp("pade") / f"{graph}.onnx", graph, variant, hidden=24)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda *tensors: session.run(None, {n: t.numpy() for n, t in zip(GRAPHS[graph][0], tensors)})
 
 
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    fits = {variant: export(tmp_path_factory, "pade-fit", variant) for variant in VARIANTS}
+    return fits, export(tmp_path_factory, "pade-eval"), export(tmp_path_factory, "tsi")
+
+
+def assert_close(got, expected):
+    expected = expected.numpy()
+    assert got.shape == expected.shape
+    assert np.linalg.norm(got - expected) <= 1e-6 * max(np.linalg.norm(expected), 1e-30)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("batch,tokens", [(1, 4), (2, 64), (5, 33)])
-def test_onnxruntime_matches_torch_on_several_shapes(engine, batch, tokens):
-    variant, session = engine
+def test_onnxruntime_matches_torch_on_several_shapes(engines, variant, batch, tokens):
+    fits, evaluate, tsi = engines
     r1, r2, r3 = residual_history(batch, tokens, 24, seed=batch * tokens)
-    params = torch.tensor([2.0, -3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25])
-    expected = PadeTSI(variant)(r1, r2, r3, params)
-    got = session.run(None, {n: t.numpy() for n, t in zip(INPUT_NAMES, (r1, r2, r3, params))})
-    assert got[0].shape == (batch, tokens, 24) and got[1].shape == (batch,)
-    for g, e in zip(got, expected):
-        e = e.numpy()
-        assert np.linalg.norm(g - e) / np.linalg.norm(e) <= 1e-6
+    fit_params, k = torch.tensor([-3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25]), torch.tensor([2.0])
+    expected_state = PadeFit(variant)(r1, r2, r3, fit_params)
+    state = fits[variant](r1, r2, r3, fit_params)
+    for got, expected in zip(state, expected_state):
+        assert_close(got, expected)
+    assert_close(evaluate(*(torch.from_numpy(s) for s in state), k)[0], PadeEval()(*expected_state, k))
+    assert_close(tsi(r1, r2, r3)[0], trajectory_stability(r1, r2, r3))
 
 
 def test_export_leaves_no_partial_file_when_it_fails(tmp_path):
     with pytest.raises(ValueError, match="unknown TC-Padé variant"):
-        export_pade(tmp_path / "x.onnx", "nope")
+        export_pade(tmp_path / "x.onnx", "pade-fit", "nope")
     assert list(tmp_path.iterdir()) == []

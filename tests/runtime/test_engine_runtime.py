@@ -101,7 +101,8 @@ def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_n
 def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
     rt = Runtime(fp32_folders["tiny-dit"])
     model, cond, noise = inputs("tiny-dit", batch=1)
-    nan_pade = lambda r1, r2, r3, params: (torch.full_like(r1, float("nan")), torch.zeros(r1.shape[0]))
+    nan_pade = rt.model.pade("rational")  # the real fit, an evaluation that returns NaN
+    nan_pade.eval = lambda base, scale, damping, k: torch.full_like(base, float("nan"))
     rt.model.pade = lambda variant: nan_pade
     got = rt.generate(cond, noise, cache="tcpade-fast")
     assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
@@ -115,3 +116,16 @@ def test_the_runtime_accounts_for_time_inside_and_outside_the_engines(fp32_folde
     rt.generate(cond, noise, cache="tcpade-fast")
     t = rt.last_timing
     assert 0 < t["engines_s"] < t["total_s"]
+
+
+@pytest.mark.parametrize("name,guidance", [("tiny-flux", None), ("tiny-wan", 5.0)])
+def test_io_binding_gives_the_same_latents_as_numpy_feeds(fp32_folders, name, guidance):
+    """The GPU path's I/O binding (device pointers in, DLPack out), exercised on CPU."""
+    _, cond, noise = inputs(name)
+    bound = Runtime(fp32_folders[name], device="cpu", io_binding=True)
+    assert all(part.io_binding for part in bound.model.parts.values())
+    got = bound.generate(cond, noise, cache="tcpade-fast", guidance_scale=guidance)
+    expected = Runtime(fp32_folders[name], device="cpu").generate(cond, noise, cache="tcpade-fast",
+                                                                  guidance_scale=guidance)
+    assert got.decisions == expected.decisions
+    assert torch.equal(got.latents, expected.latents)
