@@ -1,6 +1,7 @@
-"""Benchmark caching x quantization on the demo model: torch FP32 and onnxruntime engines (FP32,
-INT8) x cache presets x batch sizes, with diffusers' own cache hooks as independent peers. Writes
-bench.json, bench.md (the tables) and plots into the output folder."""
+"""Benchmark caching x quantization: eager torch FP32 and onnxruntime engines (FP32, INT8) x cache
+presets x batch sizes, with diffusers' own cache hooks as independent peers, on a model (default:
+the demo model; engines are built for it under OUT/engines) or on existing engine folders
+(--engines). Writes bench.json, bench.md (the tables) and plots into the output folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ def add_arguments(p) -> None:
     from .bench.peers import PEERS
     from .bench.runner import DEFAULT_CACHES
 
+    p.add_argument("model", nargs="?", default="demo",
+                   help="demo (default) | tiny-flux | tiny-wan | tiny-dit | local diffusers folder")
+    p.add_argument("--engines", type=Path, nargs="+",
+                   help="benchmark these onnxruntime engine folders of one model (one per precision) instead")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--caches", nargs="+", default=list(DEFAULT_CACHES), help="cache specs (default: %(default)s)")
@@ -33,8 +38,11 @@ def run(args) -> int:
     if min(args.batches) < 1 or args.repeats < 1:
         raise ConfigError("--batches must be positive and --repeats at least 1.")
     start = time.perf_counter()
+    if args.engines and args.model != "demo":
+        raise ConfigError("give either a MODEL or --engines folders, not both.")
     run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
-              precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats)
+              precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats, model=args.model,
+              engines=args.engines)
     print((args.out / "bench.md").read_text())
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cache import parse_cache_spec
+from ..models.base import SplitModel
 from ..models.demo import CLASSES, DemoSplit, latents_to_images, load_demo_model
 from ..runtime.sampler import initial_noise, sample
 from .machine import machine_info
@@ -29,16 +30,17 @@ DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache"
 
 @dataclass
 class Backend:
-    """A way to run the demo model's sampler: name, precision and the model (torch or engines)."""
+    """A way to run a model's sampler: name, precision and the model (torch or engines)."""
 
     name: str
     precision: str
-    model: object  # DemoSplit (torch) or a Runtime (engines)
+    model: object  # a SplitModel (eager torch) or a Runtime (engines)
 
-    def run(self, cond, noise, cache_spec: str, steps: int):
-        if isinstance(self.model, DemoSplit):
-            return sample(self.model, cond, noise, num_steps=steps, policy=parse_cache_spec(cache_spec).make_policy())
-        return self.model.generate(cond, noise, cache=cache_spec, steps=steps)
+    def run(self, cond, noise, cache_spec: str, steps: int, guidance_scale: float | None = None):
+        if isinstance(self.model, SplitModel):
+            return sample(self.model, cond, noise, num_steps=steps, guidance_scale=guidance_scale,
+                          policy=parse_cache_spec(cache_spec).make_policy())
+        return self.model.generate(cond, noise, cache=cache_spec, steps=steps, guidance_scale=guidance_scale)
 
 
 def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool,
@@ -47,27 +49,11 @@ def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool,
 
     FP8 is an E4M3 QDQ graph that onnxruntime runs as simulated quantization: its quality is what a
     TensorRT FP8 build would give, its speed on CPU is meaningless (several times slower)."""
-    from ..engines.build import BuildOptions, build_engines, model_identity
-    from ..engines.manifest import ManifestError, read_manifest, source_fingerprint
     from ..export.parts import BuildShape
+    from .subjects import ensure_engines
 
     shape = BuildShape(height=16, width=16, text_tokens=4, batch_min=1, batch_opt=seeds, batch_max=max(seeds, 16))
-    weights = model_identity(model)["weights_sha256"]
-    folders = {p: folder / f"demo-{p}" for p in ("fp32", *[p for p in precisions if p != "fp32"])}
-    for precision, path in folders.items():
-        try:
-            m = read_manifest(path)
-            current = m.versions.get("source") == source_fingerprint()
-            if current and m.model["weights_sha256"] == weights and m.shape == shape.as_dict():
-                continue
-        except ManifestError:
-            pass
-        if progress:
-            print(f"building onnxruntime {precision} engines -> {path}")
-        options = BuildOptions(precision=precision, shape=shape, int8_mode="dynamic",
-                               reuse_onnx_from=folders["fp32"] if precision != "fp32" else None)
-        build_engines(model, path, options, progress=progress)
-    return {p: folders[p] for p in precisions}
+    return ensure_engines(model, folder, "demo", shape, precisions, progress)
 
 
 def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20, repeats: int = 3,

@@ -1,10 +1,11 @@
-"""`tcpade-trt bench`: backends x precisions x caches x batch sizes on the demo model, plus
-diffusers' own hooks as independent peers.
+"""`tcpade-trt bench`: backends x precisions x caches x batch sizes on a model (default: the demo
+model) or on given engine folders, plus diffusers' own hooks as independent peers.
 
 Per cell: latency per batch and per image (median of ``repeats`` round-robin runs after a warm-up),
 throughput, full steps, speedup against uncached on the same backend and precision and against
-eager torch FP32 uncached at the same batch, peak memory, and PSNR / SSIM of every image against
-the torch FP32 uncached image of the same seed (so quantization and caching errors add up there).
+eager torch FP32 uncached at the same batch, peak memory, and PSNR / SSIM of every sample against
+the reference of the same seed: eager torch FP32 uncached, or (engine folders only) the FP32 folder
+uncached, so quantization and caching errors add up there.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..models.demo import CLASSES, latents_to_images, load_demo_model
-from ..runtime.sampler import initial_noise
-from .demo_run import Backend, demo_engines
+from .demo_run import Backend
 from .machine import machine_info
-from .metrics import psnr, ssim, to_unit
+from .metrics import psnr, ssim
 from .peers import PEERS, calibrate_magcache, run_peer
+from .subjects import BenchSubject, demo_subject, engines_subject, model_subject
 from .timing import round_robin
 
 DEFAULT_CACHES = ("none", "tcpade-fast", "tcpade-slow", "taylorseer", "teacache", "reuse")
+SSIM_WINDOW = 11  # SSIM needs at least this many pixels per side
 
 
 def peak_memory_mb() -> float:
@@ -35,50 +36,66 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def bench_subject(out: Path, model: str = "demo", engines: list[Path] | None = None, batches=(1, 2, 4, 8),
+                  precisions=("fp32", "int8"), progress: bool = True) -> BenchSubject:
+    """The model or engine folders to benchmark; engines for a model are built under out/engines."""
+    if engines:
+        return engines_subject(engines)
+    if model == "demo":
+        return demo_subject(out / "engines", batches, precisions, progress)
+    return model_subject(model, out / "engines", batches, precisions, progress)
+
+
 def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEERS, precisions=("fp32", "int8"),
-              steps: int = 20, repeats: int = 3, progress: bool = True) -> dict:
+              steps: int = 20, repeats: int = 3, progress: bool = True, model: str = "demo",
+              engines: list[Path] | None = None) -> dict:
     from ..runtime.runtime import Runtime
 
     out.mkdir(parents=True, exist_ok=True)
-    model = load_demo_model()
+    subject = bench_subject(out, model, engines, batches, precisions, progress)
+    torch_model = subject.torch_model
+    peers = tuple(peers) if torch_model is not None else ()
     caches = ("none", *[c for c in caches if c != "none"])
-    backends = [Backend("torch", "fp32", model)]
-    folders = demo_engines(model, out / "engines", max(batches), progress, tuple(precisions)) if precisions else {}
-    backends += [Backend("onnxruntime", p, Runtime(f)) for p, f in folders.items()]
+    backends = [Backend("torch", "fp32", torch_model)] if torch_model is not None else []
+    order = sorted(subject.folders, key=lambda p: p != "fp32")  # FP32 first: the reference without torch
+    backends += [Backend("onnxruntime", p, Runtime(subject.folders[p], device="cpu")) for p in order]
+    guidance = subject.guidance_scale
     cells_per_batch = len(backends) * len(caches) + len(peers)
     bar = tqdm(total=len(batches) * cells_per_batch * (repeats + 1), desc="bench", disable=not progress)
     runs = []
     for batch in batches:
-        labels = torch.arange(batch) % len(CLASSES)
-        with torch.no_grad():
-            cond = model.class_cond(labels)
-        noise = initial_noise(model, model.geometry_for(batch).shape, list(range(batch)))
-        reference = None  # torch fp32 uncached: images and latency
+        cond, noise = subject.inputs(batch)
+        reference = None  # (latents, latency) of the first backend's uncached run: torch FP32 when present
         for backend in backends:
-            specs = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps)) for spec in caches}
+            specs = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps, guidance)) for spec in caches}
             if backend.name == "torch":
-                ratios = calibrate_magcache(model, cond, noise, steps) if "diffusers-magcache" in peers else None
-                specs.update({peer: (lambda peer=peer: run_peer(model, peer, cond, noise, steps, mag_ratios=ratios))
-                              for peer in peers})
+                ratios = (calibrate_magcache(torch_model, cond, noise, steps, guidance)
+                          if "diffusers-magcache" in peers else None)
+                specs.update({peer: (lambda peer=peer: run_peer(torch_model, peer, cond, noise, steps, guidance,
+                                                                mag_ratios=ratios)) for peer in peers})
             results, latencies = round_robin(specs, repeats, bar.update)
             if reference is None:
-                reference = (to_unit(latents_to_images(results["none"].latents)), latencies["none"])
+                reference = (results["none"].latents, latencies["none"])
+            ref_images = subject.quality_space(reference[0], reference[0])
             for spec, result in results.items():
-                images = to_unit(latents_to_images(result.latents))
-                same = backend.name == "torch" and backend.precision == "fp32" and spec == "none"
+                images = subject.quality_space(result.latents, reference[0])
+                same = backend is backends[0] and spec == "none"
                 latency = latencies[spec]
                 runs.append({
                     "backend": "diffusers-hook" if spec in peers else backend.name,
                     "precision": backend.precision, "cache": spec, "batch": batch, "steps": steps,
                     "full_steps": result.full_steps, "latency_s": latency, "latency_per_image_s": latency / batch,
                     "throughput_img_s": batch / latency, "speedup": latencies["none"] / latency,
-                    "speedup_vs_torch_fp32": reference[1] / latency,
-                    "psnr_db": None if same else float(psnr(images, reference[0]).clamp(max=100).mean()),
-                    "ssim": float(ssim(images, reference[0]).mean()), "peak_mem_mb": round(peak_memory_mb(), 1),
+                    "speedup_vs_torch_fp32": reference[1] / latency if torch_model is not None else None,
+                    "psnr_db": None if same else float(psnr(images, ref_images).clamp(max=100).mean()),
+                    "ssim": float(ssim(images, ref_images).mean()) if min(images.shape[-2:]) >= SSIM_WINDOW else None,
+                    "peak_mem_mb": round(peak_memory_mb(), 1),
                 })
     bar.close()
-    results = {"model": "demo", "steps": steps, "repeats": repeats, "batches": list(batches),
-               "machine": machine_info(), "runs": runs}
+    reference_name = "eager torch FP32 uncached" if torch_model is not None else "onnxruntime FP32 uncached"
+    results = {"model": subject.name, "family": subject.family, "steps": steps, "repeats": repeats,
+               "batches": list(batches), "guidance_scale": guidance, "reference": reference_name,
+               "notes": subject.notes, "machine": machine_info(), "runs": runs}
     (out / "bench.json").write_text(json.dumps(results, indent=1))
     (out / "bench.md").write_text(markdown(results))
     _plots(out, results)
@@ -87,15 +104,19 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
 
 def markdown(results: dict) -> str:
     m = results["machine"]
+    kind = "image" if results.get("model", "demo") == "demo" else "sample's final latents"
+    reference = results.get("reference", "eager torch FP32 uncached")
+    small = "" if results.get("model", "demo") == "demo" else " (SSIM: - where the latents are under 11 pixels a side)"
     lines = [
-        "# Benchmarks: caching x quantization on the demo model",
+        f"# Benchmarks: caching x quantization on the {_model_title(results)}",
         "",
         f"Generated by `tcpade-trt bench` ({results['steps']} steps, median of {results['repeats']} runs after a "
         f"warm-up, round-robin) on {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + ".",
-        "Quality: PSNR / SSIM of every image against the torch FP32 uncached image of the same seed.",
+        f"Quality: PSNR / SSIM of every {kind} against the {reference} {kind} of the same seed{small}.",
         "Speedup: against uncached on the same backend and precision; x-torch: against eager torch FP32 uncached at "
         "the same batch. Peak memory on CPU is the process's high-water mark so far.",
+        *(f"Note: {n}." for n in results.get("notes", [])),
         "",
     ]
     for batch in results["batches"]:
@@ -104,11 +125,15 @@ def markdown(results: dict) -> str:
                   "| SSIM | peak MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in results["runs"] if r["batch"] == batch):
             p = "ref" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
+            x_torch = "-" if r["speedup_vs_torch_fp32"] is None else f"{r['speedup_vs_torch_fp32']:.2f}x"
+            q = "-" if r["ssim"] is None else f"{r['ssim']:.3f}"
             lines.append(f"| {r['backend']} | {r['precision']} | {r['cache']} | {r['full_steps']} | "
                          f"{r['latency_per_image_s'] * 1000:.1f} ms | {r['throughput_img_s']:.1f} | "
-                         f"{r['speedup']:.2f}x | {r['speedup_vs_torch_fp32']:.2f}x | {p} | {r['ssim']:.3f} | "
-                         f"{r['peak_mem_mb']:.0f} |")
+                         f"{r['speedup']:.2f}x | {x_torch} | {p} | {q} | {r['peak_mem_mb']:.0f} |")
         lines.append("")
+    pictures = ["![speed vs quality](speed_vs_quality.png)", "", "![throughput](throughput.png)", ""]
+    if all(r["speedup_vs_torch_fp32"] is None for r in results["runs"]):  # engine folders only
+        return "\n".join([*lines, *pictures])
     lines += ["## Orthogonal speedups (against eager torch FP32 uncached, same batch)", "",
               "| batch | INT8 alone | tcpade-fast alone (onnxruntime FP32) | INT8 + tcpade-fast | PSNR of both |",
               "|---|---|---|---|---|"]
@@ -119,8 +144,7 @@ def markdown(results: dict) -> str:
         if int8 and fast and both:
             lines.append(f"| {batch} | {int8['speedup_vs_torch_fp32']:.2f}x | {fast['speedup_vs_torch_fp32']:.2f}x | "
                          f"{both['speedup_vs_torch_fp32']:.2f}x | {both['psnr_db']:.2f} dB |")
-    lines += ["", "![speed vs quality](speed_vs_quality.png)", "", "![throughput](throughput.png)", ""]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *pictures])
 
 
 def _plots(out: Path, results: dict) -> None:
@@ -128,5 +152,11 @@ def _plots(out: Path, results: dict) -> None:
 
     largest = max(results["batches"])
     speed_vs_quality([r for r in results["runs"] if r["batch"] == largest], out / "speed_vs_quality.png",
-                     f"demo model, batch {largest}, {results['steps']} steps")
+                     f"{_model_title(results)}, batch {largest}, {results['steps']} steps")
     throughput_vs_batch(results["runs"], out / "throughput.png")
+
+
+def _model_title(results: dict) -> str:
+    name = results.get("model", "demo")
+    return "demo model" if name == "demo" else f"{name} ({results['family']})"
+

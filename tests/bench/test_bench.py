@@ -37,3 +37,35 @@ def test_peers_skip_steps_and_leave_the_model_as_it_was():
         assert 0 < result.full_steps < 20, peer
         assert torch.isfinite(result.latents).all()
     assert torch.equal(sample(model, cond, noise, num_steps=20).latents, reference.latents)
+
+
+def test_bench_on_a_tiny_model_with_guidance_builds_its_engines_and_scores_latents(tmp_path):
+    out = tmp_path / "bench-wan"
+    assert main(["bench", "tiny-wan", "--out", str(out), "--batches", "1", "--repeats", "1", "--steps", "6",
+                 "--caches", "none", "tcpade-fast", "--peers", "diffusers-fbcache", "--precisions", "int8"]) == 0
+    results = json.loads((out / "bench.json").read_text())
+    assert results["model"] == "tiny-wan" and results["guidance_scale"] == 5.0
+    cells = {(r["backend"], r["precision"], r["cache"]): r for r in results["runs"]}
+    assert set(cells) == {("torch", "fp32", "none"), ("torch", "fp32", "tcpade-fast"),
+                          ("diffusers-hook", "fp32", "diffusers-fbcache"), ("onnxruntime", "int8", "none"),
+                          ("onnxruntime", "int8", "tcpade-fast")}
+    assert cells["onnxruntime", "int8", "tcpade-fast"]["psnr_db"] > 10  # latents near the eager ones
+    assert cells["torch", "fp32", "tcpade-fast"]["ssim"] is None  # 8x8 latents: too small for SSIM's window
+    assert (out / "engines" / "tiny-wan-int8" / "manifest.json").is_file()
+
+
+def test_bench_on_engine_folders_alone_uses_the_fp32_folder_as_reference(tmp_path, fp32_folders, capsys):
+    out = tmp_path / "bench-folders"
+    assert main(["bench", "--engines", str(fp32_folders["tiny-flux"]), "--out", str(out), "--batches", "1", "2",
+                 "--repeats", "1", "--steps", "6", "--caches", "none", "tcpade-fast"]) == 0
+    results = json.loads((out / "bench.json").read_text())
+    assert results["reference"] == "onnxruntime FP32 uncached" and {r["backend"] for r in results["runs"]} == {
+        "onnxruntime"}
+    assert all(r["speedup_vs_torch_fp32"] is None for r in results["runs"])
+    printed = capsys.readouterr().out
+    assert "no eager torch backend" in printed and "Orthogonal" not in printed
+
+
+def test_bench_refuses_a_model_and_folders_together(tmp_path, capsys):
+    assert main(["bench", "tiny-dit", "--engines", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "either a MODEL or --engines" in capsys.readouterr().err
