@@ -9,6 +9,9 @@ from pathlib import Path
 def add_arguments(p) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--json", action="store_true", help="print the raw manifest JSON")
+    p.add_argument("--profile", metavar="PART", nargs="?", const="blocks",
+                   help="onnxruntime folders: time PART (default blocks) per operator type on random inputs")
+    p.add_argument("--batch", type=int, help="rows for --profile (default: the folder's opt batch)")
 
 
 def shape_str(spec: dict) -> str:
@@ -39,9 +42,22 @@ def run(args) -> int:
         outs = ", ".join(shape_str(o) for o in part.outputs)
         print(f"    {name:<15} {part.file:<22} {part.precision:<5}{err}")
         print(f"      {ins} -> {outs}")
+    if args.profile:
+        _print_profile(args.folder, args.profile, args.batch)
     print("  versions   " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
     if m.build_log:
         total = sum(x["seconds"] for x in m.build_log)
         print(f"  built      {m.created}, {total:.0f} s: " + ", ".join(f"{x['stage']} {x['seconds']:.1f}s"
                                                                     for x in m.build_log))
     return 0
+
+
+def _print_profile(folder: Path, part: str, batch: int | None) -> None:
+    from .engines.ort_profile import profile_part
+
+    shares = profile_part(folder, part, batch)
+    total_ms = sum(ms for _, _, ms in shares)
+    print(f"  profile    {part}: {total_ms:.1f} ms of operator time per run "
+          f"(onnxruntime CPU, {batch or 'opt'} rows), by operator type:")
+    for op, share, ms in shares[:12]:
+        print(f"    {op:<28} {100 * share:5.1f}%  {ms:7.2f} ms")
