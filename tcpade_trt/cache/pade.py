@@ -63,12 +63,6 @@ def rational_fit(r1, r2, r3, k2, k3, c_max):
     return d2 * ((1 + c * k2) / k2), c
 
 
-def rational_core(r1, r2, r3, k, k2, k3, c_max):
-    """The rational variant's prediction k steps after r1 (fit and evaluation in one call)."""
-    a, c = rational_fit(r1, r2, r3, k2, k3, c_max)
-    return evaluate(r1, a, c, k)
-
-
 def evaluate(base, scale, damping, k):
     """base + scale * k / (1 + damping * k): the only math a predicted step runs."""
     return base + scale * (k / (1 + damping * k))

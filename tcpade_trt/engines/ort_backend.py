@@ -76,11 +76,15 @@ def provider_chain(device: str, stream: int | None = None, trt_cache: Path | Non
     return chain
 
 
-def create_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
-    """An InferenceSession for ``path`` with full graph optimisation; a bad file becomes one sentence."""
+def create_session(path: str | Path, providers: list | None = None, threads: int | None = None,
+                   profile_prefix: str | None = None):
+    """An InferenceSession for ``path`` with full graph optimisation; a bad file becomes one sentence.
+    profile_prefix: write onnxruntime's profile (JSON) there (see ort_profile.py)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads

@@ -24,9 +24,8 @@ def profile_part(folder: str | Path, part: str = "blocks", batch: int | None = N
     """Run ``part`` of an onnxruntime folder ``runs`` times on random inputs of ``batch`` rows (default:
     the folder's opt batch) after ``warmup`` runs; returns (op type, share of node time, ms per run),
     largest first."""
-    import onnxruntime as ort
-
     from .manifest import read_manifest
+    from .ort_backend import create_session
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -36,13 +35,10 @@ def profile_part(folder: str | Path, part: str = "blocks", batch: int | None = N
         raise ConfigError(f"{folder} has no '{part}' part; it has {', '.join(manifest.parts)}.")
     batch = batch or manifest.shape["batch_opt"]
     entry = manifest.parts[part]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the runtime runs it
     with tempfile.TemporaryDirectory() as tmp:
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(str(folder / entry.file), options, providers=["CPUExecutionProvider"])
+        # the runtime's own session settings, plus the profiler
+        session = create_session(folder / entry.file, ["CPUExecutionProvider"],
+                                 profile_prefix=os.path.join(tmp, "profile"))
         feeds = _random_feeds(entry.inputs, batch)
         for _ in range(warmup + runs):
             session.run(None, feeds)

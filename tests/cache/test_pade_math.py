@@ -2,7 +2,7 @@
 
 import torch
 
-from tcpade_trt.cache.pade import PadeEval, PadeFit, rational_core, trajectory_stability
+from tcpade_trt.cache.pade import PadeEval, PadeFit, trajectory_stability
 
 from .helpers import linear_sequence
 
@@ -64,7 +64,7 @@ def test_rational_beats_taylor_on_a_saturating_sequence():
     a, b = torch.randn(1, 8, 8, generator=gen), torch.randn(1, 8, 8, generator=gen)
     r = lambda s: a + b * s / (1 + 0.3 * s)
     r1, r2, r3, truth = r(6), r(5), r(4), r(9)  # predict 3 steps ahead
-    pade = rational_core(r1, r2, r3, torch.tensor(3.0), torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(0.5))
+    pade = predict("rational", r1, r2, r3, 3, c_max=0.5)
     d1, d1_prev = r1 - r2, r2 - r3
     taylor1 = r1 + 3 * d1
     taylor2 = taylor1 + (d1 - d1_prev) * 9 / 2
@@ -76,7 +76,7 @@ def test_rational_beats_taylor_on_a_saturating_sequence():
 def test_rational_damping_is_clamped_so_no_pole_is_reached():
     """Wildly curving history: c is clamped to [0, c_max], so the prediction stays finite and bounded."""
     r1, r2, r3 = torch.tensor([[[1.0]]]), torch.tensor([[[0.999]]]), torch.tensor([[[-5.0]]])
-    pred = rational_core(r1, r2, r3, torch.tensor(4.0), torch.tensor(-1.0), torch.tensor(-2.0), torch.tensor(0.5))
+    pred = predict("rational", r1, r2, r3, 4, c_max=0.5)
     assert torch.isfinite(pred).all() and pred.abs().max() < 10
 
 
