@@ -30,7 +30,7 @@ def cached_forward(model: SplitModel, policy: CachePolicy, step_tensors: Tensors
     ctx = StepContext(step=step, num_steps=num_steps, x_in=x_in,
                       modulated_input=lambda: model.modulated_input(step_tensors))
     predicted = policy.decide(ctx)
-    if predicted is not None and is_finite(predicted):
+    if predicted is not None and (policy.prediction_checked or is_finite(predicted)):
         policy.observe(ctx, predicted, computed=False)
         x_out = x_in + predicted
     else:  # compute: asked for, or the prediction was not finite

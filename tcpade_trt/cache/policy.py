@@ -83,6 +83,9 @@ class CachePolicy(ABC):
             self.history.append(ctx.step, residual, computed)
 
     keeps_predictions: bool = False  # whether predicted residuals enter the history
+    # set by decide(): its prediction is already known to be finite, so the loop skips its own check
+    # (TC-Padé folds that check into the gate's transfer, keeping one host sync per step)
+    prediction_checked: bool = False
 
     def stats(self) -> dict:
         full = sum(self.decisions)

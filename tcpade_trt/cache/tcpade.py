@@ -7,6 +7,8 @@ of predicted steps for the default rational variant.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .config import TCPadeConfig
@@ -50,31 +52,39 @@ class TCPadePolicy(CachePolicy):
         c = self.config
         return torch.tensor([s2 - s1, s3 - s1, *self.phase_mix(step, num_steps), c.lam, c.c_max], dtype=torch.float32)
 
-    def _refit(self, ctx: StepContext) -> None:
-        """Fit the history (and measure its TSI when the gate is on) unless the current fit still holds."""
+    def _refit(self, ctx: StepContext) -> bool:
+        """Fit the history (and measure its TSI when the gate is on) unless the current fit still
+        holds; returns whether it fitted."""
         key = (tuple(e.step for e in self.history.entries), self.phase_mix(ctx.step, ctx.num_steps))
         if key == self._fit_key:
-            return
+            return False
         r1, r2, r3 = (e.residual for e in reversed(self.history.entries))
         self._fit = self.predictor.fit(r1, r2, r3, self.fit_params(ctx.step, ctx.num_steps).to(r1.device, r1.dtype))
         self._fit_key, self._stable = key, True
-        if self.config.threshold < 1.0:  # one scalar crosses to the host per fit, not per step
+        if self.config.threshold < 1.0:
             self.last_tsi = self.predictor.tsi(r1, r2, r3)
-            # the batch is predicted only if every sample is stable
-            self._stable = not bool(self.last_tsi.max() > self.config.threshold)
+        return True
 
     def decide(self, ctx: StepContext) -> torch.Tensor | None:
         c = self.config
+        self.prediction_checked = False
         if c.is_anchor(ctx.step, ctx.num_steps) or len(self.history) < 3:
             return None
-        self._refit(ctx)
-        if not self._stable:
+        refitted = self._refit(ctx)
+        if not self._stable:  # this fit's gate said no: every step until the next fit computes
             return None
         base = self._fit[0]
         k = torch.tensor([ctx.step - self.history.entries[-1].step], dtype=base.dtype, device=base.device)
         prediction = self.predictor.eval(*self._fit, k)
         if c.variant == "reference" and self._prev_x_in is not None:
             prediction = prediction + c.input_delta * (ctx.x_in - self._prev_x_in)
+        if refitted and c.threshold < 1.0:
+            # the gate and the non-finite guard cross to the host together: one transfer on this step
+            tsi_max, total = torch.stack([self.last_tsi.max().float(), prediction.sum(dtype=torch.float32)]).tolist()
+            self._stable = not tsi_max > c.threshold  # the batch is predicted only if every sample is stable
+            if not self._stable or not math.isfinite(total):
+                return None
+            self.prediction_checked = True
         return prediction
 
     def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:

@@ -5,7 +5,8 @@
 
 One runtime serves one generation at a time: a second concurrent call is refused with a clear
 message (use one Runtime per worker thread; sessions are not shared). Per step, at most one scalar
-crosses to the host for the decision (the TSI gate), plus the non-finite guard on predicted steps.
+crosses to the host: the non-finite guard of a predicted step, which on a refitting step also
+carries the TSI gate's value (full steps need none).
 An engine that fails mid-run raises EngineError; the runtime holds no per-run state afterwards
 and serves the next request.
 """

@@ -4,6 +4,7 @@ when the gate is on."""
 import torch
 
 from tcpade_trt.cache import CacheConfig
+from tcpade_trt.cache.policy import StepContext
 
 from .helpers import linear_sequence, run_policy
 
@@ -48,3 +49,28 @@ def test_the_phase_mix_changing_within_a_run_forces_a_refit():
     _, predicted = run_policy(policy, linear_sequence())
     assert policy.predictor.calls["fit"] == 5 and len(predicted) == 13
     torch.testing.assert_close(predicted[13], linear_sequence()(13), rtol=1e-4, atol=1e-4)
+
+
+def test_with_the_gate_on_a_refitting_step_checks_its_prediction_in_the_gates_transfer():
+    """Steps that fit report their prediction as checked (the loop then skips its own non-finite
+    check): one host transfer carries the gate and the guard."""
+    policy = counted_policy({"threshold": 0.5})
+    r = linear_sequence()
+    policy.reset(20)
+    checked = {}
+    for s in range(20):
+        ctx = StepContext(step=s, num_steps=20, x_in=torch.zeros_like(r(0)))
+        pred = policy.decide(ctx)
+        if pred is not None:
+            checked[s] = policy.prediction_checked
+        policy.observe(ctx, r(s) if pred is None else pred, computed=pred is None)
+    assert [s for s, c in checked.items() if c] == [3, 7, 12, 17]  # the first step of each run fits
+    assert sum(checked.values()) == policy.predictor.calls["fit"]
+
+
+def test_with_the_gate_on_a_non_finite_prediction_is_refused_by_the_policy_itself():
+    policy = counted_policy({"threshold": 0.5})
+    policy.predictor.inner.eval = lambda base, scale, damping, k: torch.full_like(base, float("nan"))
+    full, predicted = run_policy(policy, linear_sequence())
+    # every refused step computes, which changes the history, so the next step refits and refuses too
+    assert full == list(range(20)) and predicted == {}
