@@ -79,15 +79,27 @@ class EngineModel(SplitModel):
             self._device = torch.device("cuda")
             self.stream = torch.cuda.Stream()  # not the legacy default stream, which onnxruntime cannot share
         s, parts = self.manifest.shape, {}
+        trt_cache = self._ort_tensorrt_cache() if self.ort_device == "tensorrt" else None
         for name, entry in self.manifest.parts.items():
             chain = provider_chain(self.ort_device, stream=self.stream.cuda_stream if self.stream else None,
-                                   trt_cache=self.folder / "ort-tensorrt-cache",
+                                   trt_cache=trt_cache,
                                    trt_profiles=profile_shapes(entry.inputs, s["batch_min"], s["batch_opt"],
                                                                s["batch_max"]))
             session = create_session(self.folder / entry.file, chain)
             parts[name] = OrtPart(name, session, [i["name"] for i in entry.inputs], [o["name"] for o in entry.outputs],
                                   device=self._device, io_binding=io_binding)
         return parts
+
+    def _ort_tensorrt_cache(self) -> Path:
+        """Where onnxruntime's TensorRT provider keeps the engines it builds on first use: in the folder,
+        or (a read-only deployment) in a temporary folder named after the folder's blocks hash."""
+        import os
+        import tempfile
+
+        if os.access(self.folder, os.W_OK):
+            return self.folder / "ort-tensorrt-cache"
+        digest = self.manifest.parts["blocks"].sha256[:16]
+        return Path(tempfile.gettempdir()) / "tcpade-trt-ort-tensorrt" / digest
 
     # -- what the engines were built for -----------------------------------------------------
     def check_request(self, latents: torch.Tensor) -> None:

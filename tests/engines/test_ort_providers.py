@@ -43,3 +43,16 @@ def test_asking_for_a_gpu_provider_that_is_missing_is_one_sentence(device):
 def test_an_unknown_device_is_named():
     with pytest.raises(TcpadeError, match="unknown onnxruntime device 'tpu'; choose auto, cpu, cuda, tensorrt"):
         resolve_ort_device("tpu")
+
+
+def test_the_tensorrt_provider_caches_in_the_folder_or_beside_a_read_only_one(fp32_folders, monkeypatch):
+    import os
+
+    from tcpade_trt.runtime.engine_model import EngineModel
+
+    model = EngineModel(fp32_folders["tiny-dit"], device="cpu")
+    assert model._ort_tensorrt_cache() == fp32_folders["tiny-dit"] / "ort-tensorrt-cache"
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only deployment
+    elsewhere = model._ort_tensorrt_cache()
+    assert elsewhere.parent.name == "tcpade-trt-ort-tensorrt"
+    assert elsewhere.name == model.manifest.parts["blocks"].sha256[:16]
