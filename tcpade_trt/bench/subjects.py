@@ -19,6 +19,7 @@ from ..models.base import SplitModel, Tensors
 
 GUIDANCE = {"flux": None, "wan": 5.0, "dit": 4.0}  # CFG scale per family (FLUX embeds its guidance)
 
+
 @dataclass
 class BenchSubject:
     name: str
@@ -66,12 +67,13 @@ class BenchSubject:
 
     def _spatial(self, latents: torch.Tensor) -> torch.Tensor:
         if self.family == "flux":  # packed [B, (H/2)(W/2), 4C] -> [B, C, H, W]
-            b, _, c4 = latents.shape
-            h, w = self.height // 2, self.width // 2
-            return latents.view(b, h, w, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c4 // 4, h * 2, w * 2)
+            from ..models.flux import unpack_latents
+
+            return unpack_latents(latents, self.height, self.width)
         if self.family == "wan":  # [B, C, F, H, W] -> [B, C F, H, W]
             return latents.flatten(1, 2)
         return latents
+
 
 def demo_subject(root: Path, batches, precisions, progress: bool) -> BenchSubject:
     from ..models.demo import load_demo_model
@@ -80,6 +82,7 @@ def demo_subject(root: Path, batches, precisions, progress: bool) -> BenchSubjec
     model = load_demo_model()
     folders = demo_engines(model, root, max(batches), progress, tuple(precisions))
     return BenchSubject("demo", "flux", model, folders, model, 16, 16, text_tokens=4)
+
 
 def model_subject(name: str, root: Path, batches, precisions, progress: bool) -> BenchSubject:
     """A built-in tiny model or a local diffusers folder, at build's default latent size for it."""
@@ -94,6 +97,7 @@ def model_subject(name: str, root: Path, batches, precisions, progress: bool) ->
                        batch_opt=max(batches), batch_max=rows)
     folders = ensure_engines(model, root, Path(name).name, shape, precisions, progress)
     return BenchSubject(Path(name).name, model.family, model, folders, model, height, width, frames)
+
 
 def engines_subject(folders: list[Path]) -> BenchSubject:
     """Existing engine folders of one model (one per precision); no eager torch backend."""
@@ -119,6 +123,7 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
                         s["frames"], text_tokens=s.get("text_tokens", 8),
                         notes=["no eager torch backend (engine folders given): x-torch and the diffusers peers "
                                "are left out"])
+
 
 def ensure_engines(model: SplitModel, root: Path, prefix: str, shape, precisions, progress: bool,
                    int8_mode: str = "dynamic") -> dict[str, Path]:
