@@ -75,7 +75,6 @@ def export_pade(path: str | Path, graph: str, variant: str = "rational", hidden:
     return path
 
 
-
 def pade_io(graph: str, tokens: int, hidden: int) -> dict:
     """The manifest's I/O description of ``graph`` in a folder built for ``tokens`` image tokens
     (the graph itself accepts any token count; "batch" is the folder's batch range)."""
