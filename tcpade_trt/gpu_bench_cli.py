@@ -19,6 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--caches", nargs="+", default=["none", "tcpade-fast"])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--engines", type=Path, nargs="*", default=[],
+                   help="engine folders from `tcpade-trt build` to time too (TensorRT plans: needs TensorRT)")
     p.add_argument("--out", type=Path, default=Path("gpu-bench.json"))
 
 
@@ -32,7 +34,7 @@ def run(args) -> int:
         raise ConfigError("no CUDA GPU is visible; run on a GPU machine, or try `--config tiny --device cpu`.")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     results = run_gpu_bench(args.config, args.resolution, args.steps, args.text_tokens, args.device, dtype,
-                            tuple(args.modes), tuple(args.caches), args.repeats)
+                            tuple(args.modes), tuple(args.caches), args.repeats, engines=args.engines)
     args.out.write_text(json.dumps(results, indent=1))
     print(markdown(results))
     print(f"wrote {args.out}")

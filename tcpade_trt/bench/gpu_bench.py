@@ -4,6 +4,11 @@ dtype (bf16 on a GPU), and FP8 linears in the block stack - each with and withou
 Reports per-step latency of full and predicted steps and end-to-end latency (median of repeats
 after a warm-up, device synchronised before the clock is read). ``config="tiny"`` runs the same
 code on CPU in seconds (the test).
+
+``engines``: engine folders built offline by `tcpade-trt build` (TensorRT plans where TensorRT is
+installed, or onnxruntime folders) are timed in the same table, each on its own runtime at its
+folder's resolution. Their weights are not the random ones here, so their rows carry no quality
+figure (`tcpade-trt bench --engines` measures that against the folder's FP32 sibling).
 """
 
 from __future__ import annotations
@@ -59,10 +64,36 @@ def prepare_mode(model, mode: str):
     return m, note
 
 
+def _time_caches(run, caches, steps: int, repeats: int, device, progress, label: str) -> list[dict]:
+    """For each cache: a warm-up, one run with synchronised per-step times, ``repeats`` timed runs.
+    ``run(cache, on_step)`` samples once and returns the SampleResult."""
+    rows = []
+    for cache in caches:
+        progress(f"{label} {cache}: warm-up")
+        run(cache, None)  # warm-up (and compile)
+        per_step = {True: [], False: []}
+        _sync(device)  # per-step times: a synchronising callback, in a separate run
+        run(cache, lambda step, t, computed, seconds: (_sync(device), per_step[computed].append(seconds)))
+        latencies = []
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            result = run(cache, None)
+            _sync(device)
+            latencies.append(time.perf_counter() - start)
+        rows.append({"mode": label, "cache": cache, "steps": steps, "full_steps": result.full_steps,
+                     "latency_s": statistics.median(latencies),
+                     "full_step_ms": 1000 * statistics.median(per_step[True]),
+                     "predicted_step_ms": 1000 * statistics.median(per_step[False]) if per_step[False] else None,
+                     "latents": result.latents.float().cpu()})
+        progress(f"{label} {cache}: {rows[-1]['latency_s']:.3f} s")
+    return rows
+
+
 @torch.no_grad()
 def run_gpu_bench(config: str = "flux-dev", resolution: int = 1024, steps: int = 20, text_tokens: int = 512,
                   device: str = "cuda", dtype: torch.dtype = torch.bfloat16, modes=MODES,
-                  caches=("none", "tcpade-fast"), repeats: int = 3, progress=print) -> dict:
+                  caches=("none", "tcpade-fast"), repeats: int = 3, progress=print, engines=()) -> dict:
     device = torch.device(device)
     base = build(config, device, dtype)
     latent = resolution // 8  # VAE latents of a FLUX image
@@ -70,43 +101,50 @@ def run_gpu_bench(config: str = "flux-dev", resolution: int = 1024, steps: int =
     cond = example_cond(base, geometry, height=latent, width=latent, text_tokens=text_tokens,
                         generator=torch.Generator().manual_seed(0))
     noise = initial_noise(base, geometry.shape, [0])
-    runs, reference = [], None
+    runs = []
     for mode in modes:
         model, note = prepare_mode(base, mode)
-        for cache in caches:
-            progress(f"{mode} {cache}: warm-up")
-            sample(model, cond, noise, num_steps=steps, policy=make_policy(cache))  # warm-up (and compile)
-            per_step = {True: [], False: []}
-
-            def timed_step(step, t, computed, seconds, per_step=per_step):
-                per_step[computed].append(seconds)
-
-            _sync(device)  # per-step times: a synchronising callback, in a separate run
-            sample(model, cond, noise, num_steps=steps, policy=make_policy(cache),
-                   on_step=lambda *a: (_sync(device), timed_step(*a)))
-            latencies = []
-            for _ in range(repeats):
-                _sync(device)
-                start = time.perf_counter()
-                result = sample(model, cond, noise, num_steps=steps, policy=make_policy(cache))
-                _sync(device)
-                latencies.append(time.perf_counter() - start)
-            latents = result.latents.float()
-            if reference is None:
-                reference = latents
-            rel = float((latents - reference).norm() / reference.norm())
-            runs.append({"mode": mode, "cache": cache, "steps": steps, "full_steps": result.full_steps,
-                         "latency_s": statistics.median(latencies),
-                         "full_step_ms": 1000 * statistics.median(per_step[True]),
-                         "predicted_step_ms": 1000 * statistics.median(per_step[False]) if per_step[False] else None,
-                         "rel_l2_vs_first": rel, "note": note})
-            progress(f"{mode} {cache}: {runs[-1]['latency_s']:.3f} s")
-        del model
+        run = lambda cache, on_step, model=model: sample(model, cond, noise, num_steps=steps,
+                                                         policy=make_policy(cache), on_step=on_step)
+        runs += [{**row, "note": note} for row in _time_caches(run, caches, steps, repeats, device, progress, mode)]
+        del model, run  # frees a mode's converted or compiled copy before the next
+    reference = runs[0]["latents"]
+    for r in runs:
+        latents = r.pop("latents")
+        r["rel_l2_vs_first"] = float((latents - reference).norm() / reference.norm())
+    for folder in engines:
+        runs += _time_engines(folder, caches, steps, repeats, progress)
     first = runs[0]["latency_s"]
     for r in runs:
         r["speedup"] = first / r["latency_s"]
     return {"config": config, "resolution": resolution, "steps": steps, "text_tokens": text_tokens,
             "dtype": str(dtype), "machine": machine_info(), "runs": runs}
+
+
+def _time_engines(folder, caches, steps: int, repeats: int, progress) -> list[dict]:
+    """One engine folder on its runtime (TensorRT plans with CUDA-graph replay), at its own resolution."""
+    from ..runtime.runtime import Runtime
+
+    runtime = Runtime(folder, cuda_graphs=True) if _is_tensorrt(folder) else Runtime(folder)
+    model, s = runtime.model, runtime.manifest.shape
+    geometry = model.geometry_for(1)
+    cond = example_cond(model, geometry, height=s["height"], width=s["width"], text_tokens=s["text_tokens"],
+                        generator=torch.Generator().manual_seed(0))
+    noise = initial_noise(model, geometry.shape, [0])
+    run = lambda cache, on_step: runtime.generate(cond, noise, cache=cache, steps=steps, on_step=on_step)
+    m = runtime.manifest
+    rows = _time_caches(run, caches, steps, repeats, model.device, progress, f"engines {m.backend} {m.precision}")
+    note = f"{folder}: {m.model['name']}, latents {s['height']}x{s['width']}"
+    for row in rows:
+        del row["latents"]  # other weights than the rows above: no quality figure against them
+        row.update(rel_l2_vs_first=None, note=note)
+    return rows
+
+
+def _is_tensorrt(folder) -> bool:
+    from ..engines.manifest import read_manifest
+
+    return read_manifest(folder, verify_hashes=False).backend == "tensorrt"
 
 
 def markdown(results: dict) -> str:
@@ -119,6 +157,7 @@ def markdown(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         pred = "-" if r["predicted_step_ms"] is None else f"{r['predicted_step_ms']:.1f} ms"
+        rel = "-" if r["rel_l2_vs_first"] is None else f"{r['rel_l2_vs_first']:.3f}"
         lines.append(f"| {r['mode']} | {r['cache']} | {r['full_steps']} | {r['latency_s']:.3f} s | {r['speedup']:.2f}x "
-                     f"| {r['full_step_ms']:.1f} ms | {pred} | {r['rel_l2_vs_first']:.3f} | {r['note']} |")
+                     f"| {r['full_step_ms']:.1f} ms | {pred} | {rel} | {r['note']} |")
     return "\n".join(lines)

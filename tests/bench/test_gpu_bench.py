@@ -26,3 +26,15 @@ def test_fp8_linear_matches_the_float_layer_within_fp8_rounding():
     assert convert_blocks_to_fp8(model.transformer) > 0
     assert isinstance(model.transformer.transformer_blocks[0].attn.to_q, FP8Linear)
     assert isinstance(model.transformer.x_embedder, torch.nn.Linear)  # embedders stay unquantized
+
+
+def test_gpu_bench_times_engine_folders_in_the_same_table(fp32_folders):
+    """Built offline (TensorRT plans on a GPU machine; here an onnxruntime folder), timed per cache."""
+    results = run_gpu_bench("tiny", resolution=64, steps=10, text_tokens=8, device="cpu", dtype=torch.float32,
+                            modes=("eager",), caches=("none", "tcpade-fast"), repeats=1, progress=lambda *a: None,
+                            engines=[fp32_folders["tiny-flux"]])
+    engine_rows = [r for r in results["runs"] if r["mode"] == "engines onnxruntime fp32"]
+    assert [r["cache"] for r in engine_rows] == ["none", "tcpade-fast"]
+    assert engine_rows[1]["full_steps"] < 10 and engine_rows[1]["predicted_step_ms"] > 0
+    assert all(r["rel_l2_vs_first"] is None for r in engine_rows)  # other weights: no quality figure
+    assert "| engines onnxruntime fp32 | tcpade-fast |" in markdown(results)
