@@ -7,6 +7,7 @@ Images are written as PNG, videos (Wan) as animated GIF."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def add_arguments(p) -> None:
                    help="classifier-free guidance (Wan, DiT); FLUX.1-dev's embedded guidance (default 3.5)")
     p.add_argument("--scale", type=int, default=8, help="demo images: nearest-neighbour upscale factor (default 8)")
     p.add_argument("--verbose", action="store_true", help="print every step's decision and time")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="generate this many times on the warm runtime and report the median of the runs after the "
+                        "first (a serving process's steady state); the image is the last run's")
     p.add_argument("--cuda-graphs", action="store_true", help="TensorRT folders: replay each plan from a CUDA graph")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"],
                    help="onnxruntime folders: execution provider (auto = CUDA when onnxruntime-gpu sees a GPU)")
@@ -40,6 +44,8 @@ def run(args) -> int:
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
+    if args.repeats < 1:
+        raise ConfigError("--repeats must be at least 1.")
     runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs)
     model = runtime.model
     cond, decode, batch, guidance, *negative = _conditioning(args, model)
@@ -50,18 +56,28 @@ def run(args) -> int:
 
     print(f"{model.name}: {batch} sample(s), {args.steps} steps, cache {args.cache}, {model.manifest.precision} "
           f"{model.manifest.backend}")
-    start = time.perf_counter()
-    result = runtime.generate(cond, noise, cache=args.cache, steps=args.steps, guidance_scale=guidance,
-                              negative_cond=negative[0] if negative else None, progress=not args.verbose,
-                              on_step=report if args.verbose else None)
-    seconds = time.perf_counter() - start
+    timings = []
+    for run in range(args.repeats):
+        last = run == args.repeats - 1
+        start = time.perf_counter()
+        result = runtime.generate(cond, noise, cache=args.cache, steps=args.steps, guidance_scale=guidance,
+                                  negative_cond=negative[0] if negative else None,
+                                  progress=not args.verbose and args.repeats == 1,
+                                  on_step=report if args.verbose and last else None)
+        timings.append((time.perf_counter() - start, runtime.last_timing))
     path = decode(result.latents, args.out)
-    print(f"full steps {result.full_steps}/{args.steps}, {seconds:.2f} s -> {path}")
+    print(f"full steps {result.full_steps}/{args.steps}, {timings[-1][0]:.2f} s -> {path}")
     if args.verbose:
-        t = runtime.last_timing
+        t = timings[-1][1]
         overhead = t["total_s"] - t["engines_s"]
         print(f"time in engines {t['engines_s']:.3f} s of {t['total_s']:.3f} s; runtime overhead (scheduler, "
               f"policy, conversions, Python) {overhead:.3f} s = {100 * overhead / t['total_s']:.1f}%")
+    if args.repeats > 1:
+        warm = timings[1:]
+        total = statistics.median(t["total_s"] for _, t in warm)
+        share = statistics.median(1 - t["engines_s"] / t["total_s"] for _, t in warm)
+        print(f"warm runtime, median of {len(warm)} runs after the first: {total:.3f} s per generation, runtime "
+              f"overhead {100 * share:.1f}% (first run: {timings[0][0]:.3f} s)")
     return 0
 
 
