@@ -84,7 +84,7 @@ class CachePolicy(ABC):
 
     keeps_predictions: bool = False  # whether predicted residuals enter the history
     # set by decide(): its prediction is already known to be finite, so the loop skips its own check
-    # (TC-Padé folds that check into the gate's transfer, keeping one host sync per step)
+    # (TC-Padé bounds every prediction of a fit once, when it fits, in the gate's transfer)
     prediction_checked: bool = False
 
     def stats(self) -> dict:

@@ -7,13 +7,23 @@ of predicted steps for the default rational variant.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .config import TCPadeConfig
 from .pade import PadePredictor
 from .policy import CachePolicy, StepContext
+
+
+def prediction_bound(base: torch.Tensor, scale: torch.Tensor, damping: torch.Tensor, horizon: int) -> torch.Tensor:
+    """A float32 scalar >= |base + scale * k / (1 + damping * k)| for every element and 0 < k <= horizon.
+
+    The fit clamps damping to >= 0, so k / (1 + damping * k) <= k and max|base| + horizon max|scale|
+    bounds every prediction; the L2 norms used here are >= those maxima (and far cheaper than max|x|
+    on CPU), non-finite when any element is: two reductions per fit replace a finiteness check of
+    every predicted step.
+    """
+    return (torch.linalg.vector_norm(base, dtype=torch.float32)
+            + horizon * torch.linalg.vector_norm(scale, dtype=torch.float32))
 
 
 class TCPadePolicy(CachePolicy):
@@ -52,39 +62,45 @@ class TCPadePolicy(CachePolicy):
         c = self.config
         return torch.tensor([s2 - s1, s3 - s1, *self.phase_mix(step, num_steps), c.lam, c.c_max], dtype=torch.float32)
 
-    def _refit(self, ctx: StepContext) -> bool:
-        """Fit the history (and measure its TSI when the gate is on) unless the current fit still
-        holds; returns whether it fitted."""
+    def _refit(self, ctx: StepContext) -> None:
+        """Fit the history unless the current fit still holds, and accept or refuse the new fit.
+
+        A fit is refused (every step until the next fit computes) when the TSI gate says the
+        trajectory is unstable or when the fit could produce a non-finite prediction. Both checks
+        cross to the host as one transfer, once per fit instead of once per predicted step.
+        """
         key = (tuple(e.step for e in self.history.entries), self.phase_mix(ctx.step, ctx.num_steps))
         if key == self._fit_key:
-            return False
+            return
         r1, r2, r3 = (e.residual for e in reversed(self.history.entries))
         self._fit = self.predictor.fit(r1, r2, r3, self.fit_params(ctx.step, ctx.num_steps).to(r1.device, r1.dtype))
-        self._fit_key, self._stable = key, True
+        self._fit_key = key
+        bound = prediction_bound(*self._fit, ctx.num_steps)
         if self.config.threshold < 1.0:
             self.last_tsi = self.predictor.tsi(r1, r2, r3)
-        return True
+            tsi_max, bound = torch.stack([self.last_tsi.max().float(), bound]).tolist()
+        else:
+            tsi_max, bound = 0.0, bound.item()
+        # the batch is predicted only if every sample is stable (a NaN TSI is not stable either)
+        stable = tsi_max <= self.config.threshold or self.config.threshold >= 1.0
+        self._stable = stable and bound < torch.finfo(r1.dtype).max / 2
 
     def decide(self, ctx: StepContext) -> torch.Tensor | None:
         c = self.config
         self.prediction_checked = False
         if c.is_anchor(ctx.step, ctx.num_steps) or len(self.history) < 3:
             return None
-        refitted = self._refit(ctx)
-        if not self._stable:  # this fit's gate said no: every step until the next fit computes
+        self._refit(ctx)
+        if not self._stable:  # this fit was refused: every step until the next fit computes
             return None
         base = self._fit[0]
         k = torch.tensor([ctx.step - self.history.entries[-1].step], dtype=base.dtype, device=base.device)
         prediction = self.predictor.eval(*self._fit, k)
+        # the fit's bound covers base + scale * k / (1 + damping * k); the reference variant's input
+        # term below is outside it, so that variant's predictions are still checked by the loop
+        self.prediction_checked = c.variant != "reference"
         if c.variant == "reference" and self._prev_x_in is not None:
             prediction = prediction + c.input_delta * (ctx.x_in - self._prev_x_in)
-        if refitted and c.threshold < 1.0:
-            # the gate and the non-finite guard cross to the host together: one transfer on this step
-            tsi_max, total = torch.stack([self.last_tsi.max().float(), prediction.sum(dtype=torch.float32)]).tolist()
-            self._stable = not tsi_max > c.threshold  # the batch is predicted only if every sample is stable
-            if not self._stable or not math.isfinite(total):
-                return None
-            self.prediction_checked = True
         return prediction
 
     def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:

@@ -5,8 +5,8 @@
 
 One runtime serves one generation at a time: a second concurrent call is refused with a clear
 message (use one Runtime per worker thread; sessions are not shared). Per step, at most one scalar
-crosses to the host: the non-finite guard of a predicted step, which on a refitting step also
-carries the TSI gate's value (full steps need none).
+crosses to the host: on a step that fits the residual history, the fit's non-finite bound (with the
+TSI gate's value when the gate is on); predicted steps that reuse a fit and full steps need none.
 An engine that fails mid-run raises EngineError; the runtime holds no per-run state afterwards
 and serves the next request.
 """

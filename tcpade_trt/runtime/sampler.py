@@ -22,6 +22,7 @@ from ..cache.policy import AlwaysCompute, CachePolicy
 from ..errors import ConfigError
 from ..models.base import SplitModel, Tensors
 from ..models.example_inputs import with_uncond
+from .scheduler_update import scheduler_update
 
 
 @dataclass
@@ -83,18 +84,21 @@ def sample(
     policy = policy or AlwaysCompute()
     policy.reset(num_steps)
     prepared = None if unsplit else model.prepare(_doubled(latents, rows), model_cond)
+    # per-step work that needs no model output is done up front, away from the engine calls
+    update = scheduler_update(scheduler)
+    model_timesteps = [model.model_timestep(t, rows) for t in scheduler.timesteps]
 
     for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
         started = time.perf_counter() if on_step else 0.0
         scaled = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
         x = _doubled(scaled, rows)
-        timestep = model.model_timestep(t, rows)
+        timestep = model_timesteps[step]
         if unsplit:
             out = model.forward_unsplit(x, timestep, model_cond)
         else:
             out = cached_forward(model, policy, model.head(x, timestep, prepared), step, num_steps)
         prediction = model.model_output_to_prediction(out, guidance_scale)
-        latents = scheduler.step(prediction, t, latents, return_dict=False)[0]
+        latents = update(step, prediction, t, latents)
         if on_step:
             computed = True if unsplit else policy.decisions[-1]
             on_step(step, float(t), computed, time.perf_counter() - started)

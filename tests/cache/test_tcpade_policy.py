@@ -51,26 +51,55 @@ def test_the_phase_mix_changing_within_a_run_forces_a_refit():
     torch.testing.assert_close(predicted[13], linear_sequence()(13), rtol=1e-4, atol=1e-4)
 
 
-def test_with_the_gate_on_a_refitting_step_checks_its_prediction_in_the_gates_transfer():
-    """Steps that fit report their prediction as checked (the loop then skips its own non-finite
-    check): one host transfer carries the gate and the guard."""
+def count_host_transfers(monkeypatch):
+    """Counts tensor -> Python scalar transfers (.item() and .tolist()), the host syncs of a GPU run."""
+    calls = {"n": 0}
+    for name in ("item", "tolist"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original):
+            calls["n"] += 1
+            return _original(self, *args)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls
+
+
+def test_the_non_finite_guard_runs_once_per_fit_and_covers_that_fits_predictions(monkeypatch):
+    """Every prediction comes out checked (the loop skips its own check), and the only host transfers
+    are one per fit: predicted steps that reuse a fit cross nothing to the host."""
     policy = counted_policy({"threshold": 0.5})
+    transfers = count_host_transfers(monkeypatch)
     r = linear_sequence()
     policy.reset(20)
-    checked = {}
+    checked = []
     for s in range(20):
         ctx = StepContext(step=s, num_steps=20, x_in=torch.zeros_like(r(0)))
         pred = policy.decide(ctx)
         if pred is not None:
-            checked[s] = policy.prediction_checked
+            checked.append(policy.prediction_checked)
         policy.observe(ctx, r(s) if pred is None else pred, computed=pred is None)
-    assert [s for s, c in checked.items() if c] == [3, 7, 12, 17]  # the first step of each run fits
-    assert sum(checked.values()) == policy.predictor.calls["fit"]
+    assert len(checked) == 13 and all(checked)
+    assert transfers["n"] == policy.predictor.calls["fit"] == 4  # gate and guard share one transfer
 
 
-def test_with_the_gate_on_a_non_finite_prediction_is_refused_by_the_policy_itself():
+def test_a_fit_that_could_predict_non_finite_values_is_refused():
+    """The guard bounds every evaluation of a fit: a NaN, an Inf or an overflowing scale refuses it."""
+    for bad in (float("nan"), float("inf"), 1e38):
+        policy = counted_policy({})
+        fit = policy.predictor.inner.fit
+
+        def poisoned(*args, _fit=fit, _bad=bad):
+            base, scale, damping = _fit(*args)
+            return base, scale.clone().fill_(_bad), damping
+        policy.predictor.inner.fit = poisoned
+        full, predicted = run_policy(policy, linear_sequence())
+        assert predicted == {} and policy.predictor.calls["eval"] == 0, bad
+
+
+def test_with_the_gate_on_a_non_finite_fit_is_refused_by_the_policy_itself():
     policy = counted_policy({"threshold": 0.5})
-    policy.predictor.inner.eval = lambda base, scale, damping, k: torch.full_like(base, float("nan"))
+    fit = policy.predictor.inner.fit
+    policy.predictor.inner.fit = lambda *args: tuple(torch.full_like(t, float("nan")) for t in fit(*args))
     full, predicted = run_policy(policy, linear_sequence())
     # every refused step computes, which changes the history, so the next step refits and refuses too
     assert full == list(range(20)) and predicted == {}

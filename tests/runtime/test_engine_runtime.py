@@ -101,8 +101,9 @@ def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_n
 def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
     rt = Runtime(fp32_folders["tiny-dit"])
     model, cond, noise = inputs("tiny-dit", batch=1)
-    nan_pade = rt.model.pade("rational")  # the real fit, an evaluation that returns NaN
-    nan_pade.eval = lambda base, scale, damping, k: torch.full_like(base, float("nan"))
+    nan_pade = rt.model.pade("rational")  # the real fit engine, poisoned: its base turns NaN
+    fit = nan_pade.fit
+    nan_pade.fit = lambda *args: (torch.full_like(args[0], float("nan")), *fit(*args)[1:])
     rt.model.pade = lambda variant: nan_pade
     got = rt.generate(cond, noise, cache="tcpade-fast")
     assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
