@@ -3,7 +3,8 @@
 
 Stage 1 builds the engine folders (or reuses valid ones for the same weights). Then for each
 backend x precision, for each cache spec: one untimed warm-up run, then ``repeats`` timed runs of
-the whole batch (one seed per sample, classes cycling); latency = median. Quality = PSNR / SSIM of
+the whole batch (one seed per sample, classes cycling); latency = median, speedup = median
+of the per-round ratios to uncached (see timing.py). Quality = PSNR / SSIM of
 each image against the uncached image of the same seed on the same backend, and PSNR against the
 torch FP32 uncached image (what quantization costs).
 """
@@ -80,20 +81,20 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20,
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     for backend in backends:
         runs_by_spec = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps)) for spec in caches}
-        results, latencies = round_robin(runs_by_spec, repeats, bar.update)
+        results, timings = round_robin(runs_by_spec, repeats, bar.update)
         ref_latents = results["none"].latents
         ref_image = to_unit(latents_to_images(ref_latents))
-        ref_latency = latencies["none"]
+        ref_latency = timings.median("none")
         if fp32_reference is None:
             fp32_reference = (ref_image, ref_latency)
         for spec in caches:
-            result, latency = results[spec], latencies[spec]
+            result, latency = results[spec], timings.median(spec)
             image = to_unit(latents_to_images(result.latents))
             p = psnr(image, ref_image)
             runs.append({
                 "backend": backend.name, "precision": backend.precision, "cache": spec, "steps": steps,
                 "seeds": seeds, "full_steps": result.full_steps, "latency_s": latency,
-                "latency_per_image_s": latency / seeds, "speedup": ref_latency / latency,
+                "latency_per_image_s": latency / seeds, "speedup": timings.speedup("none", spec),
                 "psnr_db": None if spec == "none" else float(p.mean()),
                 "psnr_db_min": None if spec == "none" else float(p.min()),
                 "ssim": float(ssim(image, ref_image).mean()),

@@ -2,8 +2,9 @@
 model) or on given engine folders, plus diffusers' own hooks as independent peers.
 
 Per cell: latency per batch and per image (median of ``repeats`` round-robin runs after a warm-up),
-throughput, full steps, speedup against uncached on the same backend and precision and against
-eager torch FP32 uncached at the same batch, peak memory, and PSNR / SSIM of every sample against
+throughput, full steps, speedup against uncached on the same backend and precision (the median of
+the per-round ratios, timing.py) and against eager torch FP32 uncached at the same batch (ratio of
+medians: those ran in another round-robin), peak memory, and PSNR / SSIM of every sample against
 the reference of the same seed: eager torch FP32 uncached, or (engine folders only) the FP32 folder
 uncached, so quantization and caching errors add up there.
 """
@@ -73,19 +74,19 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
                           if "diffusers-magcache" in peers else None)
                 specs.update({peer: (lambda peer=peer: run_peer(torch_model, peer, cond, noise, steps, guidance,
                                                                 mag_ratios=ratios)) for peer in peers})
-            results, latencies = round_robin(specs, repeats, bar.update)
+            results, timings = round_robin(specs, repeats, bar.update)
             if reference is None:
-                reference = (results["none"].latents, latencies["none"])
+                reference = (results["none"].latents, timings.median("none"))
             ref_images = subject.quality_space(reference[0], reference[0])
             for spec, result in results.items():
                 images = subject.quality_space(result.latents, reference[0])
                 same = backend is backends[0] and spec == "none"
-                latency = latencies[spec]
+                latency = timings.median(spec)
                 runs.append({
                     "backend": "diffusers-hook" if spec in peers else backend.name,
                     "precision": backend.precision, "cache": spec, "batch": batch, "steps": steps,
                     "full_steps": result.full_steps, "latency_s": latency, "latency_per_image_s": latency / batch,
-                    "throughput_img_s": batch / latency, "speedup": latencies["none"] / latency,
+                    "throughput_img_s": batch / latency, "speedup": timings.speedup("none", spec),
                     "speedup_vs_torch_fp32": reference[1] / latency if torch_model is not None else None,
                     "psnr_db": None if same else float(psnr(images, ref_images).clamp(max=100).mean()),
                     "ssim": float(ssim(images, ref_images).mean()) if min(images.shape[-2:]) >= SSIM_WINDOW else None,

@@ -5,12 +5,32 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
-def round_robin(runs: dict[str, Callable[[], object]], repeats: int, tick: Callable[[], None] = lambda: None):
+@dataclass
+class Timings:
+    """Seconds per timed round of each entry of a round-robin run."""
+
+    rounds: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.rounds[name])
+
+    def speedup(self, reference: str, name: str) -> float:
+        """How many times faster ``name`` ran than ``reference``: the median over rounds of the
+        ratio within each round. The two ran seconds apart in every round, so a slow stretch of a
+        shared machine hits both sides of each ratio; a ratio of the two medians would take the
+        numerator and the denominator from different rounds (on this project's 2-core VM that
+        estimator swings by several percent more between runs)."""
+        return statistics.median(r / t for r, t in zip(self.rounds[reference], self.rounds[name]))
+
+
+def round_robin(runs: dict[str, Callable[[], object]], repeats: int,
+                tick: Callable[[], None] = lambda: None) -> tuple[dict[str, object], Timings]:
     """Run every callable once untimed (warm-up; its result is returned for quality checks), then
     ``repeats`` timed rounds over all of them in turn, so that slow drifts of a shared machine
-    affect every entry alike. Returns ({name: warm-up result}, {name: median seconds})."""
+    affect every entry alike. Returns ({name: warm-up result}, Timings)."""
     results, times = {}, {name: [] for name in runs}
     for name, run in runs.items():
         results[name] = run()
@@ -21,4 +41,4 @@ def round_robin(runs: dict[str, Callable[[], object]], repeats: int, tick: Calla
             run()
             times[name].append(time.perf_counter() - start)
             tick()
-    return results, {name: statistics.median(t) for name, t in times.items()}
+    return results, Timings(times)
