@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-opt", type=int, default=1)
     p.add_argument("--batch-max", type=int, default=4, help="largest batch (CFG counts cond + uncond rows)")
     p.add_argument("--calibration-samples", type=int, default=8)
+    p.add_argument("--no-ort-fusions", action="store_true",
+                   help="onnxruntime: keep the exported standard ops instead of onnxruntime's fused GELU and "
+                        "RMSNorm kernels (for folders run by onnxruntime's TensorRT execution provider)")
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
     p.add_argument("--timing-cache", help="TensorRT timing cache file (read and updated)")
     p.add_argument("--refittable", action="store_true", help="TensorRT: refittable plans (weight swaps)")
@@ -51,7 +54,8 @@ def build_options(args, model):
     trt = TensorRTOptions(optimization_level=args.opt_level, timing_cache=args.timing_cache,
                           refittable=args.refittable, weight_streaming=args.weight_streaming)
     return BuildOptions(backend=args.backend, precision=args.precision, shape=shape, int8_mode=args.int8_mode,
-                        calibration_samples=args.calibration_samples, tensorrt=trt)
+                        calibration_samples=args.calibration_samples, tensorrt=trt,
+                        ort_fusions=not args.no_ort_fusions)
 
 
 def run(args) -> int:

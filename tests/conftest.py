@@ -42,3 +42,11 @@ def fp32_folders(tmp_path_factory):
     for name, shape in SHAPES.items():
         build_engines(name, root / name, BuildOptions(shape=shape), progress=False)
     return {name: root / name for name in SHAPES}
+
+
+@pytest.fixture(scope="session")
+def unfused_flux_folder(tmp_path_factory):
+    """tiny-flux built with standard ops only (--no-ort-fusions): what TensorRT builds may reuse."""
+    folder = tmp_path_factory.mktemp("unfused") / "tiny-flux"
+    build_engines("tiny-flux", folder, BuildOptions(shape=SHAPES["tiny-flux"], ort_fusions=False), progress=False)
+    return folder

@@ -59,6 +59,9 @@ class BuildOptions:
     opset: int = 18
     pade_variants: tuple[str, ...] = VARIANTS
     reuse_onnx_from: Path | None = None  # an onnxruntime fp32 folder of the same model and shape
+    # onnxruntime backend: rewrite the exported parts with onnxruntime's fused kernels (ort_fusions.py);
+    # off for folders meant for onnxruntime's TensorRT execution provider
+    ort_fusions: bool = True
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
 
     def validate(self) -> None:
@@ -153,7 +156,7 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
         with torch.no_grad():
             if options.reuse_onnx_from:
                 entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", _copy_fp32_parts,
-                                     options.reuse_onnx_from, folder, identity, shape)
+                                     options.reuse_onnx_from, folder, identity, shape, options.backend)
             else:
                 entries = _export_all(model, folder, options, stages)
             quantization = None
@@ -171,7 +174,8 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
             parts=entries, versions=build_versions(options.backend), quantization=quantization,
             extras=_write_extras(model, folder), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt)},
+            options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt),
+                     "ort_fusions": options.backend == "onnxruntime" and _fused(options)},
         )
         stages.run("hash files", manifest.seal, folder)
         manifest.build_log = stages.log
@@ -189,7 +193,7 @@ def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: 
     for part in PARTS:
         if part == "prepare" and not model.PREPARE_OUTPUTS:
             continue  # nothing prompt-only to precompute (DiT)
-        io = stages.run(f"export {part}", export_part, model, part, shape, folder / f"{part}.onnx", options.opset, axes)
+        io = stages.run(f"export {part}", _export_model_part, model, part, folder / f"{part}.onnx", options, axes)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
         entries[part].check_error = check_part(_ort_session(folder / f"{part}.onnx"), model, part, shape,
                                                TOLERANCE["fp32"])
@@ -201,7 +205,18 @@ def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: 
     return entries
 
 
-def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
+def _export_model_part(model: SplitModel, part: str, path: Path, options: BuildOptions, axes: dict) -> dict:
+    io = export_part(model, part, options.shape, path, options.opset, axes)
+    fp8_blocks = part == "blocks" and options.precision == "fp8"  # see _unfused_blocks
+    if options.backend == "onnxruntime" and options.ort_fusions and not fp8_blocks:
+        from .ort_fusions import fuse_for_onnxruntime
+
+        fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
+    return io
+
+
+def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape,
+                     backend: str = "onnxruntime") -> dict[str, PartEntry]:
     """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
     from .manifest import read_manifest
 
@@ -210,9 +225,21 @@ def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildSha
         raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
     if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
         raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
+    if backend == "tensorrt" and src.options.get("ort_fusions"):
+        raise ConfigError(f"{source} holds onnxruntime's fused ops, which TensorRT cannot parse; build without "
+                          "reusing it, or reuse a folder built with --no-ort-fusions.")
     for entry in src.parts.values():
         shutil.copy2(source / entry.file, folder / entry.file)
     return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
+
+
+def _fused(options: BuildOptions) -> bool:
+    """Whether the folder's parts carry onnxruntime's fused ops (reused parts: as their source's did)."""
+    if options.reuse_onnx_from is None:
+        return options.ort_fusions
+    from .manifest import read_manifest
+
+    return bool(read_manifest(options.reuse_onnx_from, verify_hashes=False).options.get("ort_fusions"))
 
 
 def _ort_session(path: Path):
@@ -235,6 +262,8 @@ def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options:
 
     src, dst = folder / "blocks.fp32.onnx", folder / "blocks.onnx"
     (folder / "blocks.onnx").rename(src)
+    if options.precision == "fp8":
+        _unfused_blocks(model, src, options)
     recipe = {"method": None, "ops": ["MatMul", "Gemm"], "scope": "blocks only: prepare, head (embedders), tail "
               "(norm_out, proj_out) and the Padé graph stay fp32"}
     use_modelopt = options.backend == "tensorrt" and modelopt_available()
@@ -261,6 +290,15 @@ def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options:
     else:
         entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision])
     return recipe
+
+
+def _unfused_blocks(model: SplitModel, src: Path, options: BuildOptions) -> None:
+    """FP8 QDQ needs opset 19, and onnx's opset converter stops at onnxruntime's fused (com.microsoft)
+    ops: blocks reused from a fused FP32 folder are exported again, unfused, for the quantizer."""
+    from .ort_fusions import has_fused_ops
+
+    if has_fused_ops(src):
+        export_part(model, "blocks", options.shape, src, options.opset, batch_axes(model, options.shape))
 
 
 def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:

@@ -37,13 +37,15 @@ def capture_plans(monkeypatch):
 
 
 @pytest.mark.parametrize("precision,qdq", [("int8", "QuantizeLinear"), ("fp8", "TRT_FP8QuantizeLinear")])
-def test_modelopt_recipe_quantizes_the_blocks_for_tensorrt(tmp_path, fp32_folders, capture_plans, precision, qdq):
+def test_modelopt_recipe_quantizes_the_blocks_for_tensorrt(tmp_path, unfused_flux_folder, capture_plans, precision,
+                                                           qdq):
     pytest.importorskip("modelopt.torch.quantization", reason="nvidia-modelopt is not installed")
     options = BuildOptions(backend="tensorrt", precision=precision, shape=SHAPES["tiny-flux"], calibration_samples=2,
-                           calibration_steps=6, reuse_onnx_from=fp32_folders["tiny-flux"])
+                           calibration_steps=6, reuse_onnx_from=unfused_flux_folder)
     with pytest.raises(HandedToTensorRT):
         build_engines("tiny-flux", tmp_path / "trt", options, progress=False)
     assert capture_plans["ops"][qdq] > 10  # every MatMul input quantized
+    assert "FastGelu" not in capture_plans["ops"]  # standard ops only: TensorRT has no onnxruntime ops
     assert capture_plans["entry"].precision == precision
     if precision == "int8":  # standard Q/DQ: onnxruntime ran it against torch
         assert capture_plans["entry"].check_error < 0.1
