@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
                    help="cache specs, PRESET[:field=value,...] (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=16, help="samples per run, classes cycling (default 16)")
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per cell; the median is reported")
+    p.add_argument("--repeats", type=int, default=7, help="timed runs per cell; the median is reported")
     p.add_argument("--torch-only", action="store_true", help="skip the onnxruntime engines (no build)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
                    help="onnxruntime engine precisions (fp8: simulated on CPU, for its quality only)")

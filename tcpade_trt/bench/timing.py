@@ -23,7 +23,11 @@ class Timings:
         shared machine hits both sides of each ratio; a ratio of the two medians would take the
         numerator and the denominator from different rounds (on this project's 2-core VM that
         estimator swings by several percent more between runs)."""
-        return statistics.median(r / t for r, t in zip(self.rounds[reference], self.rounds[name]))
+        return statistics.median(self.round_ratios(reference, name))
+
+    def round_ratios(self, reference: str, name: str) -> list[float]:
+        """reference / name seconds in each round, in round order (the spread behind ``speedup``)."""
+        return [r / t for r, t in zip(self.rounds[reference], self.rounds[name])]
 
 
 def round_robin(runs: dict[str, Callable[[], object]], repeats: int,

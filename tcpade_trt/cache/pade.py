@@ -54,13 +54,18 @@ def trajectory_stability(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -
 
 
 def rational_fit(r1, r2, r3, k2, k3, c_max):
-    """(a, c) of the [1/1] Padé f(k) = r1 + a k / (1 + c k) through (0, r1), (k2, r2), (k3, r3), per element."""
+    """(a, c) of the [1/1] Padé f(k) = r1 + a k / (1 + c k) through (0, r1), (k2, r2), (k3, r3), per element.
+
+    Written for few passes over the [B, S, D] tensors (each op is one pass in the exported graph,
+    the whole graph runs once per run of predicted steps): about 16 elementwise ops.
+    """
     d2, d3 = r2 - r1, r3 - r1
     # from a k_i / (1 + c k_i) = d_i for i = 2, 3:  c = (d3 - d2 k3 / k2) / (k3 (d2 - d3))
-    c = (d3 - d2 * (k3 / k2)) / (k3 * (d2 - d3))
-    c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)  # collinear points (0/0): a straight line
-    c = torch.minimum(c.clamp(min=0.0), c_max)  # damping only: growth saturates, never reaches a pole
-    return d2 * ((1 + c * k2) / k2), c
+    den = k3 * (d2 - d3)
+    c = torch.where(den == 0, 0.0, (d3 - d2 * (k3 / k2)) / den)  # equal differences: a straight line (c = 0)
+    # damping only: growth saturates, never reaches a pole; a huge c (den ~ 0 but not 0) saturates at c_max
+    c = torch.minimum(c.clamp(min=0.0), c_max)
+    return d2 * (c + 1 / k2), c  # a = d2 (1 + c k2) / k2
 
 
 def evaluate(base, scale, damping, k):
@@ -95,14 +100,13 @@ class PadeFit(nn.Module):
 
     def forward(self, r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor, fit_params: torch.Tensor):
         k2, k3, c_pade, c1, c2, lam, c_max = (fit_params[i] for i in range(len(FIT_PARAMS)))
-        mixed = c1 * r1 + c2 * r2  # the phase mix's history term, independent of k
         if self.variant == "rational":
             a, c = rational_fit(r1, r2, r3, k2, k3, c_max)
-            # c_pade (r1 + a k / (1 + c k)) + mixed = (c_pade r1 + mixed) + (c_pade a) k / (1 + c k)
-            return c_pade * r1 + mixed, c_pade * a, c
+            # c_pade (r1 + a k / (1 + c k)) + c1 r1 + c2 r2 = ((c_pade + c1) r1 + c2 r2) + (c_pade a) k / (1 + c k)
+            return (c_pade + c1) * r1 + c2 * r2, c_pade * a, c
         core = paper_core(r1, r2, r3, lam) if self.variant == "paper" else reference_core(r1, r2, lam)
         zeros = torch.zeros_like(r1)
-        return c_pade * core + mixed, zeros, zeros
+        return c_pade * core + (c1 * r1 + c2 * r2), zeros, zeros
 
 
 class PadeEval(nn.Module):
