@@ -115,8 +115,11 @@ def markdown(results: dict) -> str:
         f"warm-up, round-robin) on {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + ".",
         f"Quality: PSNR / SSIM of every {kind} against the {reference} {kind} of the same seed{small}.",
-        "Speedup: against uncached on the same backend and precision; x-torch: against eager torch FP32 uncached at "
-        "the same batch. Peak memory on CPU is the process's high-water mark so far.",
+        "Speedup: against uncached on the same backend and precision, the median over rounds of the ratio within a "
+        "round (the two ran seconds apart); x-torch: against eager torch FP32 uncached at the same batch, a ratio of "
+        "medians (they ran in different rounds). Latencies on a shared 2-core VM drift 10-30% from round to round, "
+        "so compare cells within a table, not across tables or runs. Peak memory on CPU is the process's "
+        "high-water mark so far.",
         *(f"Note: {n}." for n in results.get("notes", [])),
         "",
     ]

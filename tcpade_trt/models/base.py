@@ -38,6 +38,11 @@ class LatentGeometry:
     tokens: int  # image tokens the block stack sees per sample
 
 
+def per_row(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """t [*S] -> [*S, batch], every value repeated for each row of the batch (a view)."""
+    return t.unsqueeze(-1).expand(*t.shape, batch)
+
+
 class SplitModel(ABC):
     """An unmodified diffusers transformer seen as head / blocks / tail.
 
@@ -114,7 +119,8 @@ class SplitModel(ABC):
 
     @abstractmethod
     def model_timestep(self, t: torch.Tensor, batch: int) -> torch.Tensor:
-        """Scheduler timestep -> the ``timestep`` argument of the model's forward, [batch]."""
+        """Scheduler timestep(s) -> the ``timestep`` argument of the model's forward: [batch] for one
+        timestep, [T, batch] for a vector of T (the sampler maps all steps at once, before its loop)."""
 
     def model_output_to_prediction(self, output: torch.Tensor, guidance_scale: float | None) -> torch.Tensor:
         """Model output for the (possibly CFG-doubled) batch -> the scheduler's model_output.

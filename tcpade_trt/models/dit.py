@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from ..errors import ShapeError, check_shape
-from .base import LatentGeometry, SplitModel
+from .base import LatentGeometry, SplitModel, per_row
 
 
 class DiTSplit(SplitModel):
@@ -86,7 +86,7 @@ class DiTSplit(SplitModel):
         return scheduler
 
     def model_timestep(self, t, batch):
-        return t.expand(batch)
+        return per_row(t, batch)
 
     def model_output_to_prediction(self, output, guidance_scale):
         c = self.config.in_channels

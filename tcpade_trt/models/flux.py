@@ -16,7 +16,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ..errors import check_shape
-from .base import LatentGeometry, SplitModel, Tensors
+from .base import LatentGeometry, SplitModel, Tensors, per_row
 
 
 def calculate_shift(image_seq_len: int, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
@@ -147,4 +147,4 @@ class FluxSplit(SplitModel):
         return scheduler
 
     def model_timestep(self, t, batch):
-        return (t / 1000).expand(batch).to(self.dtype)
+        return per_row(t / 1000, batch).to(self.dtype)

@@ -14,7 +14,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ..errors import ShapeError, check_shape
-from .base import LatentGeometry, SplitModel
+from .base import LatentGeometry, SplitModel, per_row
 
 
 class WanSplit(SplitModel):
@@ -111,4 +111,4 @@ class WanSplit(SplitModel):
         return scheduler
 
     def model_timestep(self, t, batch):
-        return t.expand(batch)
+        return per_row(t, batch)

@@ -86,7 +86,7 @@ def sample(
     prepared = None if unsplit else model.prepare(_doubled(latents, rows), model_cond)
     # per-step work that needs no model output is done up front, away from the engine calls
     update = scheduler_update(scheduler)
-    model_timesteps = [model.model_timestep(t, rows) for t in scheduler.timesteps]
+    model_timesteps = model.model_timestep(scheduler.timesteps, rows)  # [T, rows]
 
     for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
         started = time.perf_counter() if on_step else 0.0
