@@ -35,6 +35,9 @@ def run(args) -> int:
           f"batch {s['batch_min']}/{s['batch_opt']}/{s['batch_max']} (min/opt/max)")
     if m.quantization:
         print(f"  quantized  {m.quantization['method']} ({m.quantization['scope']})")
+    if m.options.get("ort_fusions"):
+        print("  kernels    onnxruntime's fused GELU and RMSNorm (FastGelu, SimplifiedLayerNormalization; built "
+              "without --no-ort-fusions)")
     print("  parts:")
     for name, part in m.parts.items():
         err = "" if part.check_error is None else f"  check {part.check_error:.1e}"

@@ -44,3 +44,12 @@ def test_a_tensorrt_build_refuses_to_reuse_fused_graphs(fp32_folders, tmp_path):
     with pytest.raises(ConfigError, match="fused ops, which TensorRT cannot parse"):
         build_engines("tiny-flux", tmp_path / "trt", options, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_says_which_kernels_a_folder_uses(fp32_folders, unfused_flux_folder, capsys):
+    from tcpade_trt.cli import main
+
+    assert main(["inspect", str(fp32_folders["tiny-flux"])]) == 0
+    assert "fused GELU and RMSNorm" in capsys.readouterr().out
+    assert main(["inspect", str(unfused_flux_folder)]) == 0
+    assert "fused GELU" not in capsys.readouterr().out
