@@ -24,6 +24,15 @@ from .ort_parts import EngineError, OrtPart
 __all__ = ["EngineError", "EngineModel", "EnginePade"]
 
 
+def fusion_advice(build_options: dict, ort_device: str, folder: Path) -> str | None:
+    """A sentence for running a folder with onnxruntime's fused kernels on its TensorRT execution
+    provider, which has no such ops: those nodes go to CUDA kernels and split TensorRT's graph."""
+    if ort_device == "tensorrt" and build_options.get("ort_fusions"):
+        return (f"{folder} uses onnxruntime's fused GELU / RMSNorm kernels, which the TensorRT execution provider "
+                "hands to CUDA kernels (splitting its engines); rebuild with --no-ort-fusions for device 'tensorrt'.")
+    return None
+
+
 class EnginePade:
     """The Padé engines behind cache.pade.PadePredictor's interface (fit / eval / tsi)."""
 
@@ -75,6 +84,11 @@ class EngineModel(SplitModel):
         from ..engines.trt_backend import profile_shapes
 
         self.ort_device = resolve_ort_device(device)
+        advice = fusion_advice(self.manifest.options, self.ort_device, self.folder)
+        if advice:
+            import warnings
+
+            warnings.warn(advice, stacklevel=3)
         if self.ort_device != "cpu":
             self._device = torch.device("cuda")
             self.stream = torch.cuda.Stream()  # not the legacy default stream, which onnxruntime cannot share

@@ -56,3 +56,11 @@ def test_the_tensorrt_provider_caches_in_the_folder_or_beside_a_read_only_one(fp
     elsewhere = model._ort_tensorrt_cache()
     assert elsewhere.parent.name == "tcpade-trt-ort-tensorrt"
     assert elsewhere.name == model.manifest.parts["blocks"].sha256[:16]
+
+
+def test_a_fused_folder_on_the_tensorrt_provider_gets_advice(tmp_path):
+    from tcpade_trt.runtime.engine_model import fusion_advice
+
+    assert "rebuild with --no-ort-fusions" in fusion_advice({"ort_fusions": True}, "tensorrt", tmp_path)
+    assert fusion_advice({"ort_fusions": True}, "cuda", tmp_path) is None  # CUDA has the fused kernels
+    assert fusion_advice({"ort_fusions": False}, "tensorrt", tmp_path) is None
