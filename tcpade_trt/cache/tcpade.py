@@ -18,12 +18,18 @@ def prediction_bound(base: torch.Tensor, scale: torch.Tensor, damping: torch.Ten
     """A float32 scalar >= |base + scale * k / (1 + damping * k)| for every element and 0 < k <= horizon.
 
     The fit clamps damping to >= 0, so k / (1 + damping * k) <= k and max|base| + horizon max|scale|
-    bounds every prediction; the L2 norms used here are >= those maxima (and far cheaper than max|x|
-    on CPU), non-finite when any element is: two reductions per fit replace a finiteness check of
-    every predicted step.
+    bounds every prediction; it is non-finite when any element is. Two reductions per fit replace a
+    finiteness check of every predicted step, and the bound tells whether a prediction could
+    overflow the history's dtype (float16 ends at 65504).
     """
-    return (torch.linalg.vector_norm(base, dtype=torch.float32)
-            + horizon * torch.linalg.vector_norm(scale, dtype=torch.float32))
+    return _max_abs(base) + horizon * _max_abs(scale)
+
+
+def _max_abs(t: torch.Tensor) -> torch.Tensor:
+    """max |t| as a float32 scalar, NaN if any element is NaN: one pass (aminmax is several times
+    faster than vector_norm(t, inf) on CPU)."""
+    low, high = torch.aminmax(t)
+    return torch.maximum(-low, high).float()
 
 
 class TCPadePolicy(CachePolicy):
