@@ -7,7 +7,7 @@ Three small graphs, so that a predicted step pays only for what changes per step
     TrajectoryStability()(r1, r2, r3)        -> tsi [B]
 
 The fit depends only on the residual history, so a run of predicted steps between two full steps
-fits once and evaluates per step (5 elementwise ops instead of ~20); the TSI, also a function of
+fits once and evaluates per step (5 elementwise ops instead of the fit's 16); the TSI, also a function of
 the history alone, is computed once per fit and only when the gate is on.
 
 r1, r2, r3: the most recent, second and third most recent residuals in the history, [B, S, D].
