@@ -60,11 +60,15 @@ class EngineTransformer(nn.Module):
         if stream is None:
             with torch.no_grad():
                 return self.cached(*args, **kwargs)
-        # onnxruntime on a GPU runs on the runtime's stream: order it after the pipeline's work, and
+        # on a GPU the engines run on the runtime's stream: order it after the pipeline's work, and
         # the pipeline's next ops after it (device-side waits, no host sync)
         caller = torch.cuda.current_stream()
         stream.wait_stream(caller)
         with torch.no_grad(), torch.cuda.stream(stream):
             out = self.cached(*args, **kwargs)
         caller.wait_stream(stream)
+        # a tensor, a tuple, or diffusers' output dataclass (an OrderedDict)
+        for t in out if isinstance(out, tuple) else out.values() if isinstance(out, dict) else [out]:
+            if isinstance(t, torch.Tensor):
+                t.record_stream(caller)  # made on the runtime's stream, used on the pipeline's
         return out

@@ -74,7 +74,8 @@ class EngineModel(SplitModel):
 
             require_tensorrt_runtime(m)
             self._device = torch.device("cuda")
-            self.parts = load_trt_parts(self.folder, m, cuda_graphs=cuda_graphs)
+            # torch ops of a generation go on the plans' stream: ordered with them, no host syncs
+            self.parts, self.stream = load_trt_parts(self.folder, m, cuda_graphs=cuda_graphs)
         else:
             self.parts = self._open_ort_parts(device, io_binding)
         self.conditioner = self._load_conditioner()

@@ -56,12 +56,22 @@ class Runtime:
                               "create one Runtime per worker thread.")
         try:
             engines_before, start = self.model.engine_seconds(), time.perf_counter()
-            # onnxruntime on a GPU: every engine call and torch op of the generation on the runtime's stream
-            on_stream = torch.cuda.stream(self.model.stream) if self.model.stream is not None else nullcontext()
-            with on_stream:
+            # on a GPU (onnxruntime or TensorRT) every engine call and torch op of the generation runs on
+            # the runtime's stream, ordered after the caller's work on its inputs and before the caller's
+            # use of the result (device-side waits, no host sync)
+            stream = self.model.stream
+            if stream is not None:
+                stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream) if stream is not None else nullcontext():
                 result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
                                 negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
                                 on_step=on_step)
+            if stream is not None:
+                caller = torch.cuda.current_stream()
+                caller.wait_stream(stream)
+                # allocated on the runtime's stream, used on the caller's: keep the allocator from
+                # reusing the memory for the next generation while the caller's work is queued
+                result.latents.record_stream(caller)
             self.last_timing = {"total_s": time.perf_counter() - start,
                                 "engines_s": self.model.engine_seconds() - engines_before}
             return result

@@ -3,11 +3,14 @@
 Each part is one deserialized plan with one execution context. Per call the context gets the
 concrete input shapes and the device addresses of torch tensors (inputs as given, outputs
 allocated once per shape and reused), then ``execute_async_v3`` on one CUDA stream shared by
-all parts. Contexts are created without their own scratch memory where TensorRT allows it
-(USER_MANAGED), and one scratch buffer sized for the largest part is shared, as NVIDIA's
-diffusion demo does. With ``cuda_graphs=True`` each part's launch is captured once per input
-shape into a CUDA graph and replayed (static shapes only: the inputs are copied into captured
-buffers first).
+all parts, which the runtime also runs its torch ops on (EngineModel.stream), so reads and writes
+stay ordered without host syncs. Callers get copies of the outputs, not the reused buffers: a
+cache policy holds some across calls (a residual history, TeaCache's previous modulated input),
+and a device-to-device copy costs microseconds next to a block stack. Contexts are created
+without their own scratch memory where TensorRT allows it (USER_MANAGED), and one scratch buffer
+sized for the largest part is shared, as NVIDIA's diffusion demo does. With ``cuda_graphs=True``
+each part's launch is captured once per input shape into a CUDA graph and replayed (static
+shapes only: the inputs are copied into captured buffers first).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class TrtPart:
         if not self.cuda_graphs:
             outputs = self._bind(inputs)
             self._launch()
-            return dict(outputs)
+            return {n: t.clone() for n, t in outputs.items()}
         key = tuple(tuple(inputs[n].shape) for n in self.input_names)
         if key not in self._graphs:
             static = {n: t.clone() for n, t in inputs.items()}
@@ -115,11 +118,12 @@ class TrtPart:
         for n, t in inputs.items():
             static[n].copy_(t)
         graph.replay()
-        return dict(outputs)
+        return {n: t.clone() for n, t in outputs.items()}
 
 
-def load_trt_parts(folder: Path, manifest, cuda_graphs: bool = False) -> dict[str, TrtPart]:
-    """Every plan of the folder on one stream, with one shared scratch allocation."""
+def load_trt_parts(folder: Path, manifest, cuda_graphs: bool = False) -> tuple[dict[str, TrtPart], torch.cuda.Stream]:
+    """Every plan of the folder on one stream, with one shared scratch allocation; returns the parts
+    and that stream (the runtime queues its torch ops on it too)."""
     trt = import_tensorrt()
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     stream = torch.cuda.Stream()
@@ -132,4 +136,4 @@ def load_trt_parts(folder: Path, manifest, cuda_graphs: bool = False) -> dict[st
                                cuda_graphs=cuda_graphs) for name, entry in manifest.parts.items()}
         for part in parts.values():
             part.shared_scratch = scratch  # keeps the allocation alive as long as the parts
-    return parts
+    return parts, stream
