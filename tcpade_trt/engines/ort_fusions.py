@@ -10,7 +10,7 @@ SimplifiedLayerNormalization nodes, about 1.2x faster on CPU, outputs within 2e-
 
 TensorRT builds keep the standard-op graphs: TensorRT fuses pointwise chains itself and has no
 com.microsoft ops (for the same reason, onnxruntime's TensorRT execution provider would hand these
-nodes to CUDA kernels: build with ``fuse=False`` for it).
+nodes to CUDA kernels: build with ``--no-ort-fusions``, BuildOptions(ort_fusions=False), for it).
 """
 
 from __future__ import annotations
