@@ -2,13 +2,16 @@
 
 Three small graphs, so that a predicted step pays only for what changes per step:
 
-    PadeFit(variant)(r1, r2, r3, fit_params) -> (base, scale, damping)   each [B, S, D]
-    PadeEval()(base, scale, damping, k)      -> prediction = base + scale * k / (1 + damping * k)
+    PadeFit(variant)(r1, r2, r3, fit_params) -> (base, scale, damping [B, S, D], magnitude [2])
+    PadeEval()(base, scale, damping, k, x_in) -> x_out = x_in + base + scale * k / (1 + damping * k)
     TrajectoryStability()(r1, r2, r3)        -> tsi [B]
 
 The fit depends only on the residual history, so a run of predicted steps between two full steps
-fits once and evaluates per step (5 elementwise ops instead of the fit's 16); the TSI, also a function of
-the history alone, is computed once per fit and only when the gate is on.
+fits once and evaluates per step (6 elementwise ops instead of the fit's 16); the TSI, also a function of
+the history alone, is computed once per fit and only when the gate is on. The fit's magnitude
+bounds every prediction it can make (the policy's non-finite guard, one host transfer per fit), and
+the evaluation returns the block stack's predicted output itself: the runtime's loop does no
+arithmetic of its own on a predicted step.
 
 r1, r2, r3: the most recent, second and third most recent residuals in the history, [B, S, D].
 fit_params [7] float32, set on the host (one graph serves every step, phase and setting):
@@ -69,8 +72,21 @@ def rational_fit(r1, r2, r3, k2, k3, c_max):
 
 
 def evaluate(base, scale, damping, k):
-    """base + scale * k / (1 + damping * k): the only math a predicted step runs."""
+    """base + scale * k / (1 + damping * k): the predicted residual k steps after r1's step."""
     return base + scale * (k / (1 + damping * k))
+
+
+def fit_magnitude(base: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """[max |base|, max |scale|] as float32 [2]; NaN when any element of either is NaN or infinite.
+
+    The fit clamps damping to >= 0, so k / (1 + damping k) <= k and every prediction of a fit over
+    0 < k <= T is bounded by magnitude[0] + T magnitude[1]. A max alone would not do as a NaN
+    detector: onnxruntime's ReduceMax skips NaNs that are not the first element; a float32 sum
+    cannot, so 0 * sum (0, or NaN for any NaN or Inf) is added to both entries.
+    """
+    nonfinite = 0.0 * (base.sum(dtype=torch.float32) + scale.sum(dtype=torch.float32))
+    largest = torch.stack([base.abs().flatten().max(), scale.abs().flatten().max()]).float()
+    return largest + nonfinite
 
 
 def paper_core(r1, r2, r3, lam):
@@ -90,7 +106,8 @@ def reference_core(r1, r2, lam):
 
 
 class PadeFit(nn.Module):
-    """(r1, r2, r3, fit_params [7]) -> (base, scale, damping), the variant's prediction as a function of k."""
+    """(r1, r2, r3, fit_params [7]) -> (base, scale, damping, magnitude): the variant's prediction as
+    a function of k, and the bound of its size (see fit_magnitude)."""
 
     def __init__(self, variant: str = "rational"):
         super().__init__()
@@ -103,17 +120,18 @@ class PadeFit(nn.Module):
         if self.variant == "rational":
             a, c = rational_fit(r1, r2, r3, k2, k3, c_max)
             # c_pade (r1 + a k / (1 + c k)) + c1 r1 + c2 r2 = ((c_pade + c1) r1 + c2 r2) + (c_pade a) k / (1 + c k)
-            return (c_pade + c1) * r1 + c2 * r2, c_pade * a, c
-        core = paper_core(r1, r2, r3, lam) if self.variant == "paper" else reference_core(r1, r2, lam)
-        zeros = torch.zeros_like(r1)
-        return c_pade * core + (c1 * r1 + c2 * r2), zeros, zeros
+            base, scale, damping = (c_pade + c1) * r1 + c2 * r2, c_pade * a, c
+        else:
+            core = paper_core(r1, r2, r3, lam) if self.variant == "paper" else reference_core(r1, r2, lam)
+            base, scale, damping = c_pade * core + (c1 * r1 + c2 * r2), torch.zeros_like(r1), torch.zeros_like(r1)
+        return base, scale, damping, fit_magnitude(base, scale)
 
 
 class PadeEval(nn.Module):
-    """(base, scale, damping [B, S, D], k [1]) -> prediction [B, S, D]."""
+    """(base, scale, damping [B, S, D], k [1], x_in [B, S, D]) -> x_out = x_in + prediction [B, S, D]."""
 
-    def forward(self, base, scale, damping, k):
-        return evaluate(base, scale, damping, k)
+    def forward(self, base, scale, damping, k, x_in):
+        return x_in + evaluate(base, scale, damping, k)
 
 
 class TrajectoryStability(nn.Module):
@@ -125,7 +143,8 @@ class TrajectoryStability(nn.Module):
 
 class PadePredictor:
     """The eager Padé math behind the interface the runtime's engines also implement:
-    fit(r1, r2, r3, fit_params) -> state, eval(*state, k) -> prediction, tsi(r1, r2, r3) -> [B]."""
+    fit(r1, r2, r3, fit_params) -> (base, scale, damping, magnitude),
+    eval(base, scale, damping, k, x_in) -> x_out, tsi(r1, r2, r3) -> [B]."""
 
     def __init__(self, variant: str = "rational"):
         self.fit, self.eval, self.tsi = PadeFit(variant), PadeEval(), TrajectoryStability()

@@ -1,8 +1,12 @@
 """The interface between a denoising loop and a step-cache method.
 
-Per step the loop builds a StepContext and asks the policy ``decide(ctx)``:
-    None           -> run the block stack; the loop then calls ``observe(ctx, residual, computed=True)``
-    a tensor R_hat -> use x_out = x_in + R_hat; the loop calls ``observe(ctx, R_hat, computed=False)``
+Per step the loop builds a StepContext and asks the policy ``predict(ctx)``:
+    None                        -> run the block stack; the loop then calls
+                                   ``observe(ctx, residual, computed=True)``
+    Prediction(x_out, residual) -> use x_out; the loop calls ``observe(ctx, residual, computed=False)``
+A policy writes ``decide(ctx)`` (None, or the predicted residual R_hat; ``predict`` then forms
+x_in + R_hat and checks that it is finite) or, when it can produce x_out more cheaply itself
+(TC-Padé's evaluation engine adds x_in in the same pass), ``predict`` directly.
 A policy never sees a backend: it sees the step index, the step count, the image-token input of
 the block stack and its own residual history (``R = x_out - x_in``, [B, tokens, hidden]).
 """
@@ -12,8 +16,25 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+
+
+def is_finite(t: torch.Tensor) -> bool:
+    """One host sync: the price of never letting a NaN/Inf prediction reach an image.
+
+    Checks the float32 sum instead of every element: any NaN or Inf makes the sum non-finite, and
+    one reduction costs a fraction of an elementwise test plus its boolean tensor. A sum of finite
+    values that overflows float32 reads as non-finite too, which only turns the step into a full
+    one (safe, and residuals are many orders of magnitude below 3e38).
+    """
+    return bool(torch.isfinite(t.sum(dtype=torch.float32)))
+
+
+class Prediction(NamedTuple):
+    x_out: torch.Tensor  # the block stack's predicted output [B, tokens, hidden], known to be finite
+    residual: torch.Tensor | None  # x_out - x_in, or None when the policy keeps no predictions
 
 
 @dataclass
@@ -76,13 +97,24 @@ class CachePolicy(ABC):
     def decide(self, ctx: StepContext) -> torch.Tensor | None:
         """None to compute this step, else the predicted residual [B, tokens, hidden]."""
 
-    def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:
+    def predict(self, ctx: StepContext) -> Prediction | None:
+        """None to compute this step, else the predicted block-stack output. A prediction that is not
+        finite (unless decide() vouched for it) turns the step into a full one."""
+        residual = self.decide(ctx)
+        if residual is None or not (self.prediction_checked or is_finite(residual)):
+            return None
+        return Prediction(ctx.x_in + residual, residual)
+
+    def observe(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
         """Record what this step used. Subclasses may keep predictions out of the history."""
         self.decisions.append(computed)
-        if computed or self.keeps_predictions:
+        if residual is not None and (computed or self.keeps_predictions):
             self.history.append(ctx.step, residual, computed)
 
     keeps_predictions: bool = False  # whether predicted residuals enter the history
+    # whether observe() needs the residual of computed steps; the loop skips forming it for a policy
+    # that never predicts
+    needs_residual: bool = True
     # set by decide(): its prediction is already known to be finite, so the loop skips its own check
     # (TC-Padé bounds every prediction of a fit once, when it fits, in the gate's transfer)
     prediction_checked: bool = False
@@ -96,6 +128,7 @@ class AlwaysCompute(CachePolicy):
     """No caching: every step runs the block stack (the 'none' preset)."""
 
     name = "none"
+    needs_residual = False
 
     def __init__(self):
         super().__init__(history_len=1)

@@ -2,7 +2,8 @@
 
 Per predicted step the policy evaluates a fit of the residual history; the fit (and the TSI, when
 the gate is on) is recomputed only when the history or the phase mix changed, i.e. once per run
-of predicted steps for the default rational variant.
+of predicted steps for the default rational variant. The evaluation returns the block stack's
+predicted output (x_in + R_hat in one pass), so a predicted step runs one small engine and nothing else.
 """
 
 from __future__ import annotations
@@ -11,25 +12,18 @@ import torch
 
 from .config import TCPadeConfig
 from .pade import PadePredictor
-from .policy import CachePolicy, StepContext
+from .policy import CachePolicy, Prediction, StepContext, is_finite
 
 
-def prediction_bound(base: torch.Tensor, scale: torch.Tensor, damping: torch.Tensor, horizon: int) -> torch.Tensor:
-    """A float32 scalar >= |base + scale * k / (1 + damping * k)| for every element and 0 < k <= horizon.
+def prediction_bound(magnitude: list[float], horizon: int) -> float:
+    """An upper bound of |base + scale * k / (1 + damping * k)| for every element and 0 < k <= horizon,
+    from the fit's magnitude [max |base|, max |scale|] (NaN when the fit holds a non-finite value).
 
-    The fit clamps damping to >= 0, so k / (1 + damping * k) <= k and max|base| + horizon max|scale|
-    bounds every prediction; it is non-finite when any element is. Two reductions per fit replace a
-    finiteness check of every predicted step, and the bound tells whether a prediction could
+    The fit clamps damping to >= 0, so k / (1 + damping * k) <= k. One transfer per fit replaces a
+    finiteness check of every predicted step, and the bound also tells whether a prediction could
     overflow the history's dtype (float16 ends at 65504).
     """
-    return _max_abs(base) + horizon * _max_abs(scale)
-
-
-def _max_abs(t: torch.Tensor) -> torch.Tensor:
-    """max |t| as a float32 scalar, NaN if any element is NaN: one pass (aminmax is several times
-    faster than vector_norm(t, inf) on CPU)."""
-    low, high = torch.aminmax(t)
-    return torch.maximum(-low, high).float()
+    return magnitude[0] + horizon * magnitude[1]
 
 
 class TCPadePolicy(CachePolicy):
@@ -44,6 +38,7 @@ class TCPadePolicy(CachePolicy):
         self.last_tsi: torch.Tensor | None = None  # [B], of the current fit (None while the gate is off)
         self._prev_x_in: torch.Tensor | None = None
         self._fit_key, self._fit, self._stable = None, None, True
+        self._offsets: dict[tuple, torch.Tensor] = {}  # (k, dtype, device) -> k [1]
 
     def reset(self, num_steps: int) -> None:
         super().reset(num_steps)
@@ -81,17 +76,26 @@ class TCPadePolicy(CachePolicy):
         r1, r2, r3 = (e.residual for e in reversed(self.history.entries))
         self._fit = self.predictor.fit(r1, r2, r3, self.fit_params(ctx.step, ctx.num_steps).to(r1.device, r1.dtype))
         self._fit_key = key
-        bound = prediction_bound(*self._fit, ctx.num_steps)
+        magnitude = self._fit[3]
         if self.config.threshold < 1.0:
             self.last_tsi = self.predictor.tsi(r1, r2, r3)
-            tsi_max, bound = torch.stack([self.last_tsi.max().float(), bound]).tolist()
+            tsi_max, *magnitude = torch.cat([self.last_tsi.max().float().reshape(1), magnitude]).tolist()
         else:
-            tsi_max, bound = 0.0, bound.item()
+            tsi_max, magnitude = 0.0, magnitude.tolist()
+        bound = prediction_bound(magnitude, ctx.num_steps)
         # the batch is predicted only if every sample is stable (a NaN TSI is not stable either)
         stable = tsi_max <= self.config.threshold or self.config.threshold >= 1.0
-        self._stable = stable and bound < torch.finfo(r1.dtype).max / 2
+        self._stable = stable and bound < torch.finfo(r1.dtype).max / 2  # False for a NaN bound too
 
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+    def _offset(self, ctx: StepContext, like: torch.Tensor) -> torch.Tensor:
+        """k [1]: this step's offset from the newest residual, one small tensor per distinct offset."""
+        k = ctx.step - self.history.entries[-1].step
+        key = (k, like.dtype, like.device)
+        if key not in self._offsets:
+            self._offsets[key] = torch.tensor([k], dtype=like.dtype, device=like.device)
+        return self._offsets[key]
+
+    def predict(self, ctx: StepContext) -> Prediction | None:
         c = self.config
         self.prediction_checked = False
         if c.is_anchor(ctx.step, ctx.num_steps) or len(self.history) < 3:
@@ -99,16 +103,25 @@ class TCPadePolicy(CachePolicy):
         self._refit(ctx)
         if not self._stable:  # this fit was refused: every step until the next fit computes
             return None
-        base = self._fit[0]
-        k = torch.tensor([ctx.step - self.history.entries[-1].step], dtype=base.dtype, device=base.device)
-        prediction = self.predictor.eval(*self._fit, k)
-        # the fit's bound covers base + scale * k / (1 + damping * k); the reference variant's input
-        # term below is outside it, so that variant's predictions are still checked by the loop
-        self.prediction_checked = c.variant != "reference"
-        if c.variant == "reference" and self._prev_x_in is not None:
-            prediction = prediction + c.input_delta * (ctx.x_in - self._prev_x_in)
-        return prediction
+        base, scale, damping, _ = self._fit
+        x_out = self.predictor.eval(base, scale, damping, self._offset(ctx, base), ctx.x_in)
+        # the fit's bound covers x_out - x_in; the reference variant's input term is outside it, so
+        # that variant's outputs are checked here, one host sync per step
+        if c.variant == "reference":
+            if self._prev_x_in is not None:
+                x_out = x_out + c.input_delta * (ctx.x_in - self._prev_x_in)
+            if not is_finite(x_out):
+                return None
+        self.prediction_checked = True
+        return Prediction(x_out, x_out - ctx.x_in if self.keeps_predictions else None)
 
-    def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:
+    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+        """The predicted residual (None: compute), for callers that want R_hat rather than x_out."""
+        prediction = self.predict(ctx)
+        if prediction is None:
+            return None
+        return prediction.residual if prediction.residual is not None else prediction.x_out - ctx.x_in
+
+    def observe(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
         super().observe(ctx, residual, computed)
         self._prev_x_in = ctx.x_in

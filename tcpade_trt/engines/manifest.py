@@ -24,7 +24,8 @@ import torch
 from ..errors import TcpadeError
 
 FORMAT = "tcpade-trt-engines"
-FORMAT_VERSION = 2  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi
+FORMAT_VERSION = 3  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi; 3: the step
+# arithmetic moved into engines (blocks also return the residual, pade-eval returns x_out, the fit its magnitude)
 MANIFEST = "manifest.json"
 
 

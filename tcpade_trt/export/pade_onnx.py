@@ -1,8 +1,10 @@
 """Export the Padé/TSI math (cache/pade.py) to three small ONNX graphs: "the Padé engines".
 
-    pade-fit-VARIANT  r1, r2, r3 [batch, tokens, hidden], fit_params [7] -> base, scale, damping [batch, tokens, hidden]
-    pade-eval         base, scale, damping [batch, tokens, hidden], k [1]  -> prediction [batch, tokens, hidden]
-    tsi               r1, r2, r3 [batch, tokens, hidden]                   -> tsi [batch]
+    pade-fit-VARIANT  r1, r2, r3 [batch, tokens, hidden], fit_params [7]
+                      -> base, scale, damping [batch, tokens, hidden], magnitude [2]
+    pade-eval         base, scale, damping [batch, tokens, hidden], k [1], x_in [batch, tokens, hidden]
+                      -> x_out [batch, tokens, hidden]
+    tsi               r1, r2, r3 [batch, tokens, hidden] -> tsi [batch]
 
 batch and tokens are dynamic; hidden is fixed per model. One source of truth: each graph is traced
 from the same module the eager policies run.
@@ -23,8 +25,8 @@ from .onnx_export import _quiet
 RESIDUALS = ("r1", "r2", "r3")  # most recent residual first
 FIT_STATE = ("base", "scale", "damping")
 GRAPHS = {  # name -> (input names, output names); pade-fit-VARIANT shares one signature
-    "pade-fit": ((*RESIDUALS, "fit_params"), FIT_STATE),
-    "pade-eval": ((*FIT_STATE, "k"), ("prediction",)),
+    "pade-fit": ((*RESIDUALS, "fit_params"), (*FIT_STATE, "magnitude")),
+    "pade-eval": ((*FIT_STATE, "k", "x_in"), ("x_out",)),
     "tsi": (RESIDUALS, ("tsi",)),
 }
 EXAMPLE_FIT_PARAMS = (-3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25)  # k2, k3, phase mix, lambda, c_max
@@ -38,7 +40,7 @@ def example_pade_inputs(graph: str, batch: int = 2, tokens: int = 16, hidden: in
     if graph == "pade-fit":
         return (big(), big(), big(), torch.tensor(EXAMPLE_FIT_PARAMS))
     if graph == "pade-eval":
-        return (big(), big(), torch.rand(batch, tokens, hidden, generator=gen) * 0.25, torch.tensor([2.0]))
+        return (big(), big(), torch.rand(batch, tokens, hidden, generator=gen) * 0.25, torch.tensor([2.0]), big())
     return (big(), big(), big())
 
 
@@ -79,6 +81,6 @@ def pade_io(graph: str, tokens: int, hidden: int) -> dict:
     """The manifest's I/O description of ``graph`` in a folder built for ``tokens`` image tokens
     (the graph itself accepts any token count; "batch" is the folder's batch range)."""
     input_names, output_names = GRAPHS[graph]
-    fixed = {"fit_params": [len(FIT_PARAMS)], "k": [1], "tsi": ["batch"]}
+    fixed = {"fit_params": [len(FIT_PARAMS)], "k": [1], "magnitude": [2], "tsi": ["batch"]}
     spec = lambda n: {"name": n, "dtype": "float32", "shape": fixed.get(n, ["batch", tokens, hidden])}
     return {"inputs": [spec(n) for n in input_names], "outputs": [spec(n) for n in output_names]}

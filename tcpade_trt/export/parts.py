@@ -2,7 +2,8 @@
 
     prepare  PREPARE_INPUTS                      -> PREPARE_OUTPUTS   once per generation
     head     latents, timestep, *HEAD_INPUTS     -> HEAD_OUTPUTS      every step
-    blocks   BLOCK_INPUTS                        -> x_out             full steps only
+    blocks   BLOCK_INPUTS                        -> x_out, residual   full steps only (residual =
+                                                                      x_out - hidden_states, for the cache)
     tail     x_out, *TAIL_INPUTS                 -> tokens            every step (unpatchify: host)
     modulated MODULATED_INPUTS                   -> modulated         TeaCache's signal (first block's
                                                                       modulated input), cheap
@@ -31,7 +32,7 @@ def part_io(model: SplitModel, part: str) -> tuple[tuple[str, ...], tuple[str, .
     if part == "head":
         return ("latents", "timestep", *model.HEAD_INPUTS), model.HEAD_OUTPUTS
     if part == "blocks":
-        return model.BLOCK_INPUTS, ("x_out",)
+        return model.BLOCK_INPUTS, ("x_out", "residual")
     if part == "tail":
         return ("x_out", *model.TAIL_INPUTS), ("tokens",)
     if part == "modulated":
@@ -56,7 +57,7 @@ class PartModule(nn.Module):
         elif self.part == "head":
             out = m.head(named.pop("latents"), named.pop("timestep"), named)
         elif self.part == "blocks":
-            out = {"x_out": m.blocks(named)}
+            out = dict(zip(("x_out", "residual"), m.blocks_with_residual(named)))
         elif self.part == "tail":
             out = {"tokens": m.tail_tokens(named.pop("x_out"), named)}
         else:
@@ -94,10 +95,10 @@ def example_tensors(model: SplitModel, shape: BuildShape, batch: int, seed: int 
     timestep = model.model_timestep(scheduler.timesteps[timestep_index], batch)
     prepared = model.prepare(latents, cond)
     step = model.head(latents, timestep, prepared)
-    x_out = model.blocks(step)
+    x_out, residual = model.blocks_with_residual(step)
     tokens = model.tail_tokens(x_out, step)
-    named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "tokens": tokens,
-             "modulated": model.modulated_input(step)}
+    named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "residual": residual,
+             "tokens": tokens, "modulated": model.modulated_input(step)}
     return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
 
 

@@ -88,6 +88,12 @@ class SplitModel(ABC):
     def blocks(self, step: Tensors) -> torch.Tensor:
         """The whole block stack: x_in -> x_out, both [B, tokens, hidden]."""
 
+    def blocks_with_residual(self, step: Tensors) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x_out, x_out - x_in): what a full step of a caching policy needs (the blocks engine
+        returns both from one graph)."""
+        x_out = self.blocks(step)
+        return x_out, x_out - step["hidden_states"]
+
     @abstractmethod
     def tail_tokens(self, x_out: torch.Tensor, step: Tensors) -> torch.Tensor:
         """Output norm and projection: [B, tokens, out_features], before unpatchify."""

@@ -41,10 +41,11 @@ class EnginePade:
 
     def fit(self, r1, r2, r3, fit_params):
         out = self.fit_part({"r1": r1, "r2": r2, "r3": r3, "fit_params": fit_params.float()})
-        return out["base"], out["scale"], out["damping"]
+        return out["base"], out["scale"], out["damping"], out["magnitude"]
 
-    def eval(self, base, scale, damping, k):
-        return self.eval_part({"base": base, "scale": scale, "damping": damping, "k": k.float()})["prediction"]
+    def eval(self, base, scale, damping, k, x_in):
+        named = {"base": base, "scale": scale, "damping": damping, "k": k.float(), "x_in": x_in}
+        return self.eval_part(named)["x_out"]
 
     def tsi(self, r1, r2, r3):
         return self.tsi_part({"r1": r1, "r2": r2, "r3": r3})["tsi"]
@@ -146,7 +147,11 @@ class EngineModel(SplitModel):
         return {**step, **self.parts["head"]({"latents": latents, **step})}
 
     def blocks(self, step):
-        return self.parts["blocks"](step)["x_out"]
+        return self.parts["blocks"](step, outputs=("x_out",))["x_out"]
+
+    def blocks_with_residual(self, step):
+        out = self.parts["blocks"](step)
+        return out["x_out"], out["residual"]
 
     def tail_tokens(self, x_out, step):
         return self.parts["tail"]({**step, "x_out": x_out})["tokens"]

@@ -32,7 +32,8 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 class OrtPart:
-    """One onnxruntime session; ``part(named_tensors) -> {output name: tensor}``.
+    """One onnxruntime session; ``part(named_tensors[, outputs]) -> {output name: tensor}`` for every
+    output, or for the named ``outputs`` only (the others are not copied out).
 
     device: where the runtime keeps tensors; CPU runs through numpy, anything else through I/O binding
     (which ``io_binding=True`` also forces on CPU, where the tests exercise it).
@@ -53,10 +54,11 @@ class OrtPart:
             self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self.seconds = 0.0  # time inside the engine call (on a GPU: the launch), for overhead accounting
 
-    def __call__(self, named: Tensors) -> dict[str, torch.Tensor]:
+    def __call__(self, named: Tensors, outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         start = time.perf_counter()
+        outputs = list(outputs) if outputs is not None else self.output_names
         try:
-            return self._run_bound(named) if self.io_binding else self._run_numpy(named)
+            return self._run_bound(named, outputs) if self.io_binding else self._run_numpy(named, outputs)
         except EngineError:
             raise
         except Exception as exc:  # onnxruntime's own error types
@@ -64,12 +66,12 @@ class OrtPart:
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _run_numpy(self, named: Tensors) -> dict[str, torch.Tensor]:
+    def _run_numpy(self, named: Tensors, outputs: list[str]) -> dict[str, torch.Tensor]:
         feeds = {n: _numpy(named[n]) for n in self.input_names}
-        outs = self.session.run(self.output_names, feeds)
-        return {n: torch.from_numpy(o) for n, o in zip(self.output_names, outs)}
+        outs = self.session.run(outputs, feeds)
+        return {n: torch.from_numpy(o) for n, o in zip(outputs, outs)}
 
-    def _run_bound(self, named: Tensors) -> dict[str, torch.Tensor]:
+    def _run_bound(self, named: Tensors, outputs: list[str]) -> dict[str, torch.Tensor]:
         binding = self.session.io_binding()
         device_type, device_id = self.device.type, self.device.index or 0
         keep = []  # the bound tensors must outlive the run
@@ -79,9 +81,9 @@ class OrtPart:
                 raise EngineError(f"the {self.name} engine's input {n} has dtype {t.dtype}, which cannot be bound.")
             keep.append(t)
             binding.bind_input(n, device_type, device_id, _ELEMENT_TYPE[t.dtype], tuple(t.shape), t.data_ptr())
-        for n in self.output_names:
+        for n in outputs:
             binding.bind_output(n, device_type, device_id)  # onnxruntime allocates: shapes are known only at run
         self.session.run_with_iobinding(binding, self.run_options)
         # DLPack hands the output's memory to torch, which keeps it alive; no copy on any device
         outs = binding.get_outputs()
-        return {n: torch.from_dlpack(o._ortvalue.to_dlpack()) for n, o in zip(self.output_names, outs)}
+        return {n: torch.from_dlpack(o._ortvalue.to_dlpack()) for n, o in zip(outputs, outs)}

@@ -98,27 +98,31 @@ class TrtPart:
         if not self.context.execute_async_v3(handle):
             raise TensorRTError(f"TensorRT failed to run the {self.name} plan.")
 
-    def __call__(self, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def __call__(self, named: dict[str, torch.Tensor],
+                 outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """Copies of the plan's outputs (all, or the named ``outputs``): the bound buffers are reused
+        by the next call, and policies keep some outputs across calls."""
         inputs = {n: named[n].to(self.dtypes[n]).contiguous() for n in self.input_names}
+        wanted = self.output_names if outputs is None else list(outputs)
         if not self.cuda_graphs:
-            outputs = self._bind(inputs)
+            bound = self._bind(inputs)
             self._launch()
-            return {n: t.clone() for n, t in outputs.items()}
+            return {n: bound[n].clone() for n in wanted}
         key = tuple(tuple(inputs[n].shape) for n in self.input_names)
         if key not in self._graphs:
             static = {n: t.clone() for n, t in inputs.items()}
-            outputs = self._bind(static)
+            bound = self._bind(static)
             self._launch()  # TensorRT needs one launch before capture
             torch.cuda.synchronize()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, stream=self.stream):
                 self._launch()
-            self._graphs[key] = (graph, static, outputs)
-        graph, static, outputs = self._graphs[key]
+            self._graphs[key] = (graph, static, bound)
+        graph, static, bound = self._graphs[key]
         for n, t in inputs.items():
             static[n].copy_(t)
         graph.replay()
-        return {n: t.clone() for n, t in outputs.items()}
+        return {n: bound[n].clone() for n in wanted}
 
 
 def load_trt_parts(folder: Path, manifest, cuda_graphs: bool = False) -> tuple[dict[str, TrtPart], torch.cuda.Stream]:

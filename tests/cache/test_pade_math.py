@@ -9,8 +9,9 @@ from .helpers import linear_sequence
 
 def predict(variant, r1, r2, r3, k, k2=-1.0, k3=-2.0, mix=(1.0, 0.0, 0.0), lam=10.0, c_max=0.25):
     """Fit the history (offsets k2, k3 of r2, r3 from r1's step), then evaluate k steps after r1."""
-    state = PadeFit(variant)(r1, r2, r3, torch.tensor([k2, k3, *mix, lam, c_max]))
-    return PadeEval()(*state, torch.tensor([float(k)]))
+    base, scale, damping, _ = PadeFit(variant)(r1, r2, r3, torch.tensor([k2, k3, *mix, lam, c_max]))
+    x_in = torch.zeros_like(r1)  # so that the evaluation's x_out is the predicted residual itself
+    return PadeEval()(base, scale, damping, torch.tensor([float(k)]), x_in)
 
 
 def test_tsi_is_zero_on_a_straight_line_and_one_on_a_reversal():
@@ -85,3 +86,26 @@ def test_paper_and_reference_predictions_do_not_depend_on_the_offset():
     r = linear_sequence()
     for variant in ("paper", "reference"):
         assert torch.equal(predict(variant, r(3), r(2), r(1), 1), predict(variant, r(3), r(2), r(1), 3))
+
+
+def test_the_fit_magnitude_bounds_every_prediction_and_reads_nan_for_any_non_finite_element():
+    """A million float16 elements of 1 and -0.5: [1, 0.5], far below float16's 65504 (a norm of the
+    whole tensor would read 1000 and refuse such fits at large sizes). One NaN or Inf anywhere,
+    not only first, turns both entries into NaN."""
+    from tcpade_trt.cache.pade import fit_magnitude
+
+    base = torch.ones(1, 1000, 1000, dtype=torch.float16)
+    scale = torch.full_like(base, -0.5)
+    assert fit_magnitude(base, scale).tolist() == [1.0, 0.5]
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        poisoned = scale.clone()
+        poisoned[0, 700, 7] = bad
+        assert torch.isnan(fit_magnitude(base, poisoned)).all(), bad
+
+
+def test_the_evaluation_returns_the_block_stacks_output():
+    r = linear_sequence()
+    x_in = torch.randn(2, 6, 8)
+    base, scale, damping, _ = PadeFit("rational")(r(3), r(2), r(1), torch.tensor([-1.0, -2.0, 1, 0, 0, 10, 0.25]))
+    x_out = PadeEval()(base, scale, damping, torch.tensor([2.0]), x_in)
+    torch.testing.assert_close(x_out - x_in, r(5), rtol=1e-5, atol=1e-5)

@@ -41,12 +41,27 @@ def test_onnxruntime_matches_torch_on_several_shapes(engines, variant, batch, to
     fits, evaluate, tsi = engines
     r1, r2, r3 = residual_history(batch, tokens, 24, seed=batch * tokens)
     fit_params, k = torch.tensor([-3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25]), torch.tensor([2.0])
+    x_in = torch.randn(batch, tokens, 24)
     expected_state = PadeFit(variant)(r1, r2, r3, fit_params)
     state = fits[variant](r1, r2, r3, fit_params)
     for got, expected in zip(state, expected_state):
         assert_close(got, expected)
-    assert_close(evaluate(*(torch.from_numpy(s) for s in state), k)[0], PadeEval()(*expected_state, k))
+    base, scale, damping = (torch.from_numpy(s) for s in state[:3])
+    assert_close(evaluate(base, scale, damping, k, x_in)[0], PadeEval()(*expected_state[:3], k, x_in))
     assert_close(tsi(r1, r2, r3)[0], trajectory_stability(r1, r2, r3))
+
+
+def test_the_exported_fit_reads_nan_magnitude_for_a_nan_anywhere(engines):
+    """onnxruntime's ReduceMax skips a NaN that is not the first element: the magnitude, which
+    guards every prediction of a fit, must not."""
+    fits, _, _ = engines
+    r1, r2, r3 = residual_history(2, 64, 24, seed=3)
+    fit_params = torch.tensor([-3.0, -5.0, 1.0, 0.3, -0.3, 10.0, 0.25])
+    assert np.isfinite(fits["rational"](r1, r2, r3, fit_params)[3]).all()
+    for position in [(0, 0, 0), (1, 40, 7), (1, 63, 23)]:
+        poisoned = r1.clone()
+        poisoned[position] = float("nan")
+        assert np.isnan(fits["rational"](poisoned, r2, r3, fit_params)[3]).all(), position
 
 
 def test_export_leaves_no_partial_file_when_it_fails(tmp_path):

@@ -101,9 +101,14 @@ def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_n
 def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
     rt = Runtime(fp32_folders["tiny-dit"])
     model, cond, noise = inputs("tiny-dit", batch=1)
-    nan_pade = rt.model.pade("rational")  # the real fit engine, poisoned: its base turns NaN
+    nan_pade = rt.model.pade("rational")  # the real fit engine fed one NaN (not first: ReduceMax's blind spot)
     fit = nan_pade.fit
-    nan_pade.fit = lambda *args: (torch.full_like(args[0], float("nan")), *fit(*args)[1:])
+
+    def poisoned_fit(r1, *rest):
+        r1 = r1.clone()
+        r1[0, 1, 2] = float("nan")
+        return fit(r1, *rest)
+    nan_pade.fit = poisoned_fit
     rt.model.pade = lambda variant: nan_pade
     got = rt.generate(cond, noise, cache="tcpade-fast")
     assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
