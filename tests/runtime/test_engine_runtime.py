@@ -135,3 +135,22 @@ def test_io_binding_gives_the_same_latents_as_numpy_feeds(fp32_folders, name, gu
                                                                   guidance_scale=guidance)
     assert got.decisions == expected.decisions
     assert torch.equal(got.latents, expected.latents)
+
+
+@pytest.mark.parametrize("name", ["tiny-flux", "tiny-wan", "tiny-dit"])
+def test_the_blocks_engine_returns_the_residual_the_cache_needs(fp32_folders, name):
+    """Full steps do no arithmetic of their own: the engine's residual is its x_out minus x_in, and
+    a policy that never predicts (cache 'none') asks the engine for x_out alone."""
+    rt = Runtime(fp32_folders[name])
+    model, cond, noise = inputs(name, batch=2)
+    m = rt.model
+    prepared = m.prepare(noise, cond)
+    timesteps = m.make_scheduler(20, m.geometry_for(2)).timesteps
+    step = m.head(noise, m.model_timestep(timesteps, 2)[5], prepared)
+    x_out, residual = m.blocks_with_residual(step)
+    torch.testing.assert_close(residual, x_out - step["hidden_states"], rtol=1e-6, atol=1e-6)
+    calls = []
+    blocks = m.parts["blocks"]
+    m.parts["blocks"] = lambda named, outputs=None: calls.append(outputs) or blocks(named, outputs)
+    rt.generate(cond, noise, cache="none", steps=3)
+    assert calls == [("x_out",)] * 3
