@@ -3,7 +3,8 @@
 Per predicted step the policy evaluates a fit of the residual history; the fit (and the TSI, when
 the gate is on) is recomputed only when the history or the phase mix changed, i.e. once per run
 of predicted steps for the default rational variant. The evaluation returns the block stack's
-predicted output (x_in + R_hat in one pass), so a predicted step runs one small engine and nothing else.
+predicted output (x_in + R_hat in one pass): in place of the blocks, a predicted step runs one small
+engine and no arithmetic of the policy's own.
 """
 
 from __future__ import annotations
