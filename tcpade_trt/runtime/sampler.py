@@ -87,10 +87,11 @@ def sample(
     # per-step work that needs no model output is done up front, away from the engine calls
     update = scheduler_update(scheduler)
     model_timesteps = model.model_timestep(scheduler.timesteps, rows)  # [T, rows]
+    scale_input = getattr(scheduler, "scale_model_input", None)  # DDIM has one; flow matching does not
 
     for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
         started = time.perf_counter() if on_step else 0.0
-        scaled = scheduler.scale_model_input(latents, t) if hasattr(scheduler, "scale_model_input") else latents
+        scaled = scale_input(latents, t) if scale_input is not None else latents
         x = _doubled(scaled, rows)
         timestep = model_timesteps[step]
         if unsplit:
