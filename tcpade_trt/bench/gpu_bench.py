@@ -2,7 +2,9 @@
 the device) at 1024x1024, 20 steps, batch 1, torch backend: eager and torch.compile in the model
 dtype (bf16 on a GPU), and FP8 linears in the block stack - each with and without TC-Padé.
 Reports per-step latency of full and predicted steps and end-to-end latency (median of repeats
-after a warm-up, device synchronised before the clock is read). ``config="tiny"`` runs the same
+after a warm-up, device synchronised before the clock is read), and on CUDA the host syncs of one
+generation as torch's sync debug mode counts them (the runtime's budget: one per Padé fit, plus
+what setting up a generation copies). ``config="tiny"`` runs the same
 code on CPU in seconds (the test).
 
 ``engines``: engine folders built offline by `tcpade-trt build` (TensorRT plans where TensorRT is
@@ -16,6 +18,7 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -64,6 +67,27 @@ def prepare_mode(model, mode: str):
     return m, note
 
 
+def count_sync_warnings(run) -> int:
+    """How many "synchronizing CUDA operation" warnings ``run()`` raises (torch's sync debug mode
+    warns once per call that makes the host wait for the device)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # repeated calls from the same line count every time
+        run()
+    return sum("synchronizing" in str(w.message) for w in caught)
+
+
+def host_syncs(run, cache, device) -> int | None:
+    """Host syncs in one generation with ``cache`` on CUDA (None elsewhere: nothing to wait for)."""
+    if device.type != "cuda":
+        return None
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        return count_sync_warnings(lambda: run(cache, None))
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+
+
 def _time_caches(run, caches, steps: int, repeats: int, device, progress, label: str) -> list[dict]:
     """For each cache: a warm-up, one run with synchronised per-step times, ``repeats`` timed runs.
     ``run(cache, on_step)`` samples once and returns the SampleResult."""
@@ -85,6 +109,7 @@ def _time_caches(run, caches, steps: int, repeats: int, device, progress, label:
                      "latency_s": statistics.median(latencies),
                      "full_step_ms": 1000 * statistics.median(per_step[True]),
                      "predicted_step_ms": 1000 * statistics.median(per_step[False]) if per_step[False] else None,
+                     "host_syncs": host_syncs(run, cache, device),
                      "latents": result.latents.float().cpu()})
         progress(f"{label} {cache}: {rows[-1]['latency_s']:.3f} s")
     return rows
@@ -152,12 +177,13 @@ def markdown(results: dict) -> str:
     where = m.get("gpu", m["cpu"])
     lines = [f"{results['config']} at {results['resolution']}x{results['resolution']}, {results['steps']} steps, "
              f"batch 1, {results['dtype']}, on {where}, torch {m['torch']}", "",
-             "| mode | cache | full steps | end to end | speedup | full step | predicted step | rel. L2 vs first "
-             "| note |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| mode | cache | full steps | end to end | speedup | full step | predicted step | host syncs "
+             "| rel. L2 vs first | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         pred = "-" if r["predicted_step_ms"] is None else f"{r['predicted_step_ms']:.1f} ms"
         rel = "-" if r["rel_l2_vs_first"] is None else f"{r['rel_l2_vs_first']:.3f}"
+        syncs = "-" if r.get("host_syncs") is None else str(r["host_syncs"])
         lines.append(f"| {r['mode']} | {r['cache']} | {r['full_steps']} | {r['latency_s']:.3f} s | {r['speedup']:.2f}x "
-                     f"| {r['full_step_ms']:.1f} ms | {pred} | {rel} | {r['note']} |")
+                     f"| {r['full_step_ms']:.1f} ms | {pred} | {syncs} | {rel} | {r['note']} |")
     return "\n".join(lines)

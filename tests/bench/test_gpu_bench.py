@@ -1,9 +1,11 @@
 """The GPU benchmark's code path on CPU with a tiny FLUX config; and FP8 linears' accuracy."""
 
+import warnings
+
 import torch
 
 from tcpade_trt.bench.fp8_linear import FP8Linear, convert_blocks_to_fp8
-from tcpade_trt.bench.gpu_bench import markdown, run_gpu_bench
+from tcpade_trt.bench.gpu_bench import count_sync_warnings, markdown, run_gpu_bench
 from tcpade_trt.models import tiny_model
 
 
@@ -15,6 +17,16 @@ def test_gpu_bench_runs_every_mode_with_and_without_tcpade_on_cpu():
     assert runs["eager", "tcpade-fast"]["full_steps"] < 10 and runs["eager", "tcpade-fast"]["predicted_step_ms"] > 0
     assert runs["eager", "none"]["rel_l2_vs_first"] == 0 and 0 < runs["fp8", "none"]["rel_l2_vs_first"] < 0.1
     assert "| fp8 | tcpade-fast |" in markdown(results)
+    assert all(r["host_syncs"] is None for r in results["runs"])  # on CPU there is no device to wait for
+
+
+def test_host_syncs_are_counted_from_torchs_sync_debug_warnings():
+    """What torch's sync debug mode raises on CUDA for each call that waits for the device."""
+    def run():
+        for _ in range(3):  # the same line thrice: each call counts
+            warnings.warn("called a synchronizing CUDA operation", UserWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
+    assert count_sync_warnings(run) == 3
 
 
 def test_fp8_linear_matches_the_float_layer_within_fp8_rounding():
