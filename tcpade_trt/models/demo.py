@@ -10,6 +10,7 @@ Train it again with ``python -m tcpade_trt.models.train_demo`` (see MODEL_CARD.m
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -85,26 +86,35 @@ def latents_to_images(latents: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(unpack_latents(latents, LATENT_SIZE, LATENT_SIZE), 2).clamp(-1, 1)
 
 
-def build_demo_model() -> DemoSplit:
-    return DemoSplit(FluxTransformer2DModel(**TRANSFORMER_CONFIG), ClassConditioner())
+def demo_config(heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> dict:
+    """The demo transformer's config with ``heads`` attention heads of 32 (hidden size 32 * heads):
+    the shipped model has 4; wider ones are where INT8 linears pay (see train_demo --heads)."""
+    return {**TRANSFORMER_CONFIG, "num_attention_heads": heads}
+
+
+def build_demo_model(heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> DemoSplit:
+    return DemoSplit(FluxTransformer2DModel(**demo_config(heads)), ClassConditioner())
 
 
 def weights_path():
     return resources.files("tcpade_trt.models") / "demo_weights" / WEIGHTS_FILE
 
 
-def load_demo_model() -> DemoSplit:
-    """The shipped, trained demo model (fp32, CPU, eval mode)."""
+def load_demo_model(path=None) -> DemoSplit:
+    """The shipped, trained demo model (fp32, CPU, eval mode); ``path``: another weights file
+    written by train_demo."""
     from safetensors.torch import load_file
 
-    path = weights_path()
+    path = Path(path) if path is not None else weights_path()
     if not path.is_file():
         raise ModelNotFoundError(
             f"the demo weights are missing ({path}); reinstall tcpade-trt or retrain them with "
             "`python -m tcpade_trt.models.train_demo`."
         )
     state = load_file(str(path))
-    model = build_demo_model()
+    # the width is read from the weights (x_embedder: [hidden, 48]), so a retrained wider model loads as is
+    hidden = state["transformer.x_embedder.weight"].shape[0]
+    model = build_demo_model(heads=hidden // TRANSFORMER_CONFIG["attention_head_dim"])
     model.transformer.load_state_dict({k[len("transformer."):]: v for k, v in state.items()
                                        if k.startswith("transformer.")})
     model.conditioner.load_state_dict({k[len("conditioner."):]: v for k, v in state.items()
