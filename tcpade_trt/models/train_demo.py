@@ -6,8 +6,8 @@ Seeded and reproducible on one machine (same torch build and thread count). Writ
 ``demo.safetensors`` (transformer.* and conditioner.* weights) and ``training.json`` (config,
 loss curve, time) into --out, by default the package's demo_weights folder. Needs the ``demo``
 extra (scikit-image). About an hour on a 2-core CPU with the defaults; minutes on a GPU. --heads
-sets the width (32 per head; the shipped model has 4): on CPUs with VNNI / AMX, onnxruntime's INT8
-linears gain more the wider the model (an MLP block measured 1.4x at 128, 1.9x at 256, 3.4x at 512).
+sets the width (32 per head; the shipped model has 4): onnxruntime's INT8 linears gain more the
+wider the model (`scripts/int8_by_width.py` measures it on the machine at hand).
 """
 
 from __future__ import annotations
