@@ -7,7 +7,9 @@ Seeded and reproducible on one machine (same torch build and thread count). Writ
 loss curve, time) into --out, by default the package's demo_weights folder. Needs the ``demo``
 extra (scikit-image). About an hour on a 2-core CPU with the defaults; minutes on a GPU. --heads
 sets the width (32 per head; the shipped model has 4): onnxruntime's INT8 linears gain more the
-wider the model (`scripts/int8_by_width.py` measures it on the machine at hand).
+wider the model (`scripts/int8_by_width.py` measures it on the machine at hand). A long run goes
+in pieces: `--stop-after N` trains N steps and leaves a checkpoint in --out, `--resume` continues it
+with the same weights as one uninterrupted run.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from .demo import (
     CLASSES,
     IMAGE_SIZE,
@@ -64,8 +67,20 @@ def random_crops(sources, labels: torch.Tensor, gen: torch.Generator) -> torch.T
     return torch.stack(crops).clamp(-1, 1)
 
 
+CHECKPOINT = "checkpoint.pt"  # in --out while a run is unfinished; removed when the weights are written
+
+
 def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: float = 0.998,
-          device: str = "cpu", heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> dict:
+          device: str = "cpu", heads: int = TRANSFORMER_CONFIG["num_attention_heads"], checkpoint_every: int = 0,
+          stop_after: int | None = None, resume: bool = False) -> dict | None:
+    """Train and write the weights, training.json and the model card into ``out``; returns the record.
+
+    Long runs (a wide model on a CPU) go in pieces: ``stop_after`` steps of this call, then a
+    checkpoint in ``out`` and None; ``resume`` continues from it exactly (model, optimizer, schedule,
+    EMA and data-generator state), so pieces give the same weights as one run on the same machine.
+    ``checkpoint_every`` also saves one every that many steps (0: only when stopping).
+    """
+    settings = {"steps": steps, "batch": batch, "lr": lr, "seed": seed, "ema_decay": ema_decay, "heads": heads}
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     sources = load_sources(device)
@@ -79,8 +94,12 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     ema = {"transformer": copy.deepcopy(model.transformer.state_dict()),
            "conditioner": copy.deepcopy(model.conditioner.state_dict())}
-    losses, start = [], time.perf_counter()
-    bar = tqdm(range(steps), desc="training demo model")
+    first, losses, minutes_before = 0, [], 0.0
+    if resume:
+        first, losses, minutes_before = _load_checkpoint(out, settings, model, opt, sched, ema, gen)
+    start = time.perf_counter()
+    last = steps if stop_after is None else min(steps, first + stop_after)
+    bar = tqdm(range(first, last), desc="training demo model", initial=first, total=steps)
     for step in bar:
         labels = torch.randint(0, len(CLASSES), (batch,), generator=gen)
         x0 = images_to_latents(random_crops(sources, labels, gen)).to(device)  # [B, 64, 48]
@@ -103,7 +122,13 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         losses.append(loss.item())
         if step % 50 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}")
-    minutes = (time.perf_counter() - start) / 60
+        done = step + 1
+        if done < steps and (done == last or (checkpoint_every and done % checkpoint_every == 0)):
+            minutes = minutes_before + (time.perf_counter() - start) / 60
+            _save_checkpoint(out, settings, done, model, opt, sched, ema, gen, losses, minutes)
+    minutes = minutes_before + (time.perf_counter() - start) / 60
+    if last < steps:
+        return None  # stopped early: the checkpoint holds the run
 
     from safetensors.torch import save_file
 
@@ -125,7 +150,38 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
     }
     (out / "training.json").write_text(json.dumps(record, indent=1))
     write_model_card(out)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # finished: nothing left to resume
     return record
+
+
+def _save_checkpoint(out: Path, settings: dict, next_step: int, model, opt, sched, ema, gen, losses, minutes):
+    out.mkdir(parents=True, exist_ok=True)
+    state = {"settings": settings, "next_step": next_step, "transformer": model.transformer.state_dict(),
+             "conditioner": model.conditioner.state_dict(), "optimizer": opt.state_dict(),
+             "schedule": sched.state_dict(), "ema": ema, "generator": gen.get_state(), "losses": losses,
+             "minutes": minutes}
+    tmp = out / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / CHECKPOINT)  # atomic: an interrupted save keeps the previous checkpoint
+
+
+def _load_checkpoint(out: Path, settings: dict, model, opt, sched, ema, gen) -> tuple[int, list, float]:
+    """Restore a run's state from ``out``; returns (next step, losses so far, minutes so far)."""
+    path = out / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"there is no checkpoint to resume in {out}; start without --resume.")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["settings"] != settings:
+        raise ConfigError(f"the checkpoint in {out} was made with {state['settings']}, not {settings}; resume "
+                          "with the same options.")
+    model.transformer.load_state_dict(state["transformer"])
+    model.conditioner.load_state_dict(state["conditioner"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["schedule"])
+    for part in ema:
+        ema[part].update(state["ema"][part])
+    gen.set_state(state["generator"])
+    return state["next_step"], state["losses"], state["minutes"]
 
 
 def write_model_card(folder: Path) -> None:
@@ -189,6 +245,10 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--heads", type=int, default=TRANSFORMER_CONFIG["num_attention_heads"],
                    help="attention heads of 32 (width = 32 x heads)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="train this many steps, save a checkpoint in --out and stop (continue with --resume)")
+    p.add_argument("--checkpoint-every", type=int, default=0, help="also save a checkpoint every N steps")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "demo_weights")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from --out's training.json")
     args = p.parse_args(argv)
@@ -197,7 +257,16 @@ def main(argv=None) -> None:
         return
     if args.heads < 1:
         p.error(f"--heads must be at least 1 (got {args.heads}).")
-    rec = train(args.steps, args.batch, args.lr, args.seed, args.out, device=args.device, heads=args.heads)
+    if args.stop_after is not None and args.stop_after < 1:
+        p.error(f"--stop-after must be at least 1 (got {args.stop_after}).")
+    try:
+        rec = train(args.steps, args.batch, args.lr, args.seed, args.out, device=args.device, heads=args.heads,
+                    checkpoint_every=args.checkpoint_every, stop_after=args.stop_after, resume=args.resume)
+    except ConfigError as exc:
+        p.exit(2, f"error: {exc}\n")
+    if rec is None:
+        print(f"stopped; checkpoint in {args.out / CHECKPOINT}: continue with the same options and --resume")
+        return
     print(f"final loss {rec['final_loss']:.4f} after {rec['steps']} steps in {rec['train_minutes']} min -> {args.out}")
 
 

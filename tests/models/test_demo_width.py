@@ -18,3 +18,32 @@ def test_a_demo_model_trained_with_two_heads_loads_with_two_heads(tmp_path):
     latents = torch.randn(2, 64, 48)
     out = model.forward_unsplit(latents, torch.tensor([0.5, 0.5]), cond)
     assert out.shape == latents.shape and torch.isfinite(out).all()
+
+
+def test_a_run_in_two_pieces_gives_the_weights_of_one_run(tmp_path):
+    """--stop-after then --resume: model, optimizer, schedule, EMA and data generator all restored."""
+    from safetensors.torch import load_file
+
+    from tcpade_trt.models.train_demo import CHECKPOINT
+
+    whole, pieces = tmp_path / "whole", tmp_path / "pieces"
+    train(steps=4, batch=2, lr=1e-3, seed=0, out=whole, heads=1)
+    assert train(steps=4, batch=2, lr=1e-3, seed=0, out=pieces, heads=1, stop_after=2) is None
+    assert (pieces / CHECKPOINT).is_file() and not (pieces / WEIGHTS_FILE).exists()
+    record = train(steps=4, batch=2, lr=1e-3, seed=0, out=pieces, heads=1, resume=True)
+    assert not (pieces / CHECKPOINT).exists()
+    a, b = load_file(str(whole / WEIGHTS_FILE)), load_file(str(pieces / WEIGHTS_FILE))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert record["loss_curve"] == json.loads((whole / "training.json").read_text())["loss_curve"]
+
+
+def test_resuming_with_other_options_or_nothing_to_resume_is_one_sentence(tmp_path):
+    import pytest
+
+    from tcpade_trt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no checkpoint to resume"):
+        train(steps=4, batch=2, lr=1e-3, seed=0, out=tmp_path, heads=1, resume=True)
+    train(steps=4, batch=2, lr=1e-3, seed=0, out=tmp_path, heads=1, stop_after=1)
+    with pytest.raises(ConfigError, match="resume with the same options"):
+        train(steps=4, batch=2, lr=1e-3, seed=1, out=tmp_path, heads=1, resume=True)
