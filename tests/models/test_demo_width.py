@@ -14,6 +14,11 @@ def test_a_demo_model_trained_with_two_heads_loads_with_two_heads(tmp_path):
     assert json.loads((tmp_path / "training.json").read_text())["transformer_config"]["num_attention_heads"] == 2
     model = load_demo_model(tmp_path / WEIGHTS_FILE)  # hidden 64, read from the weights
     assert model.transformer.config.num_attention_heads == 2
+    # stored as fp16 (half the checkout), run as fp32
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(str(tmp_path / WEIGHTS_FILE)).values()} == {torch.float16}
+    assert {p.dtype for p in model.transformer.parameters()} == {torch.float32}
     cond = model.class_cond(torch.tensor([0, 5]))
     latents = torch.randn(2, 64, 48)
     out = model.forward_unsplit(latents, torch.tensor([0.5, 0.5]), cond)
@@ -47,3 +52,14 @@ def test_resuming_with_other_options_or_nothing_to_resume_is_one_sentence(tmp_pa
     train(steps=4, batch=2, lr=1e-3, seed=0, out=tmp_path, heads=1, stop_after=1)
     with pytest.raises(ConfigError, match="resume with the same options"):
         train(steps=4, batch=2, lr=1e-3, seed=1, out=tmp_path, heads=1, resume=True)
+
+
+def test_a_weight_beyond_fp16s_range_is_refused_not_stored_as_inf(tmp_path):
+    import pytest
+
+    from tcpade_trt.errors import ConfigError
+    from tcpade_trt.models.train_demo import save_weights
+
+    with pytest.raises(ConfigError, match="exceed fp16's range"):
+        save_weights({"transformer.w": torch.tensor([1.0, 7e4])}, tmp_path)
+    assert not (tmp_path / WEIGHTS_FILE).exists()
