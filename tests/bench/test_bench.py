@@ -69,3 +69,25 @@ def test_bench_on_engine_folders_alone_uses_the_fp32_folder_as_reference(tmp_pat
 def test_bench_refuses_a_model_and_folders_together(tmp_path, capsys):
     assert main(["bench", "tiny-dit", "--engines", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "either a MODEL or --engines" in capsys.readouterr().err
+
+
+def test_the_results_page_says_where_the_cpu_targets_hold_and_where_not():
+    """Both references per batch, and a verdict per target computed from the same latencies."""
+    from tcpade_trt.bench.runner import markdown
+
+    def run(backend, precision, cache, batch, latency):
+        return {"backend": backend, "precision": precision, "cache": cache, "batch": batch, "full_steps": 7,
+                "latency_per_image_s": latency, "throughput_img_s": 1 / latency, "speedup": 1.0,
+                "speedup_vs_torch_fp32": 1.0, "psnr_db": 40.0, "ssim": 0.99, "peak_mem_mb": 1.0}
+
+    runs = []
+    for batch, int8_fast in ((1, 0.2), (2, 0.3)):  # torch 1.2 s, ORT FP32 1.0 s uncached per image
+        runs += [run("torch", "fp32", "none", batch, 1.2), run("onnxruntime", "fp32", "none", batch, 1.0),
+                 run("onnxruntime", "int8", "none", batch, 0.5), run("onnxruntime", "fp32", "tcpade-fast", batch, 0.4),
+                 run("onnxruntime", "int8", "tcpade-fast", batch, int8_fast)]
+    page = markdown({"batches": [1, 2], "steps": 20, "repeats": 1, "runs": runs,
+                     "machine": {"cpu": "test CPU", "cores": 2, "torch": "x"}})
+    assert "| 1 | onnxruntime FP32 uncached | 2.00x | 2.50x | 5.00x | 40.00 dB |" in page
+    assert "| 2 | eager torch FP32 uncached | 2.40x | 3.00x | 4.00x | 40.00 dB |" in page
+    assert "than onnxruntime FP32 uncached: not met at batch 2 (3.33x); 3.33-5.00x over batches 1, 2." in page
+    assert "than eager torch FP32 uncached: not met at batch 2 (4.00x); 4.00-6.00x over batches 1, 2." in page
