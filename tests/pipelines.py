@@ -17,8 +17,9 @@ def flux_pipeline(transformer):
                         tokenizer_2=None, transformer=transformer)
     gen = torch.Generator().manual_seed(0)
     embeds, pooled = torch.randn(1, 8, 32, generator=gen), torch.randn(1, 24, generator=gen)
-    return lambda: pipe(prompt_embeds=embeds, pooled_prompt_embeds=pooled, height=64, width=64, num_inference_steps=20,
-                        guidance_scale=3.5, output_type="latent", generator=torch.Generator().manual_seed(1)).images
+    return _callable(pipe, lambda steps: pipe(
+        prompt_embeds=embeds, pooled_prompt_embeds=pooled, height=64, width=64, num_inference_steps=steps,
+        guidance_scale=3.5, output_type="latent", generator=torch.Generator().manual_seed(1)).images)
 
 
 def wan_pipeline(transformer):
@@ -26,9 +27,9 @@ def wan_pipeline(transformer):
                        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
     gen = torch.Generator().manual_seed(0)
     pos, neg = torch.randn(1, 8, 32, generator=gen), torch.randn(1, 8, 32, generator=gen)
-    return lambda: pipe(prompt_embeds=pos, negative_prompt_embeds=neg, height=64, width=64, num_frames=9,
-                        num_inference_steps=20, guidance_scale=5.0, output_type="latent",
-                        generator=torch.Generator().manual_seed(1)).frames
+    return _callable(pipe, lambda steps: pipe(
+        prompt_embeds=pos, negative_prompt_embeds=neg, height=64, width=64, num_frames=9, num_inference_steps=steps,
+        guidance_scale=5.0, output_type="latent", generator=torch.Generator().manual_seed(1)).frames)
 
 
 def dit_pipeline(transformer):
@@ -38,8 +39,18 @@ def dit_pipeline(transformer):
                         norm_num_groups=4, layers_per_block=1)
     pipe = DiTPipeline(transformer=transformer, vae=vae.eval(),
                        scheduler=DDIMScheduler(beta_schedule="linear", clip_sample=False))
-    return lambda: torch.as_tensor(pipe(class_labels=[1, 3], guidance_scale=4.0, num_inference_steps=20,
-                                        output_type="np", generator=torch.Generator().manual_seed(1)).images)
+    return _callable(pipe, lambda steps: torch.as_tensor(pipe(
+        class_labels=[1, 3], guidance_scale=4.0, num_inference_steps=steps, output_type="np",
+        generator=torch.Generator().manual_seed(1)).images))
+
+
+def _callable(pipe, run):
+    """call(steps=20) runs the pipeline and returns its latents; call.pipe is the pipeline."""
+    def call(steps: int = 20):
+        return run(steps)
+
+    call.pipe = pipe
+    return call
 
 
 PIPELINES = {"tiny-flux": flux_pipeline, "tiny-wan": wan_pipeline, "tiny-dit": dit_pipeline}

@@ -14,8 +14,9 @@ def run_cli(*args):
 def test_version_and_help(capsys):
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"tcpade-trt {tcpade_trt.__version__}"
-    assert main([]) == 0
-    assert "demo" in capsys.readouterr().out
+    assert main([]) == 2  # nothing asked is not a success
+    printed = capsys.readouterr()
+    assert "demo" in printed.err and printed.out == ""
 
 
 def test_user_mistake_is_one_sentence_and_exit_2():

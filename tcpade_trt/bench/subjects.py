@@ -86,12 +86,11 @@ def demo_subject(root: Path, batches, precisions, progress: bool) -> BenchSubjec
 
 def model_subject(name: str, root: Path, batches, precisions, progress: bool) -> BenchSubject:
     """A built-in tiny model or a local diffusers folder, at build's default latent size for it."""
-    from ..build_cli import DEFAULT_SHAPES
     from ..export.parts import BuildShape
-    from ..models.registry import load_model
+    from ..models.registry import default_build_shape, load_model
 
     model = load_model(name)
-    height, width, frames = DEFAULT_SHAPES.get(name, DEFAULT_SHAPES[model.family])
+    height, width, frames = default_build_shape(name, model.family)
     rows = max(batches) * (2 if GUIDANCE[model.family] else 1)  # CFG doubles the rows
     shape = BuildShape(height=height, width=width, frames=frames, text_tokens=8, batch_min=1,
                        batch_opt=max(batches), batch_max=rows)

@@ -90,7 +90,8 @@ class TeaCachePolicy(CachePolicy):
             return None
         change = ((modulated - previous).abs().mean() / (previous.abs().mean() + 1e-12)).item()
         self.accumulated += self.rescale(change)
-        if self.accumulated >= self.config.threshold:
+        # a NaN change (non-finite inputs) compares False with everything: it must compute, not predict
+        if not self.accumulated < self.config.threshold:
             self.accumulated = 0.0
             return None
         return self.history.entries[-1].residual

@@ -9,6 +9,7 @@ a sentence that says which values are allowed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
@@ -18,6 +19,16 @@ from ..errors import ConfigError
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def _number_in(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """A finite number in [low, high] (or (low, high]); NaN, Inf, strings and booleans are refused."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        left = "(" if low_open else "["
+        right = "]" if math.isfinite(high) else ")"
+        raise ConfigError(f"{name} must be a finite number in {left}{low:g}, {high:g}{right} (got {value!r}).")
 
 
 @dataclass(frozen=True)
@@ -132,12 +143,14 @@ class TCPadeConfig(ScheduleConfig):
         from .pade import VARIANTS
 
         _require(self.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)} (got {self.variant!r}).")
-        _require(0.0 <= self.threshold <= 1.0, f"threshold must lie in [0, 1] (got {self.threshold}): the TSI "
-                 "does; 0 predicts only perfectly straight trajectories, 1 never blocks a prediction.")
-        _require(self.lam > 0, f"lam must be > 0 (got {self.lam}).")
-        _require(0.0 <= self.early <= self.late <= 1.0,
-                 f"need 0 <= early <= late <= 1 (got early={self.early}, late={self.late}).")
-        _require(self.c_max >= 0, f"c_max must be >= 0 (got {self.c_max}); 0 makes the rational variant linear.")
+        _number_in("threshold (the TSI gate's theta: 0 predicts only perfectly straight trajectories, 1 never "
+                   "blocks a prediction)", self.threshold, 0.0, 1.0)
+        _number_in("lam", self.lam, 0.0, low_open=True)
+        for name in ("alpha1", "alpha2", "beta", "input_delta", "early", "late"):
+            _number_in(name, getattr(self, name), 0.0, 1.0)
+        _require(self.early <= self.late, f"need early <= late (got early={self.early}, late={self.late}).")
+        _number_in("c_max (0 makes the rational variant linear)", self.c_max, 0.0)
+        _require(isinstance(self.phase_aware, bool), f"phase_aware must be true or false (got {self.phase_aware!r}).")
 
 
 @dataclass(frozen=True)
@@ -181,8 +194,11 @@ class TeaCacheConfig(CacheConfig):
     warmup: int = 1
 
     def __post_init__(self):
-        _require(self.threshold >= 0, f"threshold must be >= 0 (got {self.threshold}).")
-        _require(self.warmup >= 1, f"warmup must be >= 1 (got {self.warmup}).")
+        _number_in("threshold", self.threshold, 0.0)
+        _require(all(isinstance(c, (int, float)) and math.isfinite(c) for c in self.coefficients),
+                 f"coefficients must be finite numbers, highest power first (got {self.coefficients!r}).")
+        _require(isinstance(self.warmup, int) and self.warmup >= 1, f"warmup must be a whole number >= 1 (got "
+                 f"{self.warmup!r}).")
 
 
 TEACACHE_FLUX_COEFFICIENTS = (4.98651651e02, -2.83781631e02, 5.58554382e01, -3.82021401e00, 2.64230861e-01)

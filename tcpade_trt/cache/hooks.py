@@ -1,19 +1,31 @@
 """The eager path: attach a cache to an unmodified diffusers transformer, and take it off again.
 
-    handle = apply_cache(transformer, CacheConfig.preset("tcpade-fast"), num_steps=20)
+    handle = apply_cache(pipe, CacheConfig.preset("tcpade-fast"))   # steps read from pipe.scheduler
     pipe(...)            # calls transformer(...) as usual; the block stack now runs only on full steps
     handle.stats()       # {"full": 7, "predicted": 13, ...} of the last finished trajectory
     handle.remove()      # the original forward again, bit for bit
 
-The instance's ``forward`` is shadowed by an instance attribute (the class is never edited);
-``remove()`` deletes that attribute. Branches: a call whose timestep equals the previous call's is
-the next branch of the same step (how FluxPipeline's true CFG and WanPipeline call cond and
-uncond separately); each branch keeps its own history. A trajectory restarts after ``num_steps``
-steps or when the timestep goes back up.
+    apply_cache(transformer, "tcpade-fast", num_steps=20)           # a bare transformer: say the steps
+
+The instance's ``forward`` is shadowed by an instance attribute (the class is never edited), and so
+are ``cache_context`` (the branch name a pipeline gives each call: "cond", "uncond") and
+``_reset_stateful_cache`` (which every pipeline calls when it finishes); ``remove()`` deletes them.
+
+How many steps a trajectory has, in order of authority: the step count a pipeline passes to
+``cache_context`` (Wan), the bound scheduler's timesteps (``apply_cache(pipe, ...)``: a pipeline
+call's ``set_timesteps`` also starts a new trajectory; img2img's begin index is honoured), else
+``num_steps``. A ``num_steps`` that contradicts the pipeline is refused with one sentence before
+the first step; with a bare transformer, a run of another length is refused when it shows (more
+calls than announced, or a trajectory that ends early), never silently cached on the wrong schedule.
+
+Branches: a call's ``cache_context`` name, else (a hand-written loop) a call whose timestep equals
+the previous call's is the next branch of the same step. Each branch keeps its own history.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 
 import torch
@@ -25,10 +37,15 @@ from .cached_step import cached_forward
 from .config import CacheConfig
 
 
+NO_STEP_COUNT = ("pass the pipeline (its scheduler tells the step count of every call) or num_steps=N, the number "
+                 "of steps the pipeline runs.")
+
+
 class _Branch:
     def __init__(self, policy, num_steps: int):
         self.policy = policy
         self.policy.reset(num_steps)
+        self.num_steps = num_steps
         self.step = 0
 
 
@@ -36,26 +53,32 @@ class CachedForward:
     """A diffusers-compatible ``forward`` that runs a SplitModel with a cache, branch by branch.
 
     Used by ``apply_cache`` (torch model) and by the engine-backed drop-in transformer.
-    ``make_policy`` builds one fresh policy per branch (default: ``config.make_policy``).
+    ``make_policy`` builds one fresh policy per branch (default: ``config.make_policy``);
+    ``scheduler``: the pipeline's scheduler, read for each trajectory's step count.
     """
 
-    def __init__(self, model: SplitModel, config: CacheConfig, num_steps: int, signature: inspect.Signature,
-                 make_policy=None):
+    def __init__(self, model: SplitModel, config: CacheConfig, num_steps: int | None, signature: inspect.Signature,
+                 make_policy=None, scheduler=None):
+        if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
+            raise ConfigError(f"num_steps must be a positive integer (got {num_steps!r}): the sampler's step count.")
         self.model = model
         self.config = config
         self.num_steps = num_steps
+        self.scheduler = scheduler
         self._signature = signature
         self._make_policy = make_policy or config.make_policy
-        self._branches: list[_Branch] = []
+        self._branches: dict[str, _Branch] = {}
+        self._context: tuple[str, dict] | None = None  # the pipeline's cache_context(name, **info) of this call
         self._last_timestep: float | None = None
-        self._branch_index = 0
+        self._auto_branch = 0
         self._finished: dict | None = None
 
     # -- public -------------------------------------------------------------------------------
     def stats(self) -> dict:
         """Step counts of the last finished trajectory (or the current one if none finished yet).
 
-        ``full`` / ``predicted`` count the first branch (cond); ``branches`` lists every branch.
+        ``full`` / ``predicted`` count the first branch (cond); ``branches`` lists every branch
+        (``branch_names`` their names).
         """
         if self._finished is not None:
             return self._finished
@@ -63,20 +86,45 @@ class CachedForward:
 
     def reset(self) -> None:
         """Start a new trajectory on the next call."""
-        self._branches, self._last_timestep, self._branch_index = [], None, 0
+        self._branches, self._last_timestep, self._auto_branch = {}, None, 0
+
+    # -- what a pipeline tells us -------------------------------------------------------------
+    @contextlib.contextmanager
+    def cache_context(self, name: str, **info):
+        """The branch name (and, from some pipelines, step_index / num_inference_steps) of the calls inside."""
+        self._context = (name, info)
+        try:
+            yield
+        finally:
+            self._context = None
+
+    def end_of_call(self) -> None:
+        """The pipeline finished (diffusers calls ``_reset_stateful_cache`` at the end of every call)."""
+        if self._branches:
+            self._finish(complete=all(b.step >= b.num_steps for b in self._branches.values()))
+
+    def new_schedule(self) -> None:
+        """The bound scheduler's timesteps were set: a new trajectory starts at the next call."""
+        if self._branches:
+            self._finish(complete=all(b.step >= b.num_steps for b in self._branches.values()))
 
     # -- the wrapped forward ------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        bound = self._signature.bind(*args, **kwargs)
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"this cached {self.model.family} transformer was called with arguments its forward "
+                              f"does not take ({exc}); is it in a pipeline of another model family?") from None
         bound.apply_defaults()
         latents, timestep, cond, return_dict = self._unpack(bound.arguments)
         branch = self._branch_for(timestep)
         step = self.model.head(latents, timestep, self.model.prepare(latents, cond))
-        out = cached_forward(self.model, branch.policy, step, branch.step, self.num_steps)
+        out = cached_forward(self.model, branch.policy, step, branch.step, branch.num_steps)
         branch.step += 1
-        if all(b.step >= self.num_steps for b in self._branches):
-            self._finished = self._current_stats()
-            self.reset()
+        if all(b.step >= b.num_steps for b in self._branches.values()) and self._context is None:
+            last = self._last_timestep
+            self._finish(complete=True)  # a hand-written loop: nothing else marks the end ...
+            self._ended_at = last  # ... and the next trajectory must start above where this one ended
         if not return_dict:
             return (out,)
         from diffusers.models.modeling_outputs import Transformer2DModelOutput
@@ -84,24 +132,69 @@ class CachedForward:
         return Transformer2DModelOutput(sample=out)
 
     def _current_stats(self) -> dict:
-        per_branch = [b.policy.stats() for b in self._branches]
+        per_branch = [b.policy.stats() for b in self._branches.values()]
         first = per_branch[0] if per_branch else {"full": 0, "predicted": 0, "decisions": []}
         return {"full": first["full"], "predicted": first["predicted"], "decisions": first["decisions"],
-                "branches": per_branch}
+                "branches": per_branch, "branch_names": list(self._branches)}
+
+    def _finish(self, complete: bool) -> None:
+        stats = self._current_stats()
+        ran = max(b.step for b in self._branches.values())
+        expected = max(b.num_steps for b in self._branches.values())
+        self.reset()
+        self._finished = stats
+        if not complete and self.scheduler is None and not self._pipeline_counts_steps:
+            raise ConfigError(f"the cache was set for num_steps={expected} but the trajectory ended after {ran} "
+                              "steps, so its schedule did not fit; pass num_steps equal to the pipeline's "
+                              "num_inference_steps, or pass the pipeline itself to read it from its scheduler.")
+
+    _pipeline_counts_steps = False  # True once a pipeline's cache_context has given the step count
+    _ended_at: float | None = None  # the last timestep of a trajectory a hand-written loop completed
+
+    def _finished_steps(self) -> int:
+        return len(self._finished["decisions"]) if self._finished else self.num_steps
+
+    def _steps_now(self) -> int:
+        """The step count of the trajectory the next call belongs to (see the module docstring)."""
+        info = self._context[1] if self._context else {}
+        told = info.get("num_inference_steps")
+        if told is None and self.scheduler is not None:
+            timesteps = getattr(self.scheduler, "timesteps", None)
+            if timesteps is None:
+                raise ConfigError("the bound scheduler has no timesteps yet: call set_timesteps (every pipeline "
+                                  "does) before the transformer.")
+            told = len(timesteps) - int(getattr(self.scheduler, "begin_index", None) or 0)
+        if told is not None:
+            self._pipeline_counts_steps = self._pipeline_counts_steps or "num_inference_steps" in info
+            if self.num_steps is not None and told != self.num_steps:
+                raise ConfigError(f"num_steps={self.num_steps} was given but the pipeline runs {told} steps; leave "
+                                  "num_steps out (it is read from the pipeline) or make it match.")
+            return int(told)
+        if self.num_steps is None:
+            raise ConfigError(NO_STEP_COUNT)
+        return self.num_steps
 
     def _branch_for(self, timestep: torch.Tensor) -> _Branch:
         t = float(timestep.flatten()[0])
-        if self._last_timestep is not None and t > self._last_timestep + 1e-9 and self._branches:
-            self._finished = self._current_stats()  # timestep went back up: a new trajectory
-            self.reset()
-        if self._last_timestep is not None and t == self._last_timestep:
-            self._branch_index += 1
-        else:
-            self._branch_index = 0
+        if self._context is not None:
+            name = self._context[0]
+        else:  # a hand-written loop: an equal timestep is the next branch of the same step
+            if self._ended_at is not None and t < self._ended_at and not self._branches:
+                raise ConfigError(f"the cache was set for {self._finished_steps()} steps but the loop runs more; "
+                                  "pass num_steps equal to its number of steps, or pass the pipeline itself.")
+            self._ended_at = None
+            if self._last_timestep is not None and t > self._last_timestep + 1e-9 and self._branches:
+                self._finish(complete=False)  # the timestep went back up: the last trajectory ended
+            self._auto_branch = self._auto_branch + 1 if t == self._last_timestep else 0
+            name = str(self._auto_branch)
         self._last_timestep = t
-        while len(self._branches) <= self._branch_index:
-            self._branches.append(_Branch(self._make_policy(), self.num_steps))
-        return self._branches[self._branch_index]
+        if name not in self._branches:
+            self._branches[name] = _Branch(self._make_policy(), self._steps_now())
+        branch = self._branches[name]
+        if branch.step >= branch.num_steps:
+            raise ConfigError(f"the cache was set for {branch.num_steps} steps but the pipeline runs more; pass "
+                              "num_steps equal to its num_inference_steps, or pass the pipeline itself.")
+        return branch
 
     def _unpack(self, a: dict):
         family = self.model.family
@@ -122,30 +215,85 @@ class CachedForward:
         return latents, timestep, {"class_labels": a["class_labels"]}, a["return_dict"]
 
 
+def bind_scheduler(cached: CachedForward, scheduler) -> None:
+    """Start a new trajectory whenever ``scheduler.set_timesteps`` runs (each pipeline call does)."""
+    original = scheduler.set_timesteps
+
+    @functools.wraps(original)  # keeps the signature: retrieve_timesteps inspects it for sigmas=/timesteps=
+    def set_timesteps(*args, **kwargs):
+        cached.new_schedule()
+        return original(*args, **kwargs)
+
+    scheduler.set_timesteps = set_timesteps
+
+
+def unbind_scheduler(scheduler) -> None:
+    if "set_timesteps" in vars(scheduler):
+        del scheduler.set_timesteps
+
+
 class CacheHandle(CachedForward):
     """What ``apply_cache`` returns: statistics, reset and removal."""
 
-    def __init__(self, transformer, config: CacheConfig, num_steps: int):
-        super().__init__(split_model(transformer), config, num_steps, inspect.signature(transformer.forward))
+    def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None):
+        super().__init__(split_model(transformer), config, num_steps, inspect.signature(transformer.forward),
+                         scheduler=scheduler)
         self.transformer = transformer
         self.removed = False
+        original_context = getattr(transformer, "cache_context", None)
+        original_reset = getattr(transformer, "_reset_stateful_cache", None)
+
+        @contextlib.contextmanager
+        def cache_context(name, **info):
+            with self.cache_context(name, **info):
+                if original_context is None:
+                    yield
+                else:  # diffusers' own hooks on the same model keep working
+                    with original_context(name, **info):
+                        yield
+
+        def reset_stateful_cache(*args, **kwargs):
+            if original_reset is not None:
+                original_reset(*args, **kwargs)
+            self.end_of_call()
+
+        transformer.forward = self
+        transformer.cache_context = cache_context
+        transformer._reset_stateful_cache = reset_stateful_cache
+        if scheduler is not None:
+            bind_scheduler(self, scheduler)
 
     def remove(self) -> None:
-        """Restore the transformer's original forward."""
+        """Restore the transformer's (and the scheduler's) original methods."""
         if not self.removed:
-            del self.transformer.forward
+            for name in ("forward", "cache_context", "_reset_stateful_cache"):
+                if name in vars(self.transformer):
+                    delattr(self.transformer, name)
+            if self.scheduler is not None:
+                unbind_scheduler(self.scheduler)
             self.removed = True
 
 
-def apply_cache(transformer, config: CacheConfig | str, num_steps: int) -> CacheHandle:
-    """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle."""
+def apply_cache(target, config: CacheConfig | str, num_steps: int | None = None) -> CacheHandle:
+    """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle.
+
+    target: a diffusers pipeline (its transformer is cached and its scheduler tells each call's
+        step count), or the transformer itself (then ``num_steps`` is required).
+    config: a CacheConfig or a cache spec, 'PRESET[:field=value,...]'.
+    """
     if isinstance(config, str):
-        config = CacheConfig.preset(config)
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ConfigError(f"num_steps must be a positive integer (got {num_steps!r}): the sampler's step count.")
+        from .spec import parse_cache_spec
+
+        config = parse_cache_spec(config)
+    scheduler = None
+    transformer = target
+    if hasattr(target, "transformer") and hasattr(target, "scheduler"):  # a pipeline
+        transformer, scheduler = target.transformer, target.scheduler
+        if transformer is None:
+            raise ConfigError("this pipeline has no transformer to cache.")
+    if scheduler is None and num_steps is None:
+        raise ConfigError(NO_STEP_COUNT)
     if "forward" in vars(transformer):
         raise ConfigError("this transformer already has a cache (or another forward override) attached; "
                           "call handle.remove() first.")
-    handle = CacheHandle(transformer, config, num_steps)
-    transformer.forward = handle
-    return handle
+    return CacheHandle(transformer, config, num_steps, scheduler)

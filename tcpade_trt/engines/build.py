@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
 from ..models.base import SplitModel
 from ..models.registry import load_model
 from .manifest import Manifest, PartEntry, build_versions, sha256_state_dict
+from .output_folder import building_folder, check_destination
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -79,6 +79,20 @@ class BuildOptions:
             raise ConfigError(f"need 1 <= batch min <= opt <= max (got {s.batch_min}, {s.batch_opt}, {s.batch_max}).")
         if self.backend == "tensorrt" and self.tensorrt.optimization_level not in range(6):
             raise ConfigError("the TensorRT builder optimization level must be 0-5.")
+        if self.reuse_onnx_from is not None and self.backend == "tensorrt" and _fused(self):
+            raise ConfigError(f"{self.reuse_onnx_from} holds onnxruntime's fused ops, which TensorRT cannot parse; "
+                              "build without reusing it, or reuse a folder built with --no-ort-fusions.")
+        sizes = {"height": s.height, "width": s.width, "frames": s.frames, "text tokens": s.text_tokens,
+                 "calibration samples": self.calibration_samples, "calibration steps": self.calibration_steps}
+        for name, value in sizes.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1 (got {value!r}).")
+
+    def validate_for(self, model: SplitModel) -> None:
+        """The shape against the model's family (FLUX: even sizes; DiT: square, a multiple of the patch;
+        Wan: multiples of the patch): one sentence before the export."""
+        s = self.shape
+        model.geometry(s.batch_min, s.height, s.width, s.frames)
 
 
 class _Stages:
@@ -115,30 +129,32 @@ def model_identity(model: SplitModel) -> dict:
 
 
 def build_engines(model: str | SplitModel, out: str | Path, options: BuildOptions | None = None,
-                  progress: bool = True) -> Manifest:
-    """Build an engine folder at ``out`` (replacing an existing one only once the new one is complete)."""
+                  progress: bool = True, force: bool = False) -> Manifest:
+    """Build an engine folder at ``out``, replacing an existing one only once the new one is complete.
+
+    ``out`` may be new, empty, or an engine folder this toolkit wrote; anything else is refused
+    before any work (``force=True`` replaces another folder, never the source model's). See
+    output_folder.py for the temporary folder, the final rename and the cleanup of killed builds.
+    """
     options = options or BuildOptions()
     options.validate()
     out = Path(out)
-    tmp = out.parent / f".{out.name}.building-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        manifest = _build_into(model, tmp, options, progress)
-        _replace_folder(tmp, out)
-        return manifest
-    except BaseException:  # failed or interrupted (Ctrl-C too): nothing half-written stays behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_destination(out, _model_path(model), force)
+    if isinstance(model, SplitModel):
+        options.validate_for(model)
+    if options.backend == "tensorrt":
+        from . import trt_backend
+
+        trt_backend.check_build_machine(options.precision)  # TensorRT and a capable GPU, before the export
+    with building_folder(out) as tmp:
+        return _build_into(model, tmp, options, progress)
 
 
-def _replace_folder(new: Path, out: Path) -> None:
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
-        new.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(out)
+def _model_path(model) -> Path | None:
+    """The local folder a model comes from (protected from being overwritten), if any."""
+    name = model if isinstance(model, (str, Path)) else getattr(model, "name", "")
+    path = Path(str(name)).expanduser()
+    return path if str(name) and path.exists() else None
 
 
 def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) -> Manifest:
@@ -151,12 +167,13 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
         else:
             model = stages.run(f"load {model_ref}", load_model, model_ref)
+            options.validate_for(model)
         model.transformer.eval()
         identity = model_identity(model)
         with torch.no_grad():
             if options.reuse_onnx_from:
                 entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", _copy_fp32_parts,
-                                     options.reuse_onnx_from, folder, identity, shape, options.backend)
+                                     options.reuse_onnx_from, folder, identity, shape)
             else:
                 entries = _export_all(model, folder, options, stages)
             quantization = None
@@ -215,8 +232,7 @@ def _export_model_part(model: SplitModel, part: str, path: Path, options: BuildO
     return io
 
 
-def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape,
-                     backend: str = "onnxruntime") -> dict[str, PartEntry]:
+def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
     """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
     from .manifest import read_manifest
 
@@ -225,9 +241,6 @@ def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildSha
         raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
     if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
         raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
-    if backend == "tensorrt" and src.options.get("ort_fusions"):
-        raise ConfigError(f"{source} holds onnxruntime's fused ops, which TensorRT cannot parse; build without "
-                          "reusing it, or reuse a folder built with --no-ort-fusions.")
     for entry in src.parts.values():
         shutil.copy2(source / entry.file, folder / entry.file)
     return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}

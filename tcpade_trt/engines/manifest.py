@@ -113,7 +113,8 @@ def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
     folder = Path(folder)
     rebuild = f"rebuild it with `tcpade-trt build MODEL --out {folder}`"
     if not folder.is_dir():
-        raise ManifestError(f"{folder} is not an engine folder (it does not exist); build one with "
+        what = "it is a file" if folder.exists() else "it does not exist"
+        raise ManifestError(f"{folder} is not an engine folder ({what}); build one with "
                             "`tcpade-trt build MODEL --out DIR`.")
     path = folder / MANIFEST
     if not path.is_file():
@@ -172,3 +173,23 @@ def build_versions(backend: str) -> dict:
 
         versions.update(tensorrt_versions())
     return versions
+
+
+def version_differences(manifest: Manifest) -> list[str]:
+    """What differs between the versions a folder was built with and this machine's, as phrases
+    ("onnxruntime 1.31.0 here, 1.32.0 at build"); empty when everything matches."""
+    built = manifest.versions
+    here = {"tcpade_trt": None, "source": source_fingerprint(), "onnxruntime": None}
+    from .. import __version__
+
+    here["tcpade_trt"] = __version__
+    try:
+        import onnxruntime
+
+        here["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    names = {"tcpade_trt": "tcpade-trt", "source": "tcpade-trt source", "onnxruntime": "onnxruntime"}
+    return [f"{names[k]} {here[k]} here, {built[k]} at build" for k in names
+            if k in built and here[k] is not None and built[k] != here[k]]
+

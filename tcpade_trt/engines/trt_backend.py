@@ -59,6 +59,16 @@ def check_precision_supported(precision: str, capability: tuple[int, int] | None
                             "(bf16 or int8) or on an Ada / Hopper GPU.")
 
 
+def check_build_machine(precision: str) -> None:
+    """What a TensorRT build needs, checked before the minutes of export: TensorRT itself and a GPU that
+    runs ``precision`` (plans are built on the GPU they will run on)."""
+    import torch
+
+    import_tensorrt()
+    capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
+    check_precision_supported(precision, capability)
+
+
 @dataclass
 class BuilderPlan:
     """What to ask the builder for, decided from the TensorRT version and the graph's precision."""

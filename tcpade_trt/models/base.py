@@ -59,6 +59,7 @@ class SplitModel(ABC):
     BLOCK_INPUTS: tuple[str, ...] = ()  # hidden_states first
     TAIL_INPUTS: tuple[str, ...] = ()  # besides x_out
     MODULATED_INPUTS: tuple[str, ...] = ()  # what modulated_input() reads (TeaCache's signal)
+    COND_INPUTS: tuple[str, ...] = ()  # the conditioning dict's required keys
 
     def __init__(self, transformer: nn.Module | None, name: str = "", config=None,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
@@ -70,6 +71,20 @@ class SplitModel(ABC):
         self._config = config
         self._device, self._dtype = torch.device(device), dtype
         self.name = name or (type(transformer).__name__ if transformer is not None else self.family)
+
+    # ---- inputs ------------------------------------------------------------------------------
+    def check_cond_keys(self, cond: Tensors, what: str = "cond") -> None:
+        """One sentence naming what a conditioning dict lacks (instead of a KeyError deep inside)."""
+        if not isinstance(cond, dict):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{what} must be a dict of tensors with keys {', '.join(self.COND_INPUTS)}.")
+        missing = [k for k in self.COND_INPUTS if cond.get(k) is None]
+        if missing:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{what} lacks {', '.join(repr(k) for k in missing)}; a {self.family} model needs "
+                              f"{', '.join(self.COND_INPUTS)}.")
 
     # ---- the split -------------------------------------------------------------------------
     @abstractmethod

@@ -26,7 +26,10 @@ class DiTSplit(SplitModel):
     TAIL_INPUTS = ("timestep", "class_labels")
     MODULATED_INPUTS = ("hidden_states", "timestep", "class_labels")
 
+    COND_INPUTS = ("class_labels",)
+
     def _check(self, latents, cond):
+        self.check_cond_keys(cond)
         cfg = self.config
         check_shape("latents", latents, (None, cfg.in_channels, None, None))
         b, _, h, w = latents.shape
@@ -35,6 +38,10 @@ class DiTSplit(SplitModel):
                 f"DiT latents must be square and a multiple of the patch size {cfg.patch_size} (got {h}x{w})."
             )
         check_shape("class_labels", cond["class_labels"], (b,))
+        labels = cond["class_labels"]
+        if labels.dtype.is_floating_point or not bool(((labels >= 0) & (labels <= self.null_class)).all()):
+            raise ShapeError(f"class_labels must be whole numbers from 0 to {self.null_class - 1} (and "
+                             f"{self.null_class}, the null class, for the unconditional half of guidance).")
 
     def prepare_part(self, named):
         return {}
@@ -76,6 +83,8 @@ class DiTSplit(SplitModel):
 
     def geometry(self, batch, height, width, frames=1):
         p = self.config.patch_size
+        if height != width or height % p:
+            raise ShapeError(f"DiT latents must be square and a multiple of the patch size {p} (got {height}x{width}).")
         tokens = (height // p) * (width // p)
         return LatentGeometry(shape=(batch, self.config.in_channels, height, width), tokens=tokens)
 

@@ -60,7 +60,12 @@ class FluxSplit(SplitModel):
     def HEAD_INPUTS(self):  # noqa: N802 (a per-instance variant of the class constants)
         return ("pooled_projections", "guidance") if self.config.guidance_embeds else ("pooled_projections",)
 
+    @property
+    def COND_INPUTS(self):  # noqa: N802
+        return ("encoder_hidden_states", "pooled_projections", "txt_ids", "img_ids", *self.HEAD_INPUTS[1:])
+
     def _check(self, latents: torch.Tensor, cond: Tensors) -> None:
+        self.check_cond_keys(cond)
         cfg = self.config
         b = latents.shape[0]
         check_shape("latents", latents, (b, None, cfg.in_channels))
@@ -68,10 +73,6 @@ class FluxSplit(SplitModel):
         check_shape("pooled_projections", cond["pooled_projections"], (b, cfg.pooled_projection_dim))
         check_shape("img_ids", cond["img_ids"], (latents.shape[1], 3))
         check_shape("txt_ids", cond["txt_ids"], (cond["encoder_hidden_states"].shape[1], 3))
-        if cfg.guidance_embeds and cond.get("guidance") is None:
-            from ..errors import TcpadeError
-
-            raise TcpadeError("this FLUX model embeds guidance: pass cond['guidance'] of shape [batch].")
 
     def prepare_part(self, named: Tensors) -> Tensors:
         t = self.transformer

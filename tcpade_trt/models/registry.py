@@ -41,6 +41,19 @@ TINY_CONFIGS: dict[str, tuple[str, dict]] = {
 }
 
 
+# latent height, width, frames a build targets when none is given, by built-in name or family
+DEFAULT_BUILD_SHAPES: dict[str, tuple[int, int, int]] = {
+    "demo": (16, 16, 1), "tiny-flux": (8, 8, 1), "tiny-wan": (8, 8, 3), "tiny-dit": (8, 8, 1),
+    "flux": (128, 128, 1),  # 1024 x 1024 images
+    "wan": (60, 104, 21),  # 480 x 832, 81 frames
+    "dit": (32, 32, 1),  # 256 x 256 images
+}
+
+
+def default_build_shape(name: str, family: str) -> tuple[int, int, int]:
+    return DEFAULT_BUILD_SHAPES.get(name, DEFAULT_BUILD_SHAPES[family])
+
+
 def split_model(transformer: nn.Module, name: str = "") -> SplitModel:
     """Wrap an unmodified diffusers transformer in the adapter of its family."""
     cls = type(transformer).__name__
@@ -76,6 +89,40 @@ def _transformer_folder(path: Path) -> Path:
     )
 
 
+def model_family(name_or_path: str | Path) -> str:
+    """The family ("flux", "wan", "dit") of a built-in name or a local folder, from its config alone:
+    a bad name or folder is one sentence before any weights are read."""
+    name = str(name_or_path)
+    if name == "demo":
+        return "flux"
+    cls_name = TINY_CONFIGS[name][0] if name in TINY_CONFIGS else _folder_class(name)[1]
+    return ADAPTERS[cls_name].family
+
+
+def _folder_class(name: str) -> tuple[Path, str]:
+    """(transformer folder, diffusers class name) of a local model folder, or one sentence."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        if "/" in name and not name.startswith((".", "/", "~")):
+            raise ModelNotFoundError(
+                f"'{name}' looks like a model-hub id, but tcpade-trt never downloads: download the model "
+                "(e.g. `huggingface-cli download " + name + "`) and pass its local folder."
+            )
+        builtin = ", ".join([*TINY_CONFIGS, "demo"])
+        raise ModelNotFoundError(f"'{name}' is neither a local folder nor a built-in model ({builtin}).")
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{path} is a file; pass a diffusers model folder (with config.json) or a built-in "
+                                 "model name.")
+    folder = _transformer_folder(path)
+    try:
+        cls_name = json.loads((folder / "config.json").read_text()).get("_class_name", "?")
+    except (OSError, ValueError, AttributeError):
+        raise ModelNotFoundError(f"{folder / 'config.json'} is not a readable diffusers config.") from None
+    if cls_name not in ADAPTERS:
+        raise UnsupportedModelError(f"{folder} holds a {cls_name}; supported families are {SUPPORTED}.")
+    return folder, cls_name
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> SplitModel:
     """A model by built-in name (tiny-flux, tiny-wan, tiny-dit, demo) or local diffusers folder."""
@@ -86,21 +133,9 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         from .demo import load_demo_model
 
         return _to(load_demo_model(), device, dtype)
-    path = Path(name).expanduser()
-    if not path.exists():
-        if "/" in name and not name.startswith((".", "/", "~")):
-            raise ModelNotFoundError(
-                f"'{name}' looks like a model-hub id, but tcpade-trt never downloads: download the model "
-                "(e.g. `huggingface-cli download " + name + "`) and pass its local folder."
-            )
-        builtin = ", ".join([*TINY_CONFIGS, "demo"])
-        raise ModelNotFoundError(f"'{name}' is neither a local folder nor a built-in model ({builtin}).")
-    folder = _transformer_folder(path)
-    cls_name = json.loads((folder / "config.json").read_text()).get("_class_name", "?")
-    if cls_name not in ADAPTERS:
-        raise UnsupportedModelError(f"{folder} holds a {cls_name}; supported families are {SUPPORTED}.")
+    folder, cls_name = _folder_class(name)
     transformer = _diffusers_class(cls_name).from_pretrained(folder, torch_dtype=dtype)
-    return _to(split_model(transformer.eval(), name=str(path)), device, dtype)
+    return _to(split_model(transformer.eval(), name=str(Path(name).expanduser())), device, dtype)
 
 
 def _to(model: SplitModel, device, dtype) -> SplitModel:

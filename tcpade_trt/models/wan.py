@@ -27,7 +27,10 @@ class WanSplit(SplitModel):
     MODULATED_INPUTS = ("hidden_states", "timestep_proj")
     flow_shift = 3.0  # Wan2.1's recommended shift at 480p (5.0 at 720p)
 
+    COND_INPUTS = ("encoder_hidden_states",)
+
     def _check(self, latents, cond):
+        self.check_cond_keys(cond)
         cfg = self.config
         check_shape("latents", latents, (None, cfg.in_channels, None, None, None))
         b, _, f, h, w = latents.shape
@@ -102,6 +105,10 @@ class WanSplit(SplitModel):
 
     def geometry(self, batch, height, width, frames=1):
         pt, ph, pw = self.config.patch_size
+        if frames % pt or height % ph or width % pw:
+            raise ShapeError(f"latents of {frames} frames x {height}x{width} are not divisible by the patch size "
+                             f"{tuple(self.config.patch_size)}; pick frames, height and width that are multiples "
+                             "of it.")
         tokens = (frames // pt) * (height // ph) * (width // pw)
         return LatentGeometry(shape=(batch, self.config.in_channels, frames, height, width), tokens=tokens)
 

@@ -33,6 +33,19 @@ def fusion_advice(build_options: dict, ort_device: str, folder: Path) -> str | N
     return None
 
 
+def _warn_about_versions(manifest: Manifest, folder: Path) -> None:
+    """A folder built with other software versions: onnxruntime folders still load, with a warning
+    (TensorRT plans, bound to their TensorRT version, are refused in trt_runtime)."""
+    from ..engines.manifest import version_differences
+
+    differences = version_differences(manifest)
+    if differences:
+        import warnings
+
+        warnings.warn(f"{folder} was built with other versions ({'; '.join(differences)}); it is used as is, but "
+                      f"rebuild it if its results look wrong: tcpade-trt build MODEL --out {folder}", stacklevel=3)
+
+
 class EnginePade:
     """The Padé engines behind cache.pade.PadePredictor's interface (fit / eval / tsi)."""
 
@@ -62,13 +75,14 @@ class EngineModel(SplitModel):
         self.folder = Path(folder)
         self.manifest: Manifest = read_manifest(self.folder, verify_hashes=verify)
         m = self.manifest
+        _warn_about_versions(m, self.folder)
         cls = ADAPTERS[m.model["class"]]
         config = FrozenDict({k: (tuple(v) if isinstance(v, list) else v) for k, v in m.model["config"].items()})
         super().__init__(None, name=m.model["name"], config=config)
         self.adapter = cls(None, name=m.model["name"], config=config)
         self.family = self.adapter.family
         for attr in ("PREPARE_INPUTS", "PREPARE_OUTPUTS", "HEAD_INPUTS", "HEAD_OUTPUTS", "BLOCK_INPUTS",
-                     "TAIL_INPUTS", "MODULATED_INPUTS"):
+                     "TAIL_INPUTS", "MODULATED_INPUTS", "COND_INPUTS"):
             setattr(self, attr, getattr(self.adapter, attr))
         if m.backend == "tensorrt":
             from .trt_runtime import load_trt_parts, require_tensorrt_runtime

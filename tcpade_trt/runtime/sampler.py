@@ -65,8 +65,12 @@ def sample(
     unsplit: call the model's own forward instead of head/blocks/tail (the reference).
     on_step: called after every step as on_step(step, timestep, computed, seconds) (for --verbose).
     """
-    if num_steps < 1:
-        raise ConfigError(f"num_steps must be at least 1 (got {num_steps}).")
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ConfigError(f"num_steps must be a whole number >= 1 (got {num_steps!r}).")
+    model.check_cond_keys(cond)
+    if negative_cond is not None:
+        model.check_cond_keys(negative_cond, "negative_cond")
+    check_inputs_finite(latents, cond, negative_cond)
     batch = latents.shape[0]
     if guidance_scale is not None:
         if model.family == "flux":
@@ -106,6 +110,21 @@ def sample(
 
     stats = policy.stats() if not unsplit else {"full": num_steps, "predicted": 0, "decisions": [True] * num_steps}
     return SampleResult(latents, stats["full"], stats["predicted"], stats["decisions"])
+
+
+def check_inputs_finite(latents: torch.Tensor, cond: Tensors, negative_cond: Tensors | None = None) -> None:
+    """Refuse NaN / Inf in the noise or the conditioning: they would come out as an all-NaN image.
+    One host sync per generation (a float32 sum is non-finite exactly when some element is)."""
+    named = {"the initial noise (latents)": latents}
+    for prefix, tensors in (("cond", cond), ("negative_cond", negative_cond or {})):
+        if not isinstance(tensors, dict):
+            raise ConfigError(f"{prefix} must be a dict of named tensors.")
+        named.update({f"{prefix}[{k!r}]": v for k, v in tensors.items()
+                      if isinstance(v, torch.Tensor) and v.dtype.is_floating_point})
+    sums = torch.stack([t.detach().sum(dtype=torch.float32).to(latents.device) for t in named.values()])
+    bad = [name for name, ok in zip(named, torch.isfinite(sums).tolist()) if not ok]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)} hold NaN or Inf values; pass finite tensors.")
 
 
 def _doubled(latents: torch.Tensor, rows: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ def require_tensorrt_runtime(manifest) -> None:
     """Refuse a TensorRT folder this machine cannot run, saying what differs."""
     trt = import_tensorrt()
     built = manifest.versions.get("tensorrt")
-    if built and built.split(".")[:2] != trt.__version__.split(".")[:2]:
+    if built != trt.__version__:  # plans are bound to the TensorRT version that built them
         raise TensorRTError(f"the plans were built with TensorRT {built}, this machine has {trt.__version__}: "
                             "rebuild the engine folder here.")
     here = gpu_identity()

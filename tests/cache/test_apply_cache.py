@@ -45,17 +45,18 @@ def test_remove_restores_bit_identical_outputs():
     assert torch.equal(model.forward_unsplit(latents, t, cond), before)
 
 
-def test_trajectory_restarts_when_the_timestep_goes_back_up():
+def test_a_hand_written_loop_of_another_length_than_announced_is_refused():
     model = tiny_model("tiny-dit")
     _, cond = make_inputs(model, 1, 8, 8)
     noise = initial_noise(model, (1, 4, 8, 8), seed=0)
     handle = apply_cache(model.transformer, "tcpade-fast", num_steps=20)
     try:
-        sample(model, cond, noise, num_steps=10, unsplit=True)  # a shorter run than announced
-        sample(model, cond, noise, num_steps=10, unsplit=True)  # timestep jumps back up: restart
-        first = handle.stats()
-        assert first["full"] + first["predicted"] == 10
+        sample(model, cond, noise, num_steps=10, unsplit=True)  # a shorter run than announced ...
+        with pytest.raises(ConfigError, match="num_steps=20 but the trajectory ended after 10 steps"):
+            sample(model, cond, noise, num_steps=10, unsplit=True)  # ... is refused when it shows
         handle.reset()
+        with pytest.raises(ConfigError, match="set for 20 steps but the loop runs more"):
+            sample(model, cond, noise, num_steps=30, unsplit=True)  # a longer one at its 21st call
     finally:
         handle.remove()
 
@@ -64,10 +65,55 @@ def test_bad_arguments_are_explained():
     model = tiny_model("tiny-dit")
     with pytest.raises(ConfigError, match="num_steps must be a positive integer"):
         apply_cache(model.transformer, "reuse", num_steps=0)
+    with pytest.raises(ConfigError, match="pass the pipeline .* or num_steps=N"):
+        apply_cache(model.transformer, "reuse")
+    with pytest.raises(ConfigError, match="lam must be a finite number"):
+        apply_cache(model.transformer, "tcpade-fast:lam=nan", num_steps=20)  # a spec, like the CLI's
     handle = apply_cache(model.transformer, "reuse", num_steps=20)
     with pytest.raises(ConfigError, match="already has a cache"):
         apply_cache(model.transformer, "reuse", num_steps=20)
     handle.remove()
+
+
+def test_given_the_pipeline_each_call_gets_its_own_step_count_and_a_fresh_state():
+    call = PIPELINES["tiny-flux"](tiny_model("tiny-flux").transformer)
+    handle = apply_cache(call.pipe, "tcpade-fast")
+    try:
+        cached_10 = call(steps=10)
+        stats_10 = handle.stats()
+        call(steps=20)
+        stats_20 = handle.stats()
+        again_10 = call(steps=10)
+    finally:
+        handle.remove()
+    assert len(stats_10["decisions"]) == 10 and stats_10["decisions"][-1]  # the last step of 10 is full
+    assert stats_20["full"] == 7 and len(stats_20["decisions"]) == 20
+    assert torch.equal(cached_10, again_10)  # nothing of the 20-step call leaked into the next one
+    assert "set_timesteps" not in vars(call.pipe.scheduler)  # removed with the cache
+
+
+def test_a_num_steps_that_contradicts_the_pipeline_is_refused_before_the_first_step():
+    call = PIPELINES["tiny-flux"](tiny_model("tiny-flux").transformer)
+    handle = apply_cache(call.pipe, "tcpade-fast", num_steps=20)
+    try:
+        with pytest.raises(ConfigError, match="num_steps=20 was given but the pipeline runs 10 steps"):
+            call(steps=10)
+        assert handle.stats()["decisions"] == []  # not one step ran on the wrong schedule
+    finally:
+        handle.remove()
+
+
+def test_a_bare_transformer_in_a_pipeline_of_another_length_is_refused_when_the_call_ends():
+    transformer = tiny_model("tiny-flux").transformer
+    call = PIPELINES["tiny-flux"](transformer)
+    handle = apply_cache(transformer, "tcpade-fast", num_steps=20)
+    try:
+        with pytest.raises(ConfigError, match="num_steps=20 but the trajectory ended after 10 steps"):
+            call(steps=10)  # diffusers' end-of-call reset tells the hook; the result is not handed out
+        call(steps=20)  # the next, matching call works
+    finally:
+        handle.remove()
+    assert handle.stats()["full"] == 7
 
 
 def run_twice(transformer, call, preset):

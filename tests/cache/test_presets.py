@@ -76,7 +76,7 @@ def test_a_stricter_threshold_never_gives_fewer_full_steps(seed, variant):
 
 
 @pytest.mark.parametrize("bad,message", [
-    (dict(threshold=1.3), "threshold must lie in"),
+    (dict(threshold=1.3), r"threshold .* must be a finite number in \[0, 1\]"),
     (dict(variant="taylor"), "variant must be one of"),
     (dict(warmup=0), "warmup must be an integer >= 1"),
     (dict(interval=0), "interval must be an integer >= 1"),
@@ -85,3 +85,17 @@ def test_a_stricter_threshold_never_gives_fewer_full_steps(seed, variant):
 def test_bad_config_values_are_explained(bad, message):
     with pytest.raises(ConfigError, match=message):
         TCPadeConfig(**bad)
+
+
+def test_teacache_computes_when_its_change_signal_is_not_finite():
+    """A NaN change compares False with the threshold: it must mean 'compute', not 'reuse'."""
+    from tcpade_trt.cache import StepContext
+
+    policy = TeaCacheConfig().make_policy()
+    policy.reset(20)
+    signals = [torch.ones(1, 4, 8), torch.full((1, 4, 8), float("nan"))]
+    for step, signal in enumerate(signals):
+        ctx = StepContext(step=step, num_steps=20, x_in=torch.zeros(1, 4, 8), modulated_input=lambda s=signal: s)
+        prediction = policy.predict(ctx)
+        policy.observe(ctx, torch.ones(1, 4, 8), computed=prediction is None)
+    assert policy.decisions == [True, True]

@@ -63,7 +63,7 @@ def test_plans_from_another_tensorrt_or_gpu_are_refused(monkeypatch, fp32_folder
     manifest.versions.update(tensorrt="11.0.0", gpu="NVIDIA H200")
     with pytest.raises(TensorRTError, match="built with TensorRT 11.0.0, this machine has 10.3.0"):
         trt_runtime.require_tensorrt_runtime(manifest)
-    manifest.versions.update(tensorrt="10.3.1")
+    manifest.versions.update(tensorrt="10.3.0")
     monkeypatch.setattr(trt_runtime, "gpu_identity", lambda: {"gpu": "NVIDIA L40S"})
     with pytest.raises(TensorRTError, match="built for NVIDIA H200, this machine has NVIDIA L40S"):
         trt_runtime.require_tensorrt_runtime(manifest)

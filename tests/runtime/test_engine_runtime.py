@@ -154,3 +154,16 @@ def test_the_blocks_engine_returns_the_residual_the_cache_needs(fp32_folders, na
     m.parts["blocks"] = lambda named, outputs=None: calls.append(outputs) or blocks(named, outputs)
     rt.generate(cond, noise, cache="none", steps=3)
     assert calls == [("x_out",)] * 3
+
+
+def test_a_folder_built_with_other_versions_loads_with_a_warning(fp32_folders, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "older"
+    shutil.copytree(fp32_folders["tiny-dit"], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["versions"].update(onnxruntime="1.20.0", tcpade_trt="0.0.9")
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="onnxruntime .* here, 1.20.0 at build; tcpade-trt .* here, 0.0.9 at build"):
+        Runtime(folder)

@@ -17,8 +17,10 @@ def test_dit_labels_with_verbose_steps_and_warm_repeats(fp32_folders, tmp_path, 
 
 
 def test_a_smoke_run_without_conditioning_previews_wan_latents_as_an_animation(fp32_folders, tmp_path, capsys):
-    assert main(["generate", "--engines", str(fp32_folders["tiny-wan"]), "--steps", "4", "--guidance-scale", "5",
-                 "--out", str(tmp_path / "wan.png")]) == 0
+    wan = ["generate", "--engines", str(fp32_folders["tiny-wan"]), "--steps", "4", "--guidance-scale", "5"]
+    assert main([*wan, "--out", str(tmp_path / "wan.png")]) == 2  # a video is a GIF: said before the work
+    assert "a video model's output is a GIF" in capsys.readouterr().err
+    assert main([*wan, "--out", str(tmp_path / "wan.gif")]) == 0
     assert "random conditioning" in capsys.readouterr().out
     assert Image.open(tmp_path / "wan.gif").n_frames == 3
 
@@ -30,4 +32,4 @@ def test_wrong_requests_are_one_sentence(fp32_folders, tmp_path, capsys):
     assert main(["generate", "--engines", flux, "--prompt", "a cat", "--out", str(tmp_path / "x.png")]) == 2
     assert "--prompt needs --pipeline DIR" in capsys.readouterr().err
     assert main(["generate", "--engines", flux, "--repeats", "0", "--out", str(tmp_path / "x.png")]) == 2
-    assert "--repeats must be at least 1" in capsys.readouterr().err
+    assert "--repeats: must be a whole number >= 1" in capsys.readouterr().err

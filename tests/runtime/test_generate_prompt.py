@@ -98,8 +98,8 @@ def test_a_prompt_through_local_flux_text_encoders_gives_an_image_that_depends_o
 
 
 def test_a_wan_prompt_with_its_negative_prompt_gives_an_animation(fp32_folders, wan_pipeline_folder, tmp_path):
-    assert generate(fp32_folders["tiny-wan"], wan_pipeline_folder, "a dog", tmp_path / "dog.png") == 0
-    gif = Image.open(tmp_path / "dog.gif")  # video: an animated GIF next to the requested name
+    assert generate(fp32_folders["tiny-wan"], wan_pipeline_folder, "a dog", tmp_path / "dog.gif") == 0
+    gif = Image.open(tmp_path / "dog.gif")  # video: an animated GIF
     assert gif.n_frames == 3 and gif.size == (16, 16)
 
 

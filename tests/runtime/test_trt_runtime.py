@@ -87,3 +87,11 @@ def test_an_unreadable_plan_is_one_sentence(tmp_path, monkeypatch):
     (tmp_path / "head.plan").write_bytes(b"garbage")
     with pytest.raises(TensorRTError, match="could not deserialize.*rebuild"):
         trt_runtime.TrtPart("head", tmp_path / "head.plan", runtime)
+
+
+def test_plans_built_by_another_tensorrt_release_are_refused(monkeypatch):
+    trt, _ = fake_tensorrt()  # 10.7.0 here
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    manifest = types.SimpleNamespace(versions={"tensorrt": "10.7.1"})  # a patch release apart is enough
+    with pytest.raises(TensorRTError, match="built with TensorRT 10.7.1, this machine has 10.7.0"):
+        trt_runtime.require_tensorrt_runtime(manifest)

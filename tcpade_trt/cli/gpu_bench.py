@@ -7,18 +7,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .args import positive_int
+
 
 def add_arguments(p) -> None:
-    from .bench.gpu_bench import MODES
+    from ..bench.gpu_bench import MODES
 
     p.add_argument("--config", choices=["flux-dev", "tiny"], default="flux-dev")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--resolution", type=int, default=1024, help="image side in pixels (latents are 1/8)")
-    p.add_argument("--text-tokens", type=int, default=512)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--resolution", type=positive_int, default=1024, help="image side in pixels (latents are 1/8)")
+    p.add_argument("--text-tokens", type=positive_int, default=512)
+    p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--caches", nargs="+", default=["none", "tcpade-fast"])
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--engines", type=Path, nargs="*", default=[],
                    help="engine folders from `tcpade-trt build` to time too (TensorRT plans: needs TensorRT)")
     p.add_argument("--out", type=Path, default=Path("gpu-bench.json"))
@@ -27,15 +29,20 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from .bench.gpu_bench import markdown, run_gpu_bench
-    from .errors import ConfigError
+    from ..bench.gpu_bench import markdown, run_gpu_bench
+    from ..cache import parse_cache_spec
+    from ..errors import ConfigError
+    from ..paths import check_output_file, write_text_atomic
 
+    for spec in args.caches:
+        parse_cache_spec(spec)
+    check_output_file(args.out, (".json",), "--out")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("no CUDA GPU is visible; run on a GPU machine, or try `--config tiny --device cpu`.")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     results = run_gpu_bench(args.config, args.resolution, args.steps, args.text_tokens, args.device, dtype,
                             tuple(args.modes), tuple(args.caches), args.repeats, engines=args.engines)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_text_atomic(args.out, json.dumps(results, indent=1))
     print(markdown(results))
     print(f"wrote {args.out}")
     return 0

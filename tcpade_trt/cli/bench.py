@@ -9,37 +9,42 @@ from pathlib import Path
 
 import matplotlib  # noqa: F401  (plots: its absence disables just this command)
 
+from .args import positive_int
+
 
 def add_arguments(p) -> None:
-    from .bench.peers import PEERS
-    from .bench.runner import DEFAULT_CACHES
+    from ..bench.peers import PEERS
+    from ..bench.runner import DEFAULT_CACHES
 
     p.add_argument("model", nargs="?", default="demo",
                    help="demo (default) | tiny-flux | tiny-wan | tiny-dit | local diffusers folder")
     p.add_argument("--engines", type=Path, nargs="+",
                    help="benchmark these onnxruntime engine folders of one model (one per precision) instead")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8])
+    p.add_argument("--batches", type=positive_int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--caches", nargs="+", default=list(DEFAULT_CACHES), help="cache specs (default: %(default)s)")
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="diffusers hooks to compare (default: all)")
     p.add_argument("--precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
                    help="onnxruntime engine precisions (none: torch only)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--markdown", type=Path, help="also write the tables to this file (e.g. docs/benchmarks.md)")
 
 
 def run(args) -> int:
     import time
 
-    from .bench.runner import run_bench
-    from .errors import ConfigError
+    from ..bench.runner import run_bench
+    from ..cache import parse_cache_spec
+    from ..errors import ConfigError
 
-    if min(args.batches) < 1 or args.repeats < 1:
-        raise ConfigError("--batches must be positive and --repeats at least 1.")
-    start = time.perf_counter()
     if args.engines and args.model != "demo":
         raise ConfigError("give either a MODEL or --engines folders, not both.")
+    if args.steps < 2:
+        raise ConfigError("--steps must be at least 2.")
+    for spec in args.caches:
+        parse_cache_spec(spec)  # a bad spec is one sentence before the minutes of engine builds
+    start = time.perf_counter()
     run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
               precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats, model=args.model,
               engines=args.engines)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .args import positive_int
+
 
 def add_arguments(p) -> None:
     p.add_argument("folder", type=Path)
     p.add_argument("--json", action="store_true", help="print the raw manifest JSON")
     p.add_argument("--profile", metavar="PART", nargs="?", const="blocks",
                    help="onnxruntime folders: time PART (default blocks) per operator type on random inputs")
-    p.add_argument("--batch", type=int, help="rows for --profile (default: the folder's opt batch)")
+    p.add_argument("--batch", type=positive_int, help="rows for --profile (default: the folder's opt batch)")
 
 
 def shape_str(spec: dict) -> str:
@@ -19,7 +21,7 @@ def shape_str(spec: dict) -> str:
 
 
 def run(args) -> int:
-    from .engines.manifest import MANIFEST, read_manifest
+    from ..engines.manifest import MANIFEST, read_manifest
 
     manifest = read_manifest(args.folder)
     if args.json:
@@ -56,7 +58,7 @@ def run(args) -> int:
 
 
 def _print_profile(folder: Path, part: str, batch: int | None) -> None:
-    from .engines.ort_profile import profile_part
+    from ..engines.ort_profile import profile_part
 
     shares = profile_part(folder, part, batch)
     total_ms = sum(ms for _, _, ms in shares)

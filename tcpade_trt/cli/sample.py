@@ -8,30 +8,32 @@ import time
 
 import torch
 
+from .args import finite_float, positive_int, seed
+
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default="tiny-flux", help="tiny-flux | tiny-wan | tiny-dit | demo | FOLDER")
     p.add_argument("--cache", default="none", help="cache preset name (default: none)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--height", type=int, default=16, help="latent height")
-    p.add_argument("--width", type=int, default=16, help="latent width")
-    p.add_argument("--frames", type=int, default=1, help="latent frames (Wan)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guidance-scale", type=float, default=None, help="classifier-free guidance (Wan, DiT)")
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--height", type=positive_int, default=16, help="latent height")
+    p.add_argument("--width", type=positive_int, default=16, help="latent width")
+    p.add_argument("--frames", type=positive_int, default=1, help="latent frames (Wan)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--guidance-scale", type=finite_float, default=None, help="classifier-free guidance (Wan, DiT)")
 
 
 def run(args) -> int:
-    from .cache import make_policy
-    from .models import example_cond, load_model
-    from .runtime.sampler import initial_noise, sample
+    from ..cache import make_policy
+    from ..models import example_cond, load_model
+    from ..runtime.sampler import initial_noise, sample
 
+    policy = make_policy(args.cache)  # a bad spec is one sentence before the model loads
     model = load_model(args.model)
     geometry = model.geometry(args.batch, args.height, args.width, args.frames)
     cond = example_cond(model, geometry, height=args.height, width=args.width,
                         generator=torch.Generator().manual_seed(args.seed))
     noise = initial_noise(model, geometry.shape, [args.seed + i for i in range(args.batch)])
-    policy = make_policy(args.cache)
     start = time.perf_counter()
     cached = sample(model, cond, noise, num_steps=args.steps, guidance_scale=args.guidance_scale, policy=policy)
     seconds = time.perf_counter() - start

@@ -1,0 +1,72 @@
+"""Writing generated images and videos: PNG (or any PIL format by extension) and animated GIF.
+
+Every writer refuses non-finite values (a NaN image is never written) and writes atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import TcpadeError
+from ..paths import atomic_path
+
+
+class NonFiniteOutputError(TcpadeError):
+    """A generation produced NaN or Inf values."""
+
+
+def require_finite(latents: torch.Tensor, what: str = "the generation") -> None:
+    """One host sync per generation: a non-finite result is reported, never written as an image."""
+    if not bool(torch.isfinite(latents.sum(dtype=torch.float32))):
+        raise NonFiniteOutputError(f"{what} produced NaN or Inf values, so no image was written; check the inputs, "
+                                   "or rebuild the engines in a wider precision (fp32 / bf16).")
+
+
+def save_images(images: torch.Tensor, path: Path, scale: int = 1) -> Path:
+    """[B, 3, H, W] in [0, 1] -> one image file, samples side by side (nearest-neighbour upscaled)."""
+    from PIL import Image
+
+    require_finite(images)
+    strip = torch.cat(list(images), dim=2)  # [3, H, B*W]
+    if scale > 1:
+        strip = strip.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    array = (strip.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp)
+    return Path(path)
+
+
+def save_gif(frames: list, path: Path, frame_ms: int) -> Path:
+    """PIL images -> an animated GIF at ``path``, looping."""
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return Path(path)
+
+
+def save_video(video: torch.Tensor, path: Path, frame_ms: int = 62) -> Path:
+    """[3, F, H, W] in [-1, 1] -> an animated GIF."""
+    from PIL import Image
+
+    require_finite(video)
+    frames = ((video.clamp(-1, 1) + 1) * 127.5).byte().permute(1, 2, 3, 0).cpu().numpy()
+    return save_gif([Image.fromarray(f) for f in frames], path, frame_ms)
+
+
+def save_latent_preview(latents: torch.Tensor, path: Path) -> Path:
+    """No VAE: the first three latent channels, normalised, as an image (a GIF over frames for video)."""
+    from PIL import Image
+
+    require_finite(latents)
+    x = latents.float()
+    if x.ndim == 3:  # packed FLUX tokens: a square grid of tokens, 3 channels
+        side = int(x.shape[1] ** 0.5)
+        x = x[:, : side * side, :3].reshape(x.shape[0], side, side, 3).permute(0, 3, 1, 2)
+    x = x[:, :3]
+    x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
+    if x.ndim == 5:  # video [B, 3, F, H, W]: an animated GIF of the first sample
+        frames = [Image.fromarray((x[0, :, f].permute(1, 2, 0) * 255).byte().numpy()).resize((128, 128), 0)
+                  for f in range(x.shape[2])]
+        return save_gif(frames, path, frame_ms=200)
+    return save_images(x, path, scale=8)
