@@ -36,7 +36,6 @@ from ..models.registry import split_model
 from .cached_step import cached_forward
 from .config import CacheConfig
 
-
 NO_STEP_COUNT = ("pass the pipeline (its scheduler tells the step count of every call) or num_steps=N, the number "
                  "of steps the pipeline runs.")
 

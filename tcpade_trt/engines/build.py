@@ -11,7 +11,6 @@ interrupted or failed build leaves nothing that looks complete.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from ..cache.pade import VARIANTS
 from ..errors import ConfigError, TcpadeError
 from ..export.onnx_export import check_part, export_part
+from ..export.onnx_files import copy_model, move_model, referenced_data_files, scratch_folder
 from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
 from ..models.base import SplitModel
@@ -242,7 +242,7 @@ def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildSha
     if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
         raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
     for entry in src.parts.values():
-        shutil.copy2(source / entry.file, folder / entry.file)
+        copy_model(source / entry.file, folder)  # with its external data, if any
     return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
 
 
@@ -273,30 +273,34 @@ def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options:
     from .modelopt_quant import modelopt_available, quantize_blocks_modelopt
     from .ort_backend import quantize_int8_dynamic, quantize_static_qdq
 
-    src, dst = folder / "blocks.fp32.onnx", folder / "blocks.onnx"
-    (folder / "blocks.onnx").rename(src)
-    if options.precision == "fp8":
-        _unfused_blocks(model, src, options)
+    dst = folder / "blocks.onnx"
     recipe = {"method": None, "ops": ["MatMul", "Gemm"], "scope": "blocks only: prepare, head (embedders), tail "
               "(norm_out, proj_out) and the Padé graph stay fp32"}
     use_modelopt = options.backend == "tensorrt" and modelopt_available()
-    if options.precision == "int8" and options.int8_mode == "dynamic" and options.backend == "onnxruntime":
-        quantize_int8_dynamic(src, dst)
-        recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights"
-    else:
-        feeds = collect_block_inputs(model, options.shape, options.calibration_samples, options.calibration_steps,
-                                     options.calibration_seed)
-        if use_modelopt:
-            example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
-            recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example,
-                                                   batch_axes(model, options.shape), dst))
+    # the fp32 graph (and its external data) moves aside under its own name, so that its references hold
+    # and the quantized graph can take blocks.onnx / blocks.onnx.data; the scratch folder goes with it
+    with scratch_folder(dst, "fp32") as scratch:
+        src = Path(scratch) / dst.name
+        move_model(dst, src)
+        external = bool(referenced_data_files(src))
+        if options.precision == "fp8":
+            _unfused_blocks(model, src, options)
+        if options.precision == "int8" and options.int8_mode == "dynamic" and options.backend == "onnxruntime":
+            quantize_int8_dynamic(src, dst, external)
+            recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights"
         else:
-            quantize_static_qdq(src, dst, feeds, kind=options.precision)
-            recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
-                                f"{' per-channel' if options.precision == 'int8' else ''}")
-        recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
-                                 "seed": options.calibration_seed, "feeds": len(feeds)}
-    src.unlink()
+            feeds = collect_block_inputs(model, options.shape, options.calibration_samples,
+                                         options.calibration_steps, options.calibration_seed)
+            if use_modelopt:
+                example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
+                recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example,
+                                                       batch_axes(model, options.shape), dst))
+            else:
+                quantize_static_qdq(src, dst, feeds, kind=options.precision, external=external)
+                recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
+                                    f"{' per-channel' if options.precision == 'int8' else ''}")
+            recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
+                                     "seed": options.calibration_seed, "feeds": len(feeds)}
     entry.precision = options.precision
     if recipe.get("runs_on") == "TensorRT":  # TensorRT's own FP8 ops: checked when TensorRT builds the plan
         entry.check_error = None

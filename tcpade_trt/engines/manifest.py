@@ -90,9 +90,15 @@ class Manifest:
         return out
 
     def seal(self, folder: Path) -> None:
-        """Hash every file (call when the folder is complete, before writing the manifest)."""
+        """Hash every file (call when the folder is complete, before writing the manifest): each part's
+        file, the external-data files its ONNX graphs name, and the extras."""
+        from ..export.onnx_files import referenced_data_files
+
         for part in self.parts.values():
             part.sha256 = sha256_file(folder / part.file)
+            graphs = [f for f in (part.file, *part.extra_files) if f.endswith(".onnx")]
+            data = [d for g in graphs for d in referenced_data_files(folder / g)]
+            part.extra_files = sorted(set(part.extra_files) | set(data))
             part.extra_sha256 = {f: sha256_file(folder / f) for f in part.extra_files}
         self.extra_sha256 = {f: sha256_file(folder / f) for f in self.extras.values()}
 

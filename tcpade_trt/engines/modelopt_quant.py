@@ -11,13 +11,13 @@ TRT_FP8QuantizeLinear / DequantizeLinear custom ops (TensorRT runs them, onnxrun
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import TcpadeError
+from ..export import onnx_files
 from ..export.onnx_export import _quiet
 from ..export.parts import PartModule
 
@@ -73,15 +73,16 @@ def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.nda
     torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, opset)
     args = tuple(example[n] for n in module.input_names)
     dynamic = {n: {batch_axes[n]: "batch"} for n in module.input_names if batch_axes.get(n) is not None}
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        with torch.no_grad(), _quiet():
-            torch.onnx.export(quantized, args, str(tmp), dynamo=False, input_names=list(module.input_names),
-                              output_names=list(module.output_names), dynamic_axes=dynamic, opset_version=opset)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet():
+        # over 2 GB the TorchScript exporter writes one external-data file per tensor beside the graph:
+        # it exports into a scratch folder, and the graph is re-saved with one <file>.data
+        target = Path(scratch) / out.name
+        torch.onnx.export(quantized, args, str(target), dynamo=False, input_names=list(module.input_names),
+                          output_names=list(module.output_names), dynamic_axes=dynamic, opset_version=opset)
+        if onnx_files.referenced_data_files(target):
+            onnx_files.consolidate(target, out)
+        else:
+            onnx_files.move_model(target, out)
     return {"method": f"ModelOpt {'FP8 E4M3 per-tensor max' if precision == 'fp8' else 'INT8 SmoothQuant alpha 0.8'}"
                       f" (nvidia-modelopt), Q/DQ ONNX opset {opset}",
             "runs_on": "TensorRT" if precision == "fp8" else "TensorRT and onnxruntime"}

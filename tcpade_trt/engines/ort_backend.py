@@ -131,19 +131,22 @@ def _quiet_root_logger():
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 
 
-def quantize_int8_dynamic(src: Path, dst: Path) -> None:
-    """Per-channel S8 weights, activations quantized at run time: no calibration data needed."""
+def quantize_int8_dynamic(src: Path, dst: Path, external: bool = False) -> None:
+    """Per-channel S8 weights, activations quantized at run time: no calibration data needed.
+    external: write the weights to ``<dst>.data`` (needed over protobuf's 2 GB)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet_root_logger():
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                         weight_type=QuantType.QInt8)
+                         weight_type=QuantType.QInt8, use_external_data_format=external)
 
 
-def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]], kind: str = "int8") -> None:
+def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]], kind: str = "int8",
+                        external: bool = False) -> None:
     """QDQ graph calibrated on ``calibration`` feeds: INT8 or FP8 E4M3 weights and activations.
 
-    FP8 QDQ runs as simulated quantization on CPU (the accuracy a TensorRT FP8 build would have)."""
+    FP8 QDQ runs as simulated quantization on CPU (the accuracy a TensorRT FP8 build would have).
+    external: write the weights to ``<dst>.data`` (needed over protobuf's 2 GB)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     src, dst = Path(src).resolve(), Path(dst).resolve()  # absolute: the calibration runs in a scratch folder
@@ -158,6 +161,6 @@ def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.nda
             quantize_static(str(src), str(dst), FeedReader(calibration), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=QUANTIZED_OPS, per_channel=kind == "int8",
                             activation_type=qtype, weight_type=qtype, calibrate_method=method,
-                            extra_options=extra)
+                            extra_options=extra, use_external_data_format=external)
         finally:
             os.chdir(cwd)

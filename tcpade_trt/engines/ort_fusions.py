@@ -32,8 +32,10 @@ def fuse_for_onnxruntime(path: Path) -> dict[str, int]:
     from onnxruntime.transformers.fusion_simplified_layernorm import FusionSimplifiedLayerNormalization
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    from ..export.onnx_files import referenced_data_files, save_model
+
     path = Path(path)
-    external = path.with_name(path.name + ".data").exists()  # parts over 2 GB keep their weights beside them
+    external = bool(referenced_data_files(path))  # parts over 2 GB keep their weights beside them
     model = OnnxModel(onnx.load(str(path)))  # loads external weights into memory too
     FusionFastGelu(model).apply()
     FusionBiasGelu(model, is_fastgelu=True).apply()  # MatMul's bias add into the FastGelu that follows
@@ -44,8 +46,7 @@ def fuse_for_onnxruntime(path: Path) -> dict[str, int]:
     if fused:
         if not any(o.domain == "com.microsoft" for o in model.model.opset_import):
             model.model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-        onnx.save(model.model, str(path), save_as_external_data=external,
-                  location=path.name + ".data" if external else None)
+        save_model(model.model, path, external)
     return fused
 
 

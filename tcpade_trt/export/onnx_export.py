@@ -1,8 +1,9 @@
 """torch -> ONNX for the parts of a split model (dynamo exporter, dynamic batch), and its check.
 
-Every file is written to a temporary name in the destination folder and renamed when complete,
-so a failed export leaves nothing that looks finished. Models over ~1.5 GB of weights are saved
-with external data (ONNX's protobuf limit is 2 GB).
+Every file is written under its final name in a scratch folder next to the destination and moved
+when complete, so a failed export leaves nothing that looks finished, and a part over
+onnx_files.EXTERNAL_DATA_BYTES of weights (protobuf stops at 2 GB) keeps its weights in
+``<file>.data``, named correctly in the graph (see onnx_files.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -19,9 +19,8 @@ import torch
 
 from ..errors import TcpadeError
 from ..models.base import SplitModel
+from . import onnx_files
 from .parts import BuildShape, PartModule, batch_axes, example_tensors
-
-EXTERNAL_DATA_BYTES = 1_500_000_000
 
 
 class ExportError(TcpadeError):
@@ -54,23 +53,18 @@ def export_part(model: SplitModel, part: str, shape: BuildShape, path: Path, ops
     dynamic = (tuple({axes[n]: batch} if axes.get(n) is not None else None for n in module.input_names),)
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        with _quiet(), torch.no_grad():
+        with onnx_files.scratch_folder(path, "export") as scratch, _quiet(), torch.no_grad():
             program = torch.onnx.export(module, args, input_names=list(module.input_names),
                                         output_names=list(module.output_names), dynamic_shapes=dynamic,
                                         opset_version=opset, dynamo=True, verbose=False)
-            program.save(str(tmp), external_data=weight_bytes > EXTERNAL_DATA_BYTES)
-        os.replace(tmp, path)
-        if weight_bytes > EXTERNAL_DATA_BYTES:  # the exporter names the data file after the temporary
-            os.replace(tmp.with_name(tmp.name + ".data"), path.with_name(path.name + ".data"))
+            target = Path(scratch) / path.name  # the final name: the graph names its data file after it
+            program.save(str(target), external_data=onnx_files.needs_external_data(weight_bytes=weight_bytes))
+            del program  # the exported program holds a copy of the weights
+            onnx_files.move_model(target, path)
     except Exception as exc:
         raise ExportError(f"exporting the {part} part of {model.name} to ONNX failed ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}).") from exc
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".data")):
-            if leftover.exists():
-                leftover.unlink()
     return describe_io(module, example, axes)
 
 
