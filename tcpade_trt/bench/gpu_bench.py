@@ -96,8 +96,8 @@ def _time_caches(run, caches, steps: int, repeats: int, device, progress, label:
         progress(f"{label} {cache}: warm-up")
         run(cache, None)  # warm-up (and compile)
         per_step = {True: [], False: []}
-        _sync(device)  # per-step times: a synchronising callback, in a separate run
-        run(cache, lambda step, t, computed, seconds: (_sync(device), per_step[computed].append(seconds)))
+        # per-step times in a separate run: the sampler synchronises the device around each step it reports
+        run(cache, lambda step, t, computed, seconds: per_step[computed].append(seconds))
         latencies = []
         for _ in range(repeats):
             _sync(device)
