@@ -1,12 +1,12 @@
 # Two entry points, each creating the environment itself on a fresh machine:
 #   make demo   - the main job: the demo on the shipped demo model (CPU is enough)
-#   make test   - the whole test suite
+#   make test   - the static check of the TensorRT code, then the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# CPU torch by default; GPU users: make TORCH_SPEC=torch EXTRAS=dev,gpu
+# CPU torch and onnxruntime by default; GPU users: make TORCH_SPEC=torch EXTRAS=dev,gpu
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= dev
+EXTRAS     ?= dev,cpu
 
 .PHONY: demo test lint env clean
 
@@ -23,6 +23,7 @@ demo: env
 	$(VENV)/bin/tcpade-trt demo
 
 test: env
+	PY=$(PY) bash scripts/typecheck_tensorrt.sh
 	$(PY) -m pytest -q
 
 lint: env

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# The GPU benchmark (issue 7) on a lent GPU machine, in one call of the device tool.
+# The project's GPU check, in one run on a CUDA machine:
+#   1. `tcpade-trt gpu-bench`: a FLUX.1-dev-size transformer (random weights) at 1024x1024, 20 steps,
+#      batch 1: bf16 eager, bf16 + torch.compile and FP8 linears, each uncached and with tcpade-fast;
+#      end-to-end latency, per-step times of full and predicted steps, and the host syncs of one
+#      generation (the runtime's budget: one per Padé fit);
+#   2. where TensorRT and onnxruntime-gpu are installed, the test suite's GPU paths
+#      (`pytest tests/runtime tests/engines`), which skip on a CPU machine.
+# Writes OUT/gpu.txt (the machine and versions), OUT/gpu-bench.json and OUT/gpu-bench.md, and
+# OUT/gpu-tests.txt when step 2 runs.
 #
-# The machine has python3 with CUDA torch but no diffusers and no network; its wheels travel with the
-# working tree. Once, here (the folder is git-ignored through .git/info/exclude):
-#   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 importlib_metadata
-# Then: device run(command="bash scripts/device_gpu_bench.sh", carry=[".whl"], timeout_s=560)
-# and commit what comes back (gpu.txt, gpu-bench.json, gpu-bench.md) under docs/gpu/.
-#
-# GPU_BENCH_ARGS adds options (e.g. "--modes eager fp8" to skip torch.compile's warm-up);
-# PYTHON picks the interpreter (this machine's test: PYTHON=.venv/bin/python GPU_BENCH_ARGS="--config tiny
-# --device cpu --steps 4 --repeats 1").
+# Needs python with CUDA torch and diffusers. Where diffusers is missing and .whl/ holds wheels for
+# the machine's Python (pip download diffusers importlib_metadata --no-deps --only-binary=:all:), they
+# are installed into /tmp/site first. Environment: PYTHON (interpreter), OUT (folder),
+# GPU_BENCH_ARGS (more options for gpu-bench, e.g. "--modes eager fp8"). On this CPU machine:
+#   PYTHON=.venv/bin/python GPU_BENCH_ARGS="--config tiny --device cpu --steps 4 --repeats 1" \
+#     bash scripts/device_gpu_bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -28,3 +31,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" PYTHONUNBUFFERED=1
   | tee "$OUT/gpu.txt"
 # shellcheck disable=SC2086
 "$PYTHON" -m tcpade_trt.cli gpu-bench --out "$OUT/gpu-bench.json" ${GPU_BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu-bench.md"
+if "$PYTHON" -c "import tensorrt, onnxruntime; assert 'CUDAExecutionProvider' in onnxruntime.get_available_providers()" \
+        2>/dev/null; then
+    "$PYTHON" -m pytest -q tests/runtime tests/engines 2>&1 | tee "$OUT/gpu-tests.txt"
+fi

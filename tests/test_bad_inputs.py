@@ -183,7 +183,8 @@ CASES = [
     Case("generate DiT --class -1", cli("generate", "--engines", "{engines}", "--class", "-1"), "0 to 999"),
     Case("generate DiT --class 1000 (the null class)", cli("generate", "--engines", "{engines}", "--class", "1000"),
          "0 to 999"),
-    *[Case(f"cache spec {spec}", cli("sample", "tiny-dit", "--cache", spec), f"{field}( \\(.*\\))? must be a finite number")
+    *[Case(f"cache spec {spec}", cli("sample", "tiny-dit", "--cache", spec),
+           f"{field}( \\(.*\\))? must be a finite number")
       for spec, field in [("tcpade-fast:alpha1=nan", "alpha1"), ("tcpade-fast:beta=inf", "beta"),
                           ("tcpade-fast:input_delta=nan", "input_delta"), ("tcpade-fast:lam=inf", "lam"),
                           ("tcpade-fast:c_max=nan", "c_max"), ("teacache:threshold=inf", "threshold")]],

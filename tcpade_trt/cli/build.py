@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-opt", type=positive_int, default=1)
     p.add_argument("--batch-max", type=positive_int, default=4, help="largest batch (CFG counts cond + uncond rows)")
     p.add_argument("--calibration-samples", type=positive_int, default=8)
+    p.add_argument("--reuse-onnx", type=Path, metavar="FOLDER",
+                   help="take the ONNX export from this onnxruntime fp32 folder of the same model and shape instead "
+                        "of exporting again (a quantized or TensorRT build after an fp32 one)")
     p.add_argument("--no-ort-fusions", action="store_true",
                    help="onnxruntime: keep the exported standard ops instead of onnxruntime's fused GELU and "
                         "RMSNorm kernels (for folders run by onnxruntime's TensorRT execution provider)")
@@ -57,7 +60,7 @@ def build_options(args, family: str):
                           refittable=args.refittable, weight_streaming=args.weight_streaming)
     return BuildOptions(backend=args.backend, precision=args.precision, shape=shape, int8_mode=args.int8_mode,
                         calibration_samples=args.calibration_samples, tensorrt=trt,
-                        ort_fusions=not args.no_ort_fusions)
+                        ort_fusions=not args.no_ort_fusions, reuse_onnx_from=args.reuse_onnx)
 
 
 def _given(value, default):

@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
                    help="generate this many times on the warm runtime and report the median of the runs after the "
                         "first (a serving process's steady state); the image is the last run's")
     p.add_argument("--cuda-graphs", action="store_true", help="TensorRT folders: replay each plan from a CUDA graph")
+    p.add_argument("--weight-streaming-budget", metavar="BUDGET",
+                   help="TensorRT folders built with --weight-streaming: how much of the block stack's weights stays "
+                        "on the GPU, e.g. 40%% or 12GB; the rest streams from host memory each step")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"],
                    help="onnxruntime folders: execution provider (auto = CUDA when onnxruntime-gpu sees a GPU)")
 
@@ -57,7 +60,8 @@ def run(args) -> int:
     parse_cache_spec(args.cache)  # a bad spec is one sentence before the engines load
     if args.out is not None:
         check_output_file(args.out, IMAGE_SUFFIXES, "--out")
-    runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs)
+    runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs,
+                      weight_streaming_budget=args.weight_streaming_budget)
     model = runtime.model
     video = model.family == "wan"
     out = args.out if args.out is not None else Path("generated.gif" if video else "generated.png")

@@ -27,6 +27,7 @@ from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
 from ..models.base import SplitModel
 from ..models.registry import load_model
+from ..versions import require_torch_for_export
 from .manifest import Manifest, PartEntry, build_versions, sha256_state_dict
 from .output_folder import building_folder, check_destination
 
@@ -79,6 +80,20 @@ class BuildOptions:
             raise ConfigError(f"need 1 <= batch min <= opt <= max (got {s.batch_min}, {s.batch_opt}, {s.batch_max}).")
         if self.backend == "tensorrt" and self.tensorrt.optimization_level not in range(6):
             raise ConfigError("the TensorRT builder optimization level must be 0-5.")
+        if self.precision == "fp8" or (self.precision == "int8" and self.backend == "tensorrt"):
+            from .modelopt_quant import require_modelopt
+
+            require_modelopt(self.precision)
+        if self.reuse_onnx_from is not None:
+            from .manifest import read_manifest
+
+            source = read_manifest(self.reuse_onnx_from, verify_hashes=False)  # one sentence if it is no folder
+            if source.backend != "onnxruntime" or source.precision != "fp32":
+                raise ConfigError(f"{self.reuse_onnx_from} is a {source.backend} {source.precision} folder; reusing "
+                                  "an ONNX export needs an onnxruntime fp32 one.")
+            if source.shape != self.shape.as_dict():
+                raise ConfigError(f"{self.reuse_onnx_from} was built for another shape ({source.shape}); build "
+                                  "without reusing it, or give the same --height/--width/--frames/--batch-*.")
         if self.reuse_onnx_from is not None and self.backend == "tensorrt" and _fused(self):
             raise ConfigError(f"{self.reuse_onnx_from} holds onnxruntime's fused ops, which TensorRT cannot parse; "
                               "build without reusing it, or reuse a folder built with --no-ort-fusions.")
@@ -138,6 +153,7 @@ def build_engines(model: str | SplitModel, out: str | Path, options: BuildOption
     """
     options = options or BuildOptions()
     options.validate()
+    require_torch_for_export()
     out = Path(out)
     check_destination(out, _model_path(model), force)
     if isinstance(model, SplitModel):
@@ -186,7 +202,7 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             if options.backend == "tensorrt":
                 from .trt_backend import build_plans
 
-                stages.run("build TensorRT plans", build_plans, folder, entries, options)
+                stages.run("build and check TensorRT plans", build_plans, folder, entries, options, model)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
             parts=entries, versions=build_versions(options.backend), quantization=quantization,
@@ -213,7 +229,7 @@ def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: 
         io = stages.run(f"export {part}", _export_model_part, model, part, folder / f"{part}.onnx", options, axes)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
         entries[part].check_error = check_part(_ort_session(folder / f"{part}.onnx"), model, part, shape,
-                                               TOLERANCE["fp32"])
+                                               TOLERANCE["fp32"], batches=check_batches(shape))
     _, tokens, hidden = entries["blocks"].outputs[0]["shape"]  # x_out ["batch", tokens, hidden]
     graphs = [(f"pade-fit-{variant}", "pade-fit", variant) for variant in options.pade_variants]
     for name, graph, variant in [*graphs, ("pade-eval", "pade-eval", "rational"), ("tsi", "tsi", "rational")]:
@@ -222,10 +238,15 @@ def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: 
     return entries
 
 
+def check_batches(shape: BuildShape) -> tuple[int, ...]:
+    """The batch sizes every engine is checked at: both ends of the folder's range (an exporter that baked
+    the example's batch into the graph fails at the other)."""
+    return tuple(sorted({shape.batch_min, shape.batch_max}))
+
+
 def _export_model_part(model: SplitModel, part: str, path: Path, options: BuildOptions, axes: dict) -> dict:
     io = export_part(model, part, options.shape, path, options.opset, axes)
-    fp8_blocks = part == "blocks" and options.precision == "fp8"  # see _unfused_blocks
-    if options.backend == "onnxruntime" and options.ort_fusions and not fp8_blocks:
+    if options.backend == "onnxruntime" and options.ort_fusions:
         from .ort_fusions import fuse_for_onnxruntime
 
         fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
@@ -262,60 +283,50 @@ def _ort_session(path: Path):
 
 
 def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
-    """Replace blocks.onnx by its quantized version (checked against torch where onnxruntime can run
-    it); returns the recipe for the manifest.
+    """Replace blocks.onnx by its quantized version, checked against torch; returns the recipe for the
+    manifest.
 
-    onnxruntime backend: onnxruntime's quantizer (dynamic INT8, or static QDQ INT8 / FP8).
-    tensorrt backend: ModelOpt (FP8 per-tensor max, INT8 SmoothQuant) when nvidia-modelopt is
-    installed, else onnxruntime's static QDQ graph, which TensorRT also consumes.
+    int8 on onnxruntime: onnxruntime's quantizer (dynamic per-channel S8, or static QDQ calibrated on
+    trajectories); int8 on TensorRT and fp8 on both: NVIDIA's ModelOpt recipes (modelopt_quant.py),
+    exported as standard Q/DQ. A graph quantized in bf16 (a model on a GPU) is checked by the TensorRT
+    build as a plan: onnxruntime's CPU kernels have no bf16.
     """
     from .calibration import collect_block_inputs
-    from .modelopt_quant import modelopt_available, quantize_blocks_modelopt
+    from .modelopt_quant import quantize_blocks_modelopt
     from .ort_backend import quantize_int8_dynamic, quantize_static_qdq
 
     dst = folder / "blocks.onnx"
-    recipe = {"method": None, "ops": ["MatMul", "Gemm"], "scope": "blocks only: prepare, head (embedders), tail "
-              "(norm_out, proj_out) and the Padé graph stay fp32"}
-    use_modelopt = options.backend == "tensorrt" and modelopt_available()
+    recipe = {"method": None, "scope": "blocks only: prepare, head (embedders), tail (norm_out, proj_out) and the "
+              "Padé graphs stay fp32"}
+    onnxruntime_int8 = options.precision == "int8" and options.backend == "onnxruntime"
     # the fp32 graph (and its external data) moves aside under its own name, so that its references hold
     # and the quantized graph can take blocks.onnx / blocks.onnx.data; the scratch folder goes with it
     with scratch_folder(dst, "fp32") as scratch:
         src = Path(scratch) / dst.name
         move_model(dst, src)
         external = bool(referenced_data_files(src))
-        if options.precision == "fp8":
-            _unfused_blocks(model, src, options)
-        if options.precision == "int8" and options.int8_mode == "dynamic" and options.backend == "onnxruntime":
+        if onnxruntime_int8 and options.int8_mode == "dynamic":
             quantize_int8_dynamic(src, dst, external)
-            recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights"
+            recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights (MatMul, Gemm)"
         else:
             feeds = collect_block_inputs(model, options.shape, options.calibration_samples,
                                          options.calibration_steps, options.calibration_seed)
-            if use_modelopt:
+            if onnxruntime_int8:
+                quantize_static_qdq(src, dst, feeds, external=external)
+                recipe["method"] = "onnxruntime static QDQ INT8 per-channel (MatMul, Gemm)"
+            else:
                 example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
                 recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example,
                                                        batch_axes(model, options.shape), dst))
-            else:
-                quantize_static_qdq(src, dst, feeds, kind=options.precision, external=external)
-                recipe["method"] = (f"onnxruntime static QDQ {options.precision.upper()}"
-                                    f"{' per-channel' if options.precision == 'int8' else ''}")
             recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
                                      "seed": options.calibration_seed, "feeds": len(feeds)}
     entry.precision = options.precision
-    if recipe.get("runs_on") == "TensorRT":  # TensorRT's own FP8 ops: checked when TensorRT builds the plan
-        entry.check_error = None
+    if recipe.get("graph_dtype") == "bfloat16":
+        entry.check_error = None  # checked as a plan (tensorrt backend only, see BuildOptions.validate)
     else:
-        entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision])
+        entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision],
+                                       batches=check_batches(options.shape))
     return recipe
-
-
-def _unfused_blocks(model: SplitModel, src: Path, options: BuildOptions) -> None:
-    """FP8 QDQ needs opset 19, and onnx's opset converter stops at onnxruntime's fused (com.microsoft)
-    ops: blocks reused from a fused FP32 folder are exported again, unfused, for the quantizer."""
-    from .ort_fusions import has_fused_ops
-
-    if has_fused_ops(src):
-        export_part(model, "blocks", options.shape, src, options.opset, batch_axes(model, options.shape))
 
 
 def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:

@@ -1,15 +1,26 @@
-"""ModelOpt (nvidia-modelopt) post-training quantization of the block stack, for TensorRT.
+"""ModelOpt (nvidia-modelopt) post-training quantization of the block stack: FP8 for both backends,
+INT8 SmoothQuant for TensorRT.
 
-Recipe (NVIDIA's for FLUX): FP8 E4M3 per-tensor "max" calibration, or INT8 SmoothQuant; both
-calibrated on block inputs from seeded trajectories. Only the blocks part is quantized: the
-embedders (head), norm_out / proj_out (tail) and the Padé graph are separate, unquantized engines
-by construction. Exported with the TorchScript exporter (ModelOpt's fake-quant nodes do not pass
-torch.export), which needs an ONNX symbolic for aten::rms_norm; FP8 comes out as TensorRT's
-TRT_FP8QuantizeLinear / DequantizeLinear custom ops (TensorRT runs them, onnxruntime cannot).
+FP8 (NVIDIA's recipe for FLUX, measured on the demo model): per-tensor E4M3 weights and inputs of the
+block stack's linear layers, "max" calibration on block inputs of seeded trajectories; kept in full
+precision: the adaLN modulation linears (they make the shift / scale / gate every token is
+multiplied by; quantizing them costs accuracy for little time) and each block's timestep and class
+embedders (DiT); attention (q / k / v products, softmax) stays unquantized. The embedders (head),
+norm_out / proj_out (tail) and the Padé graphs are separate engines that are never quantized.
+On the shipped demo model this gives 0.008 relative L2 against torch where onnxruntime's own FP8
+calibration ('Distribution') gave 0.23 (research note of 2026-12-01: variants in the README).
+
+Export: the TorchScript exporter (ModelOpt's fake quantization does not pass torch.export) with an
+ONNX symbolic for aten::rms_norm and diffusers' FLUX rotary embedding in a traceable form (the
+original bakes the example's batch into a reshape, so the graph fails at any other batch); FP8 is
+then rewritten to standard Q/DQ with FP8 weights (export/fp8_qdq.py), INT8 already is standard.
+A model on a GPU is quantized in bf16 there (NVIDIA's way, and no fp32 copy of a 12B model in host
+memory); on a CPU in fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -21,6 +32,16 @@ from ..export import onnx_files
 from ..export.onnx_export import _quiet
 from ..export.parts import PartModule
 
+SMOOTHQUANT_ALPHA = 0.8  # the migration strength NVIDIA's diffusers example uses for FLUX / SD3 / SDXL
+OPSET = 19  # float8 QuantizeLinear needs 19
+FP8_E4M3 = {"num_bits": (4, 3), "axis": None}  # per tensor
+# quantizer name patterns (of PartModule(model, "blocks")) that stay in full precision, in every family
+KEEP_HIGH_PRECISION = (
+    "*norm1.linear.*", "*norm1_context.linear.*", "*single_transformer_blocks.*.norm.linear.*",  # adaLN (FLUX, DiT)
+    "*norm1.emb.*",  # DiT: each block's timestep / class embedder
+    "*x_embedder*", "*context_embedder*", "*time_text_embed*", "*norm_out*", "transformer.proj_out.*",  # head/tail
+)
+
 
 def modelopt_available() -> bool:
     try:
@@ -30,59 +51,134 @@ def modelopt_available() -> bool:
     return True
 
 
-def recipe_config(precision: str):
-    """The ModelOpt config for a precision: FP8 default (per-tensor max) or INT8 SmoothQuant."""
-    import modelopt.torch.quantization as mtq
+def require_modelopt(precision: str) -> None:
+    if not modelopt_available():
+        raise TcpadeError(f"{precision} quantization uses NVIDIA's ModelOpt recipe: pip install 'tcpade-trt[gpu]' "
+                          "(or nvidia-modelopt alone).")
 
+
+def recipe_config(precision: str) -> dict:
+    """The ModelOpt config: the FP8 recipe above, or INT8 SmoothQuant with alpha SMOOTHQUANT_ALPHA."""
     if precision == "fp8":
-        return copy.deepcopy(mtq.FP8_DEFAULT_CFG)
+        quant_cfg = [
+            {"quantizer_name": "*", "enable": False},  # deny all, then enable what the recipe quantizes
+            {"quantizer_name": "*weight_quantizer", "parent_class": "nn.Linear", "cfg": dict(FP8_E4M3)},
+            {"quantizer_name": "*input_quantizer", "parent_class": "nn.Linear", "cfg": dict(FP8_E4M3)},
+            *({"quantizer_name": name, "enable": False} for name in KEEP_HIGH_PRECISION),
+        ]
+        return {"quant_cfg": quant_cfg, "algorithm": "max"}
     if precision == "int8":
+        import modelopt.torch.quantization as mtq
+
         config = copy.deepcopy(mtq.INT8_SMOOTHQUANT_CFG)
-        algorithm = config.get("algorithm")
-        if isinstance(algorithm, dict):
-            algorithm["alpha"] = 0.8  # the SmoothQuant strength NVIDIA uses for FLUX
+        # the config names the algorithm by a string ("smoothquant", alpha 1.0 by default); a dict sets alpha
+        config["algorithm"] = {"method": "smoothquant", "alpha": SMOOTHQUANT_ALPHA}
         return config
     raise TcpadeError(f"ModelOpt quantization covers int8 and fp8, not {precision}.")
 
 
+def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
+    """A fake-quantized copy of the blocks part, calibrated on ``feeds`` (in bf16 on a GPU, else fp32)."""
+    import modelopt.torch.quantization as mtq
+
+    require_modelopt(precision)
+    module = copy.deepcopy(PartModule(model, "blocks")).eval()
+    if next(module.parameters()).device.type == "cuda":
+        module.to(torch.bfloat16)  # NVIDIA quantizes FLUX in bf16 on the GPU
+    parameter = next(module.parameters())
+
+    def forward_loop(m):
+        for feed in feeds:
+            m(*(torch.from_numpy(feed[n]).to(parameter.device, parameter.dtype) for n in module.input_names))
+
+    with torch.no_grad(), _quiet():
+        return mtq.quantize(module, recipe_config(precision), forward_loop=forward_loop)
+
+
 def _rms_norm_symbolic(g, x, normalized_shape, weight, eps):
-    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2, last axis) + eps) * weight."""
+    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2, last axis) + eps) * weight, at any
+    opset (from 18 on ReduceMean takes its axes as an input, not an attribute)."""
     from torch.onnx import symbolic_helper as sh
 
     eps_value = None if sh._is_none(eps) else sh._maybe_get_const(eps, "f")
     eps_value = 1e-6 if eps_value is None else float(eps_value)
-    mean_square = g.op("ReduceMean", g.op("Mul", x, x), axes_i=[-1], keepdims_i=1)
-    y = g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.op("Constant", value_t=torch.tensor(eps_value)))))
+    square = g.op("Mul", x, x)
+    if g.opset >= 18:
+        mean_square = g.op("ReduceMean", square, g.op("Constant", value_t=torch.tensor([-1])), keepdims_i=1)
+    else:
+        mean_square = g.op("ReduceMean", square, axes_i=[-1], keepdims_i=1)
+    dtype = x.type().dtype() or torch.float32
+    y = g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.op("Constant", value_t=torch.tensor(eps_value,
+                                                                                                   dtype=dtype)))))
     return y if sh._is_none(weight) else g.op("Mul", y, weight)
 
 
+def _rotary_emb_traceable(x, freqs_cis, use_real=True, use_real_unbind_dim=-1, sequence_dim=2):
+    """diffusers' apply_rotary_emb (the FLUX case) without ``x.reshape(*x.shape[:-1], -1, 2)``, which the
+    TorchScript tracer records with the example's batch size as a constant; unflatten keeps the batch
+    dynamic. The same arithmetic."""
+    if not use_real or use_real_unbind_dim != -1:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        return apply_rotary_emb(x, freqs_cis, use_real, use_real_unbind_dim, sequence_dim)
+    cos, sin = freqs_cis
+    index = (None, None, slice(None), slice(None)) if sequence_dim == 2 else (None, slice(None), None, slice(None))
+    cos, sin = cos[index].to(x.device), sin[index].to(x.device)
+    x_real, x_imag = x.unflatten(-1, (-1, 2)).unbind(-1)
+    x_rotated = torch.stack([-x_imag, x_real], dim=-1).flatten(3)
+    return (x.float() * cos + x_rotated.float() * sin).to(x.dtype)
+
+
+@contextlib.contextmanager
+def traceable_rope():
+    import diffusers.models.transformers.transformer_flux as flux
+
+    original = flux.apply_rotary_emb
+    flux.apply_rotary_emb = _rotary_emb_traceable
+    try:
+        yield
+    finally:
+        flux.apply_rotary_emb = original
+
+
+def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes: dict, out: Path) -> dict:
+    """TorchScript export of the quantized blocks to ``out`` (standard Q/DQ; FP8 weights for fp8)."""
+    import onnx
+
+    from ..export.fp8_qdq import rewrite_trt_fp8_qdq
+
+    for opset in range(9, 26):  # the symbolic is looked up per opset
+        torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, opset)
+    dtype = next(quantized.parameters()).dtype
+    args = tuple(example[n].to(dtype) if example[n].is_floating_point() else example[n] for n in quantized.input_names)
+    dynamic = {n: {batch_axes[n]: "batch"} for n in quantized.input_names if batch_axes.get(n) is not None}
+    dynamic.update({n: {0: "batch"} for n in quantized.output_names})  # x_out, residual: batch first
+    with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet(), traceable_rope():
+        # over 2 GB the exporter writes one external-data file per tensor beside the graph: it exports into a
+        # scratch folder, and the graph is saved again with one <file>.data
+        raw = Path(scratch) / out.name
+        torch.onnx.export(quantized, args, str(raw), dynamo=False, input_names=list(quantized.input_names),
+                          output_names=list(quantized.output_names), dynamic_axes=dynamic, opset_version=OPSET,
+                          do_constant_folding=True)
+        graph = onnx.load(str(raw))
+        counts = rewrite_trt_fp8_qdq(graph) if precision == "fp8" else {}
+        onnx.checker.check_model(graph)
+        onnx_files.save_model(graph, out, external=onnx_files.needs_external_data(graph))
+    return counts
+
+
 def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.ndarray]], example: dict,
-                             batch_axes: dict, out: Path, opset: int = 17) -> dict:
-    """Quantize the blocks part with ModelOpt, calibrate on ``feeds``, export ONNX with Q/DQ to ``out``."""
-    import modelopt.torch.quantization as mtq
-
-    module = PartModule(model, "blocks").eval()
-    quantized = copy.deepcopy(module)
-
-    def forward_loop(m):
-        for feed in feeds:
-            m(*(torch.from_numpy(feed[n]).to(model.device) for n in module.input_names))
-
-    with torch.no_grad(), _quiet():
-        quantized = mtq.quantize(quantized, recipe_config(precision), forward_loop=forward_loop)
-    torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, opset)
-    args = tuple(example[n] for n in module.input_names)
-    dynamic = {n: {batch_axes[n]: "batch"} for n in module.input_names if batch_axes.get(n) is not None}
-    with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet():
-        # over 2 GB the TorchScript exporter writes one external-data file per tensor beside the graph:
-        # it exports into a scratch folder, and the graph is re-saved with one <file>.data
-        target = Path(scratch) / out.name
-        torch.onnx.export(quantized, args, str(target), dynamo=False, input_names=list(module.input_names),
-                          output_names=list(module.output_names), dynamic_axes=dynamic, opset_version=opset)
-        if onnx_files.referenced_data_files(target):
-            onnx_files.consolidate(target, out)
-        else:
-            onnx_files.move_model(target, out)
-    return {"method": f"ModelOpt {'FP8 E4M3 per-tensor max' if precision == 'fp8' else 'INT8 SmoothQuant alpha 0.8'}"
-                      f" (nvidia-modelopt), Q/DQ ONNX opset {opset}",
-            "runs_on": "TensorRT" if precision == "fp8" else "TensorRT and onnxruntime"}
+                             batch_axes: dict, out: Path) -> dict:
+    """Quantize the blocks with the recipe, calibrate on ``feeds``, export to ``out``; returns the recipe
+    for the manifest."""
+    quantized = quantize_blocks(model, precision, feeds)
+    counts = export_quantized_blocks(quantized, precision, example, batch_axes, out)
+    dtype = str(next(quantized.parameters()).dtype).replace("torch.", "")
+    config = recipe_config(precision)
+    if precision == "fp8":
+        method = (f"ModelOpt FP8 E4M3 per-tensor max (weights and inputs of the linear layers, quantized in {dtype}; "
+                  f"{counts.get('weights_folded', 0)} FP8 weights), standard Q/DQ ONNX opset {OPSET}")
+    else:
+        method = f"ModelOpt INT8 SmoothQuant alpha {SMOOTHQUANT_ALPHA}, Q/DQ ONNX opset {OPSET}"
+    return {"method": method, "algorithm": config["algorithm"], "kept_in_full_precision": list(KEEP_HIGH_PRECISION),
+            "graph_dtype": dtype}

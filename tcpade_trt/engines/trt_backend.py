@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TcpadeError
+from ..versions import version_tuple
 
 MIN_CAPABILITY = {"fp8": (8, 9), "bf16": (8, 0), "int8": (6, 1), "fp16": (5, 3), "fp32": (0, 0)}
 
@@ -24,12 +25,25 @@ class TensorRTError(TcpadeError):
     """TensorRT is missing, or a TensorRT call failed."""
 
 
+MIN_TENSORRT = (10, 1)  # set_device_memory, device_memory_size_v2 and weight_streaming_budget_v2 arrived in 10.1
+
+
 def import_tensorrt():
+    """The tensorrt module, or one sentence: missing, or older than MIN_TENSORRT."""
+    import importlib
+
     try:
-        import tensorrt as trt
+        trt = importlib.import_module("tensorrt")
     except ImportError:
+        trt = None
+    version = getattr(trt, "__version__", None)
+    if version is None:  # absent, or only its type stubs (an empty namespace package)
         raise TensorRTError("the tensorrt backend needs TensorRT: pip install 'tcpade-trt[gpu]' on a machine with an "
-                            "NVIDIA GPU (TensorRT's libraries come from NVIDIA's package index).") from None
+                            "NVIDIA GPU (TensorRT's libraries come from NVIDIA's package index).")
+    if version_tuple(version) < MIN_TENSORRT:
+        raise TensorRTError(f"TensorRT {version} is too old: tcpade-trt needs TensorRT >= "
+                            f"{'.'.join(map(str, MIN_TENSORRT))} (shared scratch memory and weight streaming); "
+                            "pip install -U 'tensorrt>=10.1'.")
     return trt
 
 
@@ -44,7 +58,8 @@ def gpu_identity() -> dict:
 
 
 def tensorrt_versions() -> dict:
-    trt = import_tensorrt()
+    import_tensorrt()  # one sentence when TensorRT is missing or too old
+    import tensorrt as trt
     return {"tensorrt": trt.__version__, **gpu_identity()}
 
 
@@ -114,7 +129,8 @@ def profile_shapes(inputs: list[dict], batch_min: int, batch_opt: int, batch_max
 def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape: dict, plan: BuilderPlan,
                     workspace_gb: float = 8.0, timing_cache: str | None = None) -> None:
     """Parse ONNX, build a serialized engine, write it to ``plan_path`` (all through TensorRT's API)."""
-    trt = import_tensorrt()
+    import_tensorrt()  # one sentence when TensorRT is missing or too old
+    import tensorrt as trt
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -136,28 +152,39 @@ def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape:
     shapes = profile_shapes(inputs, shape["batch_min"], shape["batch_opt"], shape["batch_max"])
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
-    config.add_optimization_profile(profile)
-    cache = None
-    if timing_cache:
-        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    if config.add_optimization_profile(profile) < 0:
+        raise TensorRTError(f"TensorRT refused the optimization profile of {onnx_path.name} ({shapes}); the "
+                            "folder's batch range or resolution does not fit the graph's inputs.")
+    cache_file = Path(timing_cache) if timing_cache else None
+    if cache_file is not None:
+        cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
+        if not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise TensorRTError(f"TensorRT refused the timing cache {timing_cache} (made by another TensorRT or "
+                                "GPU?); delete it or pass another --timing-cache.")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise TensorRTError(f"TensorRT failed to build {onnx_path.name} (see the TensorRT log above).")
     plan_path.write_bytes(bytes(serialized))
-    if cache is not None:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    if cache_file is not None:
+        cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
 
 
-def build_plans(folder: Path, entries: dict, options) -> None:
-    """A .plan next to every .onnx of the folder; manifest entries then point at the plans."""
+# relative L2 against torch (model parts) or onnxruntime (the Padé graphs) that a plan may differ by;
+# fp32 parts run with TF32 matmuls, TensorRT's default
+PLAN_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
+
+
+def build_plans(folder: Path, entries: dict, options, model) -> None:
+    """A .plan next to every .onnx of the folder, each run on sample inputs and compared with torch (the
+    model's parts) or onnxruntime (the Padé graphs) before the folder is sealed; entries then point at
+    the plans and record the error."""
+    import_tensorrt()  # one sentence when TensorRT is missing or too old
+    import tensorrt as trt
     import torch
 
-    trt = import_tensorrt()
     capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
     check_precision_supported(options.precision, capability)
-    major = int(trt.__version__.split(".")[0])
+    major = version_tuple(trt.__version__)[0]
     for name, entry in entries.items():
         carries = True  # quantized blocks carry Q/DQ, bf16 / fp16 blocks were exported in that dtype
         plan = builder_plan(major, options.precision if name == "blocks" else "fp32", carries,
@@ -169,3 +196,36 @@ def build_plans(folder: Path, entries: dict, options) -> None:
                         options.tensorrt.workspace_gb, options.tensorrt.timing_cache)
         entry.file = plan_path.name
         entry.extra_files = [onnx_path.name]  # kept: the source of the plan, hashed with it
+    check_plans(folder, entries, model, options)
+
+
+def check_plans(folder: Path, entries: dict, model, options) -> None:
+    """Run every plan on fresh sample inputs; refuse the build beyond PLAN_TOLERANCE (one sentence)."""
+    from ..export.onnx_export import ExportError, check_part, relative_error
+    from ..export.pade_onnx import example_pade_inputs
+    from ..export.parts import PARTS, part_io
+    from ..runtime import trt_runtime
+
+    parts, _ = trt_runtime.load_trt_parts(folder, {n: e.file for n, e in entries.items()},
+                                          device=trt_runtime.default_device())
+    for name, entry in entries.items():
+        tolerance = PLAN_TOLERANCE[entry.precision]
+        if name in PARTS:
+            session = trt_runtime.PlanSession(parts[name], part_io(model, name)[1])
+            entry.check_error = check_part(session, model, name, options.shape, tolerance,
+                                           batches=tuple(sorted({options.shape.batch_min, options.shape.batch_max})))
+            continue
+        graph = "pade-fit" if name.startswith("pade-fit") else name  # the Padé graphs: against onnxruntime
+        from .ort_backend import create_session
+
+        reference = create_session(folder / entry.extra_files[0], ["CPUExecutionProvider"])
+        tokens, hidden = entries["blocks"].outputs[0]["shape"][1:]
+        feeds = dict(zip((i.name for i in reference.get_inputs()),
+                         (t.numpy() for t in example_pade_inputs(graph, tokens=tokens, hidden=hidden))))
+        got = trt_runtime.PlanSession(parts[name], [o.name for o in reference.get_outputs()]).run(None, feeds)
+        expected = reference.run(None, feeds)
+        error = max(relative_error(g, e) for g, e in zip(got, expected))
+        if not error <= tolerance:
+            raise ExportError(f"the {name} plan differs from onnxruntime by {error:.2e} (relative L2), more than the "
+                              f"{tolerance:.0e} allowed; the build stops.")
+        entry.check_error = error

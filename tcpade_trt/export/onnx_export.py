@@ -85,23 +85,26 @@ def relative_error(got: np.ndarray, expected: np.ndarray, scale: np.ndarray | No
     return float(np.linalg.norm(got.astype(np.float64) - expected) / (denom if denom > 0 else 1.0))
 
 
-def check_part(session, model: SplitModel, part: str, shape: BuildShape, tolerance: float, batch: int = 2,
-               seed: int = 7) -> float:
-    """Run ``session`` (anything with .run(None, feeds)) on fresh example inputs; compare with torch.
+def check_part(session, model: SplitModel, part: str, shape: BuildShape, tolerance: float,
+               batches: tuple[int, ...] = (2,), seed: int = 7) -> float:
+    """Run ``session`` (anything with .run(None, feeds)) on fresh example inputs at each of ``batches``;
+    compare with torch.
 
     Returns the worst relative L2 error over the outputs; raises ExportError above ``tolerance``.
     """
     module = PartModule(model, part).eval()
-    example = example_tensors(model, shape, batch=batch, seed=seed)
-    feeds = {n: example[n].detach().cpu().numpy() for n in module.input_names}
-    with torch.no_grad():
-        expected = module(*(example[n] for n in module.input_names))
-    got = dict(zip(module.output_names, session.run(None, feeds)))
-    expected = {n: e.float().cpu().numpy() for n, e in zip(module.output_names, expected)}
-    # the residual x_out - x_in carries x_out's absolute error; it is judged on x_out's scale, or a
-    # quantized block stack whose residual is small next to x_in would read as wrong
-    scale = {"residual": expected.get("x_out")}
-    worst = max(relative_error(got[n], expected[n], scale.get(n)) for n in module.output_names)
+    worst = 0.0
+    for batch in batches:
+        example = example_tensors(model, shape, batch=batch, seed=seed)
+        feeds = {n: example[n].detach().cpu().numpy() for n in module.input_names}
+        with torch.no_grad():
+            expected = module(*(example[n] for n in module.input_names))
+        got = dict(zip(module.output_names, session.run(None, feeds)))
+        expected = {n: e.float().cpu().numpy() for n, e in zip(module.output_names, expected)}
+        # the residual x_out - x_in carries x_out's absolute error; it is judged on x_out's scale, or a
+        # quantized block stack whose residual is small next to x_in would read as wrong
+        scale = {"residual": expected.get("x_out")}
+        worst = max(worst, *(relative_error(got[n], expected[n], scale.get(n)) for n in module.output_names))
     if not worst <= tolerance:
         raise ExportError(f"the {part} engine differs from torch by {worst:.2e} (relative L2), more than the "
                           f"{tolerance:.0e} allowed; the export is not trustworthy, so the build stops.")

@@ -66,11 +66,12 @@ class EnginePade:
 
 class EngineModel(SplitModel):
     def __init__(self, folder: str | Path, device: str = "auto", verify: bool = True, cuda_graphs: bool = False,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, weight_streaming_budget: str | int | None = None):
         """device: onnxruntime folders only: 'cpu', 'cuda' or 'tensorrt' (its execution provider), or
         'auto' (CUDA when onnxruntime-gpu sees a GPU, else CPU). cuda_graphs: TensorRT folders only,
         replay each plan from a captured CUDA graph. io_binding: force I/O binding on or off (default:
-        on a GPU only)."""
+        on a GPU only). weight_streaming_budget: TensorRT plans built with --weight-streaming: how much of
+        the blocks' weights stays on the GPU ('40%', '12GB' or bytes); the rest streams from host memory."""
         self.stream = None  # the CUDA stream every engine and torch op of a generation runs on
         self.folder = Path(folder)
         self.manifest: Manifest = read_manifest(self.folder, verify_hashes=verify)
@@ -79,20 +80,27 @@ class EngineModel(SplitModel):
         cls = ADAPTERS[m.model["class"]]
         config = FrozenDict({k: (tuple(v) if isinstance(v, list) else v) for k, v in m.model["config"].items()})
         super().__init__(None, name=m.model["name"], config=config)
-        self.adapter = cls(None, name=m.model["name"], config=config)
-        self.family = self.adapter.family
-        for attr in ("PREPARE_INPUTS", "PREPARE_OUTPUTS", "HEAD_INPUTS", "HEAD_OUTPUTS", "BLOCK_INPUTS",
-                     "TAIL_INPUTS", "MODULATED_INPUTS", "COND_INPUTS"):
-            setattr(self, attr, getattr(self.adapter, attr))
         if m.backend == "tensorrt":
             from .trt_runtime import load_trt_parts, require_tensorrt_runtime
 
             require_tensorrt_runtime(m)
             self._device = torch.device("cuda")
             # torch ops of a generation go on the plans' stream: ordered with them, no host syncs
-            self.parts, self.stream = load_trt_parts(self.folder, m, cuda_graphs=cuda_graphs)
+            self.parts, self.stream = load_trt_parts(self.folder, {n: e.file for n, e in m.parts.items()},
+                                                     cuda_graphs=cuda_graphs,
+                                                     weight_streaming_budget=weight_streaming_budget)
         else:
+            if weight_streaming_budget is not None:
+                raise TcpadeError(f"{self.folder} is an onnxruntime folder; a weight-streaming budget is for TensorRT "
+                                  "plans built with --weight-streaming.")
             self.parts = self._open_ort_parts(device, io_binding)
+        # the family's weightless logic (scheduler, timesteps) on the engines' device: per-step data such
+        # as the timestep then never crosses from the host
+        self.adapter = cls(None, name=m.model["name"], config=config, device=self._device)
+        self.family = self.adapter.family
+        for attr in ("PREPARE_INPUTS", "PREPARE_OUTPUTS", "HEAD_INPUTS", "HEAD_OUTPUTS", "BLOCK_INPUTS",
+                     "TAIL_INPUTS", "MODULATED_INPUTS", "COND_INPUTS"):
+            setattr(self, attr, getattr(self.adapter, attr))
         self.conditioner = self._load_conditioner()
 
     def _open_ort_parts(self, device: str, io_binding: bool | None) -> dict[str, OrtPart]:
@@ -106,6 +114,9 @@ class EngineModel(SplitModel):
 
             warnings.warn(advice, stacklevel=3)
         if self.ort_device != "cpu":
+            from ..versions import require_onnxruntime_for_gpu
+
+            require_onnxruntime_for_gpu()
             self._device = torch.device("cuda")
             self.stream = torch.cuda.Stream()  # not the legacy default stream, which onnxruntime cannot share
         s, parts = self.manifest.shape, {}

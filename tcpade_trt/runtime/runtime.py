@@ -30,9 +30,11 @@ from .sampler import SampleResult, sample
 
 class Runtime:
     def __init__(self, folder: str | Path, device: str = "auto", verify: bool = True, cuda_graphs: bool = False,
-                 io_binding: bool | None = None):
-        """device, io_binding: onnxruntime folders (see EngineModel); cuda_graphs: TensorRT folders."""
-        self.model = EngineModel(folder, device=device, verify=verify, cuda_graphs=cuda_graphs, io_binding=io_binding)
+                 io_binding: bool | None = None, weight_streaming_budget: str | int | None = None):
+        """device, io_binding: onnxruntime folders; cuda_graphs, weight_streaming_budget: TensorRT folders
+        (see EngineModel)."""
+        self.model = EngineModel(folder, device=device, verify=verify, cuda_graphs=cuda_graphs, io_binding=io_binding,
+                                 weight_streaming_budget=weight_streaming_budget)
         self._lock = threading.Lock()
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 

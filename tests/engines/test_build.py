@@ -139,3 +139,20 @@ def test_bad_build_options_are_explained(options, message, tmp_path):
     with pytest.raises(ConfigError, match=message):
         build_engines("tiny-dit", tmp_path / "x", BuildOptions(**options), progress=False)
     assert not (tmp_path / "x").exists()
+
+
+def test_fp8_blocks_hold_fp8_weights_in_standard_qdq_that_onnxruntime_checks(fp32_folders, tmp_path):
+    """NVIDIA's FP8 recipe (ModelOpt, per-tensor max), rewritten from TensorRT's custom ops to standard
+    Q/DQ: weights stored as float8e4m3fn, the adaLN modulation linears kept in full precision."""
+    import onnx
+
+    pytest.importorskip("modelopt.torch.quantization", reason="nvidia-modelopt is not installed")
+    options = BuildOptions(shape=SHAPES["tiny-flux"], precision="fp8", reuse_onnx_from=fp32_folders["tiny-flux"],
+                           calibration_samples=2, calibration_steps=4)
+    manifest = build_engines("tiny-flux", tmp_path / "fp8", options, progress=False)
+    graph = onnx.load(str(tmp_path / "fp8" / "blocks.onnx")).graph
+    fp8_weights = [t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT8E4M3FN and t.dims]
+    modulation = [t for t in graph.initializer if "norm1.linear" in t.name or "norm.linear" in t.name]
+    assert len(fp8_weights) >= 10 and all(t.data_type == onnx.TensorProto.FLOAT for t in modulation)
+    assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
+    assert "ModelOpt FP8" in manifest.quantization["method"] and manifest.parts["blocks"].check_error < 0.05

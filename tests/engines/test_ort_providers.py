@@ -64,3 +64,40 @@ def test_a_fused_folder_on_the_tensorrt_provider_gets_advice(tmp_path):
     assert "rebuild with --no-ort-fusions" in fusion_advice({"ort_fusions": True}, "tensorrt", tmp_path)
     assert fusion_advice({"ort_fusions": True}, "cuda", tmp_path) is None  # CUDA has the fused kernels
     assert fusion_advice({"ort_fusions": False}, "tensorrt", tmp_path) is None
+
+
+def test_a_gpu_provider_that_fails_to_load_is_refused_not_run_on_the_cpu(fp32_folders, monkeypatch):
+    """onnxruntime prints and falls back to the CPU when CUDA's libraries do not load; the runtime would
+    then bind device pointers to a CPU session."""
+    from tcpade_trt.engines import ort_backend
+
+    real = ort.InferenceSession
+
+    def falls_back(path, sess_options=None, providers=None):
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", falls_back)
+    chain = provider_chain("cuda", stream=7)
+    with pytest.raises(TcpadeError, match="asked for CUDAExecutionProvider .* but loaded only CPUExecutionProvider"):
+        ort_backend.create_session(fp32_folders["tiny-dit"] / "head.onnx", chain)
+    ort_backend.create_session(fp32_folders["tiny-dit"] / "head.onnx", ["CPUExecutionProvider"])  # asked, got
+
+
+def test_versions_older_than_the_floors_are_refused_with_the_reason(monkeypatch):
+    import sys
+    import types
+
+    import torch
+
+    from tcpade_trt.engines.trt_backend import TensorRTError, import_tensorrt
+    from tcpade_trt.versions import require_onnxruntime_for_gpu, require_torch_for_export
+
+    monkeypatch.setattr(torch, "__version__", "2.4.1+cu121")
+    with pytest.raises(TcpadeError, match=r"torch 2.4.1\+cu121 is too old for the ONNX export.*>= 2.5"):
+        require_torch_for_export()
+    monkeypatch.setattr(ort, "__version__", "1.20.1")
+    with pytest.raises(TcpadeError, match=r"onnxruntime-gpu 1.20.1 is too old for GPU I/O binding.*>= 1.21"):
+        require_onnxruntime_for_gpu()
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.0.1.6"))
+    with pytest.raises(TensorRTError, match=r"TensorRT 10.0.1.6 is too old.*>= 10.1"):
+        import_tensorrt()

@@ -81,3 +81,57 @@ def test_tensorrt_build_on_a_gpu(tmp_path):
     manifest = build_engines("tiny-dit", tmp_path / "trt", BuildOptions(backend="tensorrt",
                              shape=BuildShape(8, 8, batch_max=4)), progress=False)
     assert manifest.parts["blocks"].file == "blocks.plan"
+
+
+# -- the builder, against the stand-in for TensorRT (tests/fake_tensorrt.py) --------------------------------
+from ..conftest import SHAPES  # noqa: E402
+from ..fake_tensorrt import install  # noqa: E402
+
+
+def test_a_tensorrt_build_checks_every_plan_before_sealing_the_folder(tmp_path, monkeypatch, unfused_flux_folder):
+    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.engines.manifest import read_manifest
+
+    fake = install(monkeypatch)
+    options = BuildOptions(backend="tensorrt", shape=SHAPES["tiny-flux"], reuse_onnx_from=unfused_flux_folder)
+    manifest = build_engines("tiny-flux", tmp_path / "trt", options, progress=False)
+    assert {p.file for p in manifest.parts.values()} == {f"{n}.plan" for n in manifest.parts}
+    assert all(p.check_error is not None and p.check_error <= 1e-2 for p in manifest.parts.values())
+    assert manifest.parts["blocks"].extra_files == ["blocks.onnx"]  # the plan's source, hashed with it
+    assert read_manifest(tmp_path / "trt").versions["tensorrt"] == fake.__version__
+    assert len(fake.built) == len(manifest.parts)
+
+
+def test_a_plan_that_disagrees_with_torch_stops_the_build(tmp_path, monkeypatch, unfused_flux_folder):
+    from tcpade_trt.engines import trt_backend
+    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.export.onnx_export import ExportError
+
+    install(monkeypatch)
+    monkeypatch.setitem(trt_backend.PLAN_TOLERANCE, "fp32", 0.0)  # any difference at all is too much
+    options = BuildOptions(backend="tensorrt", shape=SHAPES["tiny-flux"], reuse_onnx_from=unfused_flux_folder)
+    with pytest.raises(ExportError, match="differs from torch by .* more than the 0e\\+00 allowed"):
+        build_engines("tiny-flux", tmp_path / "trt", options, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_builder_refusals_are_one_sentence(tmp_path, monkeypatch, fp32_folders, unfused_flux_folder):
+    from tcpade_trt.engines.trt_backend import BuilderPlan, build_plan_file
+
+    install(monkeypatch)
+    plan = BuilderPlan(strongly_typed=True)
+    fused = fp32_folders["tiny-flux"] / "blocks.onnx"  # onnxruntime's FastGelu: TensorRT has no importer
+    entry_inputs = [{"name": "hidden_states", "shape": ["batch", 16, 32]}]
+    with pytest.raises(TensorRTError, match="cannot parse blocks.onnx: No importer registered for op: FastGelu"):
+        build_plan_file(fused, tmp_path / "x.plan", entry_inputs, SHAPES["tiny-flux"].as_dict(), plan)
+    head = unfused_flux_folder / "head.onnx"
+    from tcpade_trt.engines.manifest import read_manifest
+
+    inputs = read_manifest(unfused_flux_folder).parts["head"].inputs
+    shape = {**SHAPES["tiny-flux"].as_dict(), "batch_min": 3, "batch_opt": 2}  # min > opt: no valid profile
+    with pytest.raises(TensorRTError, match="refused the optimization profile"):
+        build_plan_file(head, tmp_path / "x.plan", inputs, shape, plan)
+    stale = tmp_path / "timing.cache"
+    stale.write_bytes(b"made by another TensorRT")
+    with pytest.raises(TensorRTError, match="refused the timing cache"):
+        build_plan_file(head, tmp_path / "x.plan", inputs, SHAPES["tiny-flux"].as_dict(), plan, timing_cache=str(stale))

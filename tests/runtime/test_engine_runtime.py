@@ -165,5 +165,22 @@ def test_a_folder_built_with_other_versions_loads_with_a_warning(fp32_folders, t
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["versions"].update(onnxruntime="1.20.0", tcpade_trt="0.0.9")
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.warns(UserWarning, match="onnxruntime .* here, 1.20.0 at build; tcpade-trt .* here, 0.0.9 at build"):
+    with pytest.warns(UserWarning, match="tcpade-trt .* here, 0.0.9 at build; onnxruntime .* here, 1.20.0 at build"):
         Runtime(folder)
+
+
+def test_the_scheduler_lives_where_the_engines_tensors_do(fp32_folders, monkeypatch):
+    """On a GPU the timestep of every step must already be on the device: a host tensor would be copied to
+    it per engine call (onnxruntime) or bound as a host pointer (TensorRT). The 'meta' device stands in
+    for a GPU here."""
+    from tcpade_trt.runtime.engine_model import EngineModel
+
+    def open_on_a_gpu(self, device, io_binding):  # what opening a folder on a GPU decides: the engines' device
+        self._device = torch.device("meta")
+        return {}
+
+    monkeypatch.setattr(EngineModel, "_open_ort_parts", open_on_a_gpu)
+    model = EngineModel(fp32_folders["tiny-flux"], device="cpu")
+    scheduler = model.make_scheduler(20, model.geometry_for(1))
+    assert scheduler.timesteps.device.type == "meta"
+    assert model.model_timestep(scheduler.timesteps, 2).device.type == "meta"
