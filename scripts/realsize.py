@@ -35,7 +35,8 @@ MODELS = {
         "config": dict(num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=28,
                        sample_size=32, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero",
                        norm_elementwise_affine=False),
-        "latent": (32, 32, 1), "text_tokens": 8, "batch_max": 2, "generate": ["--class", "207", "--guidance-scale", "4"],
+        "latent": (32, 32, 1), "text_tokens": 8, "batch_max": 2,
+        "generate": ["--class", "207", "--guidance-scale", "4"],
         "image": "256x256",
     },
     "wan": {
@@ -158,8 +159,8 @@ def gib(n: int) -> str:
 
 def markdown(results: dict) -> str:
     lines = ["# Real sizes on a CPU", "",
-             f"Made by `python scripts/realsize.py --out realsize-out --markdown docs/realsize.md` on {results['machine']}"
-             f", {results['date']}; {results['total_minutes']:.0f} minutes in all. Random weights at the released "
+             "Made by `python scripts/realsize.py --out realsize-out --markdown docs/realsize.md` on "
+             f"{results['machine']}, {results['date']}; {results['total_minutes']:.0f} minutes in all. Random weights at the released "
              "architectures, so image quality means nothing here: what is measured is that each size builds (every "
              "part checked against torch), loads, and generates through the public commands, what that costs, and "
              "that each engine folder holds exactly the files its manifest lists.", ""]
