@@ -161,9 +161,9 @@ def markdown(results: dict) -> str:
     lines = ["# Real sizes on a CPU", "",
              "Made by `python scripts/realsize.py --out realsize-out --markdown docs/realsize.md` on "
              f"{results['machine']}, {results['date']}; {results['total_minutes']:.0f} minutes in all. Random weights "
-             "at the released architectures, so image quality means nothing here: what is measured is that each size builds (every "
-             "part checked against torch), loads, and generates through the public commands, what that costs, and "
-             "that each engine folder holds exactly the files its manifest lists.", ""]
+             "at the released architectures, so image quality means nothing here: what is measured is that each "
+             "size builds (every part checked against torch), loads, and generates through the public commands, "
+             "what that costs, and that each engine folder holds exactly the files its manifest lists.", ""]
     lines += ["| model | parameters | weights (fp32) | latents | build fp32 | build int8 | peak memory, fp32 build "
               "(x weights) | peak, int8 build | fp32 folder | int8 folder | files = manifest |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
