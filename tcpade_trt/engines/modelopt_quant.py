@@ -44,14 +44,19 @@ KEEP_HIGH_PRECISION = (
 
 
 def modelopt_available() -> bool:
+    import warnings
+
     try:
-        import modelopt.torch.quantization  # noqa: F401
+        with warnings.catch_warnings():  # ModelOpt warns at import about transformers versions it has not tested
+            warnings.simplefilter("ignore")
+            import modelopt.torch.quantization  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def require_modelopt(precision: str) -> None:
+    """One sentence when ModelOpt is missing (and its import warning silenced once)."""
     if not modelopt_available():
         raise TcpadeError(f"{precision} quantization uses NVIDIA's ModelOpt recipe: pip install 'tcpade-trt[gpu]' "
                           "(or nvidia-modelopt alone).")
