@@ -27,9 +27,9 @@ for target in "${targets[@]}"; do
       run bench "$TCPADE" bench --out docs/bench --markdown docs/benchmarks.md --repeats 5 ;;
     demo)
       rm -rf docs/demo/engines
-      run demo "$TCPADE" demo --out docs/demo ;;
+      run demo "$TCPADE" demo --full --out docs/demo ;;
     tuning)
-      run tuning "$TCPADE" demo --torch-only --out docs/tuning --repeats 1 --caches none tcpade-fast \
+      run tuning "$TCPADE" demo --torch-only --out docs/tuning --seeds 16 --repeats 1 --caches none tcpade-fast \
         tcpade-fast:variant=paper tcpade-fast:variant=reference tcpade-fast:phase_aware=true tcpade-fast:c_max=0 \
         tcpade-slow tcpade-slow:phase_aware=true "tcpade-fast:full_steps=,warmup=1,interval=4" \
         "tcpade-fast:full_steps=,warmup=1,interval=7,threshold=0.5" "tcpade-fast:full_steps=,warmup=2,interval=5" \
@@ -37,7 +37,7 @@ for target in "${targets[@]}"; do
         "reuse:full_steps=0/1/2/4/7/10/13/16/19" "teacache:threshold=0.2" ;;
     fp8)
       rm -rf docs/fp8/engines
-      run fp8 "$TCPADE" demo --out docs/fp8 --precisions fp32 int8 fp8 --repeats 3 --caches none tcpade-fast ;;
+      run fp8 "$TCPADE" demo --out docs/fp8 --precisions fp32 int8 fp8 --seeds 16 --repeats 3 --caches none tcpade-fast ;;
     *)
       echo "unknown target '$target'; choose from bench, demo, tuning, fp8." >&2
       exit 2 ;;

@@ -25,4 +25,4 @@ if [ ! -f "$STUBS/.ready" ]; then
     "$STUBS/tensorrt_bindings/tensorrt.pyi"
   touch "$STUBS/.ready"
 fi
-MYPYPATH="$STUBS" "$PY" -m mypy tcpade_trt/engines/trt_backend.py tcpade_trt/runtime/trt_runtime.py
+MYPYPATH="$STUBS" "$PY" -m mypy tcpade_trt/engines/trt_backend.py tcpade_trt/engines/trt_plans.py

@@ -18,9 +18,7 @@ model (`python -m tcpade_trt.models.train_demo --heads N`).
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,7 +28,7 @@ def build_folders(heads: int, root: Path, batch_max: int) -> tuple[Path, Path, P
     """(transformer folder, FP32 engine folder, INT8 engine folder) under ``root``."""
     from diffusers import FluxTransformer2DModel
 
-    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.builder import BuildOptions, build_engines
     from tcpade_trt.export.parts import BuildShape
     from tcpade_trt.models.demo import LATENT_SIZE, TEXT_TOKENS, demo_config
 
@@ -48,7 +46,7 @@ def time_batches(transformer: Path, fp32: Path, int8: Path, batches, repeats: in
     """Median generation time of each case per batch, and the ratios the issue's targets name."""
     from diffusers import FluxTransformer2DModel
 
-    from tcpade_trt.models.example_inputs import example_cond
+    from tcpade_trt.bench.timing import round_robin
     from tcpade_trt.models.registry import split_model
     from tcpade_trt.runtime.runtime import Runtime
     from tcpade_trt.runtime.sampler import initial_noise, sample
@@ -59,8 +57,8 @@ def time_batches(transformer: Path, fp32: Path, int8: Path, batches, repeats: in
     rows = []
     for batch in batches:
         geometry = runtimes["fp32"].model.geometry_for(batch)
-        cond = example_cond(eager, geometry, height=s["height"], width=s["width"], text_tokens=s["text_tokens"],
-                            generator=torch.Generator().manual_seed(0))
+        cond = eager.family.example_cond(geometry, height=s["height"], width=s["width"],
+                                         text_tokens=s["text_tokens"], generator=torch.Generator().manual_seed(0))
         noise = initial_noise(eager, geometry.shape, list(range(batch)))
         cases = {
             "torch_none": lambda: sample(eager, cond, noise, num_steps=steps),
@@ -68,15 +66,8 @@ def time_batches(transformer: Path, fp32: Path, int8: Path, batches, repeats: in
             "int8_none": lambda: runtimes["int8"].generate(cond, noise, cache="none", steps=steps),
             "int8_tcpade_fast": lambda: runtimes["int8"].generate(cond, noise, cache="tcpade-fast", steps=steps),
         }
-        for run in cases.values():
-            run()  # warm-up
-        seconds = {name: [] for name in cases}
-        for _ in range(repeats):  # round-robin: every case sees the same machine state
-            for name, run in cases.items():
-                start = time.perf_counter()
-                run()
-                seconds[name].append(time.perf_counter() - start)
-        median = {name: statistics.median(v) for name, v in seconds.items()}
+        _, timings = round_robin(cases, repeats)  # warm-up, then rounds: every case sees the same machine state
+        median = {name: timings.median(name) for name in cases}
         rows.append({"batch": batch, **{f"{k}_s": v for k, v in median.items()},
                      "int8_gain": median["fp32_none"] / median["int8_none"],
                      "vs_fp32": median["fp32_none"] / median["int8_tcpade_fast"],

@@ -25,6 +25,10 @@ class ConfigError(TcpadeError):
     """A configuration value is invalid."""
 
 
+class ManifestError(TcpadeError):
+    """An engine folder is missing, corrupt or built for something else."""
+
+
 def check_shape(name: str, tensor, expected: tuple) -> None:
     """Raise ShapeError unless ``tensor.shape`` matches ``expected`` (None entries match any size)."""
     shape = tuple(tensor.shape)

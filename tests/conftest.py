@@ -1,15 +1,16 @@
 import pytest
 import torch
 
-from tcpade_trt.engines.build import BuildOptions, build_engines
+from tcpade_trt.builder import BuildOptions, build_engines
 from tcpade_trt.export.parts import BuildShape
-from tcpade_trt.models import example_cond, tiny_model
+from tcpade_trt.models import tiny_model
 
 # (family model, latent height, width, frames) cases the split must reproduce exactly
 RESOLUTIONS = {
     "tiny-flux": [(8, 8, 1), (12, 16, 1)],
     "tiny-wan": [(8, 8, 1), (8, 12, 3)],
     "tiny-dit": [(8, 8, 1), (16, 16, 1)],
+    "tiny-sd3": [(8, 8, 1), (8, 12, 1)],
 }
 
 
@@ -22,9 +23,9 @@ def models():
 def make_inputs(model, batch, height, width, frames=1, seed=0):
     """(noise latents, conditioning) for one tiny generation."""
     gen = torch.Generator().manual_seed(seed)
-    geometry = model.geometry(batch, height, width, frames)
+    geometry = model.family.geometry(batch, height, width, frames)
     latents = torch.randn(geometry.shape, generator=gen)
-    return latents, example_cond(model, geometry, height=height, width=width, generator=gen)
+    return latents, model.family.example_cond(geometry, height=height, width=width, generator=gen)
 
 
 # what the shared engine folders are built for
@@ -32,12 +33,13 @@ SHAPES = {
     "tiny-flux": BuildShape(height=8, width=8, batch_max=4),
     "tiny-wan": BuildShape(height=8, width=8, frames=3, batch_max=4),
     "tiny-dit": BuildShape(height=8, width=8, batch_max=4),
+    "tiny-sd3": BuildShape(height=8, width=8, batch_max=4),
 }
 
 
 @pytest.fixture(scope="session")
 def fp32_folders(tmp_path_factory):
-    """onnxruntime fp32 engine folders of the three tiny families, built once per test session."""
+    """onnxruntime fp32 engine folders of the tiny families, built once per test session."""
     root = tmp_path_factory.mktemp("engines")
     for name, shape in SHAPES.items():
         build_engines(name, root / name, BuildOptions(shape=shape), progress=False)

@@ -416,12 +416,12 @@ def write_fake_plan(trt, onnx_path: Path, plan_path: Path, profile: dict) -> Non
 def install(monkeypatch, version: str = "10.13.0.35", capability: tuple[int, int] = (9, 0)):
     """This machine, as far as a TensorRT build can tell, becomes one with the stand-in TensorRT and an
     emulated GPU of ``capability`` (Hopper by default). Returns the stand-in."""
-    from tcpade_trt.runtime import trt_runtime
+    from tcpade_trt.engines import trt_plans
 
     fake = fake_tensorrt(version)
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Emulated GPU")
-    monkeypatch.setattr(trt_runtime, "default_device", lambda: fake.device)
+    monkeypatch.setattr(trt_plans, "default_device", lambda: fake.device)
     return fake

@@ -7,6 +7,7 @@ from diffusers import (
     DiTPipeline,
     FlowMatchEulerDiscreteScheduler,
     FluxPipeline,
+    StableDiffusion3Pipeline,
     WanPipeline,
 )
 
@@ -44,6 +45,19 @@ def dit_pipeline(transformer):
         generator=torch.Generator().manual_seed(1)).images))
 
 
+def sd3_pipeline(transformer):
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                                    vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None,
+                                    tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+    gen = torch.Generator().manual_seed(0)
+    embeds, negative = torch.randn(1, 8, 32, generator=gen), torch.randn(1, 8, 32, generator=gen)
+    pooled, negative_pooled = torch.randn(1, 24, generator=gen), torch.randn(1, 24, generator=gen)
+    return _callable(pipe, lambda steps: pipe(
+        prompt_embeds=embeds, negative_prompt_embeds=negative, pooled_prompt_embeds=pooled,
+        negative_pooled_prompt_embeds=negative_pooled, height=64, width=64, num_inference_steps=steps,
+        guidance_scale=7.0, output_type="latent", generator=torch.Generator().manual_seed(1)).images)
+
+
 def _callable(pipe, run):
     """call(steps=20) runs the pipeline and returns its latents; call.pipe is the pipeline."""
     def call(steps: int = 20):
@@ -53,4 +67,5 @@ def _callable(pipe, run):
     return call
 
 
-PIPELINES = {"tiny-flux": flux_pipeline, "tiny-wan": wan_pipeline, "tiny-dit": dit_pipeline}
+PIPELINES = {"tiny-flux": flux_pipeline, "tiny-wan": wan_pipeline, "tiny-dit": dit_pipeline,
+             "tiny-sd3": sd3_pipeline}

@@ -103,7 +103,7 @@ def _engine_transformer_assigned_into_flux(s: Sandbox):
 
 
 def _apply_cache_with_contradicting_steps(s: Sandbox):
-    from tcpade_trt.cache import apply_cache
+    from tcpade_trt.runtime.hooks import apply_cache
 
     from .pipelines import PIPELINES
 

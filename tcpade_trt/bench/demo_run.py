@@ -1,138 +1,82 @@
-"""The demo: every cache preset on the shipped demo model, on torch and on onnxruntime engines
-(FP32 and INT8), timed and compared with uncached.
+"""The demo: every cache preset on the shipped demo model, on torch and on onnxruntime engines (FP32 and
+INT8), timed and compared with uncached, in one measurement (matrix.py).
 
-Stage 1 builds the engine folders (or reuses valid ones for the same weights). Then for each
-backend x precision, for each cache spec: one untimed warm-up run, then ``repeats`` timed runs of
-the whole batch (one seed per sample, classes cycling); latency = median, speedup = median
-of the per-round ratios to uncached (see timing.py). Quality = PSNR / SSIM of
-each image against the uncached image of the same seed on the same backend, and PSNR against the
-torch FP32 uncached image (what quantization costs).
+Stage 1 builds the engine folders (or reuses valid ones for the same weights). Then all backends x
+cache specs run once untimed and ``repeats`` timed rounds round-robin; speedup = median of the per-round
+ratios to uncached on the same backend (and, "vs torch fp32", to eager torch FP32 uncached: for the
+torch rows the same number). Quality = PSNR / SSIM of each image against the uncached image of the same
+seed on the same backend, and PSNR against the torch FP32 uncached image (what quantization costs).
+
+The default is quick (8 seeds, every class once; 3 timed rounds: a few minutes on 2 cores); ``full``
+is the protocol of the committed figures (16 seeds, every class twice; 7 rounds).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from ..cache import parse_cache_spec
-from ..models.base import SplitModel
-from ..models.demo import CLASSES, DemoSplit, latents_to_images, load_demo_model
-from ..runtime.sampler import initial_noise, sample
+from ..models.demo import CLASSES
+from ..paths import write_text_atomic
 from .machine import machine_info
-from .metrics import psnr, relative_l2, ssim, to_unit
-from .timing import round_robin
+from .matrix import engine_backend, label, measure, torch_backend
+from .metrics import lpips_metric, psnr
+from .subjects import demo_subject
 
 DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache", "reuse")
+QUICK = {"seeds": 8, "repeats": 3}
+FULL = {"seeds": 16, "repeats": 7}
 
 
-@dataclass
-class Backend:
-    """A way to run a model's sampler: name, precision and the model (torch or engines)."""
+def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = QUICK["seeds"], steps: int = 20,
+             repeats: int = QUICK["repeats"], progress: bool = True, engines: bool = True,
+             precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
+    from ..runtime.runtime import Runtime
 
-    name: str
-    precision: str
-    model: object  # a SplitModel (eager torch) or a Runtime (engines)
-
-    def run(self, cond, noise, cache_spec: str, steps: int, guidance_scale: float | None = None):
-        if isinstance(self.model, SplitModel):
-            return sample(self.model, cond, noise, num_steps=steps, guidance_scale=guidance_scale,
-                          policy=parse_cache_spec(cache_spec).make_policy())
-        return self.model.generate(cond, noise, cache=cache_spec, steps=steps, guidance_scale=guidance_scale)
-
-
-def demo_engines(model: DemoSplit, folder: Path, seeds: int, progress: bool,
-                 precisions: tuple[str, ...] = ("fp32", "int8")) -> dict[str, Path]:
-    """onnxruntime folders for the demo model, one per precision (reused when valid for these weights).
-
-    FP8 is an E4M3 QDQ graph that onnxruntime runs as simulated quantization: its quality is what a
-    TensorRT FP8 build would give, its speed on CPU is meaningless (several times slower)."""
-    from ..export.parts import BuildShape
-    from .subjects import ensure_engines
-
-    shape = BuildShape(height=16, width=16, text_tokens=4, batch_min=1, batch_opt=seeds, batch_max=max(seeds, 16))
-    return ensure_engines(model, folder, "demo", shape, precisions, progress)
-
-
-def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = 16, steps: int = 20, repeats: int = 3,
-             progress: bool = True, engines: bool = True, precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
-    if "none" not in caches:
-        caches = ("none", *caches)  # the reference every figure is measured against
     out.mkdir(parents=True, exist_ok=True)
-    model = load_demo_model()
-    labels = torch.arange(seeds) % len(CLASSES)
-    with torch.no_grad():
-        cond = model.class_cond(labels)
-    noise = initial_noise(model, model.geometry_for(seeds).shape, list(range(seeds)))
-    backends = [Backend("torch", "fp32", model)]
+    subject = demo_subject(out / "engines", seeds, precisions if engines else (), progress)
+    model = subject.torch_model
+    cond, noise = subject.inputs(seeds)
+    backends = [torch_backend(model)]
     if engines:
-        from ..runtime.runtime import Runtime
-
-        for precision, folder in demo_engines(model, out / "engines", seeds, progress, precisions).items():
-            backends.append(Backend("onnxruntime", precision, Runtime(folder)))
-
-    from .metrics import lpips_metric
-
-    lpips, lpips_note = lpips_metric()
-    runs, images, fp32_reference = [], {}, None
+        backends += [engine_backend(Runtime(folder), precision) for precision, folder in subject.folders.items()]
+    caches = ("none", *[c for c in caches if c != "none"])
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
-    for backend in backends:
-        runs_by_spec = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps)) for spec in caches}
-        results, timings = round_robin(runs_by_spec, repeats, bar.update)
-        ref_latents = results["none"].latents
-        ref_image = to_unit(latents_to_images(ref_latents))
-        ref_latency = timings.median("none")
-        if fp32_reference is None:
-            fp32_reference = (ref_image, ref_latency)
-        for spec in caches:
-            result, latency = results[spec], timings.median(spec)
-            image = to_unit(latents_to_images(result.latents))
-            p = psnr(image, ref_image)
-            runs.append({
-                "backend": backend.name, "precision": backend.precision, "cache": spec, "steps": steps,
-                "seeds": seeds, "full_steps": result.full_steps, "latency_s": latency,
-                "latency_per_image_s": latency / seeds, "speedup": timings.speedup("none", spec),
-                "speedup_rounds": [round(x, 3) for x in timings.round_ratios("none", spec)],
-                "psnr_db": None if spec == "none" else float(p.mean()),
-                "psnr_db_min": None if spec == "none" else float(p.min()),
-                "ssim": float(ssim(image, ref_image).mean()),
-                "lpips": float(lpips(image, ref_image).mean()) if lpips else None,
-                "psnr_vs_fp32_db": _finite_mean(psnr(image, fp32_reference[0])),
-                "speedup_vs_torch_fp32": fp32_reference[1] / latency,
-                "rel_l2_latents": float(relative_l2(result.latents, ref_latents).mean()),
-                "decisions": "".join("F" if d else "." for d in result.decisions),
-            })
-            images[f"{backend.name} {backend.precision} {spec}"] = image
+    runs, images = measure(backends, caches, cond, noise, steps, repeats, subject.quality_space, tick=bar.update)
     bar.close()
-    results = {"model": "demo", "classes": list(CLASSES), "labels": labels.tolist(), "steps": steps,
-               "repeats": repeats, "machine": machine_info(), "lpips_note": lpips_note, "runs": runs}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    lpips, lpips_note = lpips_metric()
+    for run in runs:
+        own = images[label(run["backend"], run["precision"], "none")]
+        this = images[label(run["backend"], run["precision"], run["cache"])]
+        run["seeds"] = seeds
+        run["lpips"] = float(lpips(this, own).mean()) if lpips else None
+        run["psnr_db_min"] = None if run["psnr_db"] is None else float(psnr(this, own).min())
+        run["psnr_vs_fp32_db"] = run.pop("psnr_vs_reference_db")
+        run["speedup_vs_torch_fp32"] = run.pop("speedup_vs_reference")
+    labels = [i % len(CLASSES) for i in range(seeds)]  # the classes subject.inputs() cycles through
+    results = {"model": "demo", "classes": list(CLASSES), "labels": labels, "steps": steps, "repeats": repeats,
+               "machine": machine_info(), "lpips_note": lpips_note, "runs": runs}
+    write_text_atomic(out / "results.json", json.dumps(results, indent=1))
     _pictures(out, results, images)
     return results
-
-
-def _finite_mean(values: torch.Tensor) -> float | None:
-    """Mean PSNR; None when the images are identical (infinite PSNR)."""
-    return None if torch.isinf(values).all() else float(values[torch.isfinite(values)].mean())
 
 
 def _pictures(out: Path, results: dict, images: dict) -> None:
     from .plots import sample_grid, speed_vs_quality
 
-    labels = results["labels"]
-    notes = {}
+    rows, notes = {}, {}
     for run in results["runs"]:
-        key = f"{run['backend']} {run['precision']} {run['cache']}"
+        key = label(run["backend"], run["precision"], run["cache"])
+        rows[key] = images[key]
         if run["cache"] != "none":
-            ref = images[f"{run['backend']} {run['precision']} none"]
-            notes[key] = ["identical" if v == float("inf") else f"{v:.1f} dB" for v in psnr(images[key], ref).tolist()]
-    titles = [f"seed {i}\n{results['classes'][c]}" for i, c in enumerate(labels)]
-    sample_grid(images, out / "samples.png", titles, notes)
+            own = images[label(run["backend"], run["precision"], "none")]
+            notes[key] = ["identical" if v == float("inf") else f"{v:.1f} dB" for v in psnr(images[key], own).tolist()]
+    titles = [f"seed {i}\n{results['classes'][c]}" for i, c in enumerate(results["labels"])]
+    sample_grid(rows, out / "samples.png", titles, notes)
     speed_vs_quality(results["runs"], out / "speed_vs_quality.png",
-                     f"demo model, {results['steps']} steps, {len(labels)} seeds")
+                     f"demo model, {results['steps']} steps, {len(results['labels'])} seeds")
 
 
 def format_table(results: dict) -> str:

@@ -16,31 +16,26 @@ figure (`tcpade-trt bench --engines` measures that against the folder's FP32 sib
 from __future__ import annotations
 
 import copy
+import logging
 import statistics
-import time
 import warnings
 
 import torch
 
 from ..cache import make_policy
-from ..models.example_inputs import example_cond
+from ..models.families.flux import FluxFamily
+from ..models.model import Model
 from ..models.registry import split_model
 from ..runtime.sampler import initial_noise, sample
 from .fp8_linear import convert_blocks_to_fp8, fp8_matmul_supported
 from .machine import machine_info
+from .timing import round_robin
 
+log = logging.getLogger(__name__)
 FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
                 num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
                 axes_dims_rope=(16, 56, 56))
-TINY = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=2, attention_head_dim=16,
-            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=24, guidance_embeds=True,
-            axes_dims_rope=(4, 6, 6))
 MODES = ("eager", "compile", "fp8")  # eager and compile run in the model dtype (bf16 on GPU)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def build(config: str, device: torch.device, dtype: torch.dtype):
@@ -48,20 +43,21 @@ def build(config: str, device: torch.device, dtype: torch.dtype):
 
     torch.manual_seed(0)
     with torch.device(device):
-        transformer = FluxTransformer2DModel(**(FLUX_DEV if config == "flux-dev" else TINY)).to(dtype).eval()
+        transformer = FluxTransformer2DModel(**(FLUX_DEV if config == "flux-dev" else FluxFamily.tiny_config))
+    transformer = transformer.to(dtype).eval()
     return split_model(transformer, name=f"{config} (random weights)")
 
 
 def prepare_mode(model, mode: str):
     """A copy of the model prepared for one mode (compile / FP8 conversion of the block stack)."""
-    m = copy.copy(model)
-    m.transformer = copy.deepcopy(model.transformer) if mode != "eager" else model.transformer
+    transformer = copy.deepcopy(model.transformer) if mode != "eager" else model.transformer
+    m = Model(model.name, model.family, type(model.parts)(transformer, model.family))
     note = ""
     if mode == "fp8":
-        converted = convert_blocks_to_fp8(m.transformer)
+        converted = convert_blocks_to_fp8(transformer)
         note = f"{converted} linears in FP8" + ("" if fp8_matmul_supported(m.device) else " (simulated: no FP8 matmul)")
     if mode == "compile":
-        for block in (*m.transformer.transformer_blocks, *m.transformer.single_transformer_blocks):
+        for block in (*transformer.transformer_blocks, *transformer.single_transformer_blocks):
             block.compile()
         note = "torch.compile per block"
     return m, note
@@ -91,22 +87,18 @@ def host_syncs(run, cache, device) -> int | None:
 def _time_caches(run, caches, steps: int, repeats: int, device, progress, label: str) -> list[dict]:
     """For each cache: a warm-up, one run with synchronised per-step times, ``repeats`` timed runs.
     ``run(cache, on_step)`` samples once and returns the SampleResult."""
+    progress(f"{label}: warm-up and {repeats} timed rounds over {', '.join(caches)}")
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    results, timings = round_robin({cache: (lambda cache=cache: run(cache, None)) for cache in caches}, repeats,
+                                   synchronize=sync)  # the warm-up round compiles, too
     rows = []
     for cache in caches:
-        progress(f"{label} {cache}: warm-up")
-        run(cache, None)  # warm-up (and compile)
         per_step = {True: [], False: []}
         # per-step times in a separate run: the sampler synchronises the device around each step it reports
         run(cache, lambda step, t, computed, seconds: per_step[computed].append(seconds))
-        latencies = []
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            result = run(cache, None)
-            _sync(device)
-            latencies.append(time.perf_counter() - start)
+        result = results[cache]
         rows.append({"mode": label, "cache": cache, "steps": steps, "full_steps": result.full_steps,
-                     "latency_s": statistics.median(latencies),
+                     "latency_s": timings.median(cache),
                      "full_step_ms": 1000 * statistics.median(per_step[True]),
                      "predicted_step_ms": 1000 * statistics.median(per_step[False]) if per_step[False] else None,
                      "host_syncs": host_syncs(run, cache, device),
@@ -118,13 +110,14 @@ def _time_caches(run, caches, steps: int, repeats: int, device, progress, label:
 @torch.no_grad()
 def run_gpu_bench(config: str = "flux-dev", resolution: int = 1024, steps: int = 20, text_tokens: int = 512,
                   device: str = "cuda", dtype: torch.dtype = torch.bfloat16, modes=MODES,
-                  caches=("none", "tcpade-fast"), repeats: int = 3, progress=print, engines=()) -> dict:
+                  caches=("none", "tcpade-fast"), repeats: int = 3, progress=None, engines=()) -> dict:
+    progress = progress or log.info
     device = torch.device(device)
     base = build(config, device, dtype)
     latent = resolution // 8  # VAE latents of a FLUX image
-    geometry = base.geometry(1, latent, latent)
-    cond = example_cond(base, geometry, height=latent, width=latent, text_tokens=text_tokens,
-                        generator=torch.Generator().manual_seed(0))
+    geometry = base.family.geometry(1, latent, latent)
+    cond = base.family.example_cond(geometry, height=latent, width=latent, text_tokens=text_tokens,
+                                    generator=torch.Generator().manual_seed(0))
     noise = initial_noise(base, geometry.shape, [0])
     runs = []
     for mode in modes:
@@ -153,8 +146,8 @@ def _time_engines(folder, caches, steps: int, repeats: int, progress) -> list[di
     runtime = Runtime(folder, cuda_graphs=True) if _is_tensorrt(folder) else Runtime(folder)
     model, s = runtime.model, runtime.manifest.shape
     geometry = model.geometry_for(1)
-    cond = example_cond(model, geometry, height=s["height"], width=s["width"], text_tokens=s["text_tokens"],
-                        generator=torch.Generator().manual_seed(0))
+    cond = model.family.example_cond(geometry, height=s["height"], width=s["width"], text_tokens=s["text_tokens"],
+                                     generator=torch.Generator().manual_seed(0))
     noise = initial_noise(model, geometry.shape, [0])
     run = lambda cache, on_step: runtime.generate(cond, noise, cache=cache, steps=steps, on_step=on_step)
     m = runtime.manifest

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.base import SplitModel
+from ..models.model import Model
 from ..runtime.sampler import SampleResult, sample
 
 PEERS = ("diffusers-taylorseer", "diffusers-fbcache", "diffusers-magcache")
@@ -47,7 +47,7 @@ def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = No
     raise ValueError(f"unknown peer {name!r}; peers are {', '.join(PEERS)}")
 
 
-def run_peer(model: SplitModel, name: str, cond, noise, steps: int, guidance_scale=None,
+def run_peer(model: Model, name: str, cond, noise, steps: int, guidance_scale=None,
              threshold: float | None = None, mag_ratios: list[float] | None = None) -> SampleResult:
     """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards).
 

@@ -1,12 +1,12 @@
 """`tcpade-trt bench`: backends x precisions x caches x batch sizes on a model (default: the demo
 model) or on given engine folders, plus diffusers' own hooks as independent peers.
 
-Per cell: latency per batch and per image (median of ``repeats`` round-robin runs after a warm-up),
-throughput, full steps, speedup against uncached on the same backend and precision (the median of
-the per-round ratios, timing.py) and against eager torch FP32 uncached at the same batch (ratio of
-medians: those ran in another round-robin), peak memory, and PSNR / SSIM of every sample against
-the reference of the same seed: eager torch FP32 uncached, or (engine folders only) the FP32 folder
-uncached, so quantization and caching errors add up there.
+Per batch, one measurement (matrix.py): every cell timed in the same round-robin (median of ``repeats``
+rounds after a warm-up), so both speedups are medians of per-round paired ratios: against uncached on
+the same backend and precision, and (x-torch) against eager torch FP32 uncached. Per cell also
+throughput, full steps, peak memory, and PSNR / SSIM of every sample against the reference of the same
+seed: eager torch FP32 uncached, or (engine folders only) the FP32 folder uncached, so quantization and
+caching errors add up there.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .demo_run import Backend
+from ..paths import write_text_atomic
 from .machine import machine_info
-from .metrics import psnr, ssim
+from .matrix import engine_backend, measure, torch_backend
 from .peers import PEERS, calibrate_magcache, run_peer
 from .subjects import BenchSubject, demo_subject, engines_subject, model_subject
-from .timing import round_robin
 
-DEFAULT_CACHES = ("none", "tcpade-fast", "tcpade-slow", "taylorseer", "teacache", "reuse")
-SSIM_WINDOW = 11  # SSIM needs at least this many pixels per side
+DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache", "reuse")
 
 
 def peak_memory_mb() -> float:
@@ -43,7 +41,7 @@ def bench_subject(out: Path, model: str = "demo", engines: list[Path] | None = N
     if engines:
         return engines_subject(engines)
     if model == "demo":
-        return demo_subject(out / "engines", batches, precisions, progress)
+        return demo_subject(out / "engines", max(batches), precisions, progress)
     return model_subject(model, out / "engines", batches, precisions, progress)
 
 
@@ -57,48 +55,35 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
     torch_model = subject.torch_model
     peers = tuple(peers) if torch_model is not None else ()
     caches = ("none", *[c for c in caches if c != "none"])
-    backends = [Backend("torch", "fp32", torch_model)] if torch_model is not None else []
+    backends = [torch_backend(torch_model)] if torch_model is not None else []
     order = sorted(subject.folders, key=lambda p: p != "fp32")  # FP32 first: the reference without torch
-    backends += [Backend("onnxruntime", p, Runtime(subject.folders[p], device="cpu")) for p in order]
+    backends += [engine_backend(Runtime(subject.folders[p], device="cpu"), p) for p in order]
     guidance = subject.guidance_scale
-    cells_per_batch = len(backends) * len(caches) + len(peers)
-    bar = tqdm(total=len(batches) * cells_per_batch * (repeats + 1), desc="bench", disable=not progress)
+    bar = tqdm(total=len(batches) * (len(backends) * len(caches) + len(peers)) * (repeats + 1), desc="bench",
+               disable=not progress)
     runs = []
     for batch in batches:
         cond, noise = subject.inputs(batch)
-        reference = None  # (latents, latency) of the first backend's uncached run: torch FP32 when present
-        for backend in backends:
-            specs = {spec: (lambda spec=spec: backend.run(cond, noise, spec, steps, guidance)) for spec in caches}
-            if backend.name == "torch":
-                ratios = (calibrate_magcache(torch_model, cond, noise, steps, guidance)
-                          if "diffusers-magcache" in peers else None)
-                specs.update({peer: (lambda peer=peer: run_peer(torch_model, peer, cond, noise, steps, guidance,
-                                                                mag_ratios=ratios)) for peer in peers})
-            results, timings = round_robin(specs, repeats, bar.update)
-            if reference is None:
-                reference = (results["none"].latents, timings.median("none"))
-            ref_images = subject.quality_space(reference[0], reference[0])
-            for spec, result in results.items():
-                images = subject.quality_space(result.latents, reference[0])
-                same = backend is backends[0] and spec == "none"
-                latency = timings.median(spec)
-                runs.append({
-                    "backend": "diffusers-hook" if spec in peers else backend.name,
-                    "precision": backend.precision, "cache": spec, "batch": batch, "steps": steps,
-                    "full_steps": result.full_steps, "latency_s": latency, "latency_per_image_s": latency / batch,
-                    "throughput_img_s": batch / latency, "speedup": timings.speedup("none", spec),
-                    "speedup_vs_torch_fp32": reference[1] / latency if torch_model is not None else None,
-                    "psnr_db": None if same else float(psnr(images, ref_images).clamp(max=100).mean()),
-                    "ssim": float(ssim(images, ref_images).mean()) if min(images.shape[-2:]) >= SSIM_WINDOW else None,
-                    "peak_mem_mb": round(peak_memory_mb(), 1),
-                })
+        peer_runs = {}
+        if peers:
+            ratios = (calibrate_magcache(torch_model, cond, noise, steps, guidance)
+                      if "diffusers-magcache" in peers else None)
+            peer_runs = {peer: (lambda peer=peer: run_peer(torch_model, peer, cond, noise, steps, guidance,
+                                                           mag_ratios=ratios)) for peer in peers}
+        rows, _ = measure(backends, caches, cond, noise, steps, repeats, subject.quality_space,
+                          guidance_scale=guidance, peers=peer_runs, tick=bar.update)
+        for row in rows:
+            row["peak_mem_mb"] = round(peak_memory_mb(), 1)
+            if torch_model is None:
+                row["speedup_vs_reference"] = None  # no eager torch: the x-torch column stays empty
+        runs += rows
     bar.close()
     reference_name = "eager torch FP32 uncached" if torch_model is not None else "onnxruntime FP32 uncached"
-    results = {"model": subject.name, "family": subject.family, "steps": steps, "repeats": repeats,
+    results = {"model": subject.name, "family": subject.family.name, "steps": steps, "repeats": repeats,
                "batches": list(batches), "guidance_scale": guidance, "reference": reference_name,
                "notes": subject.notes, "machine": machine_info(), "runs": runs}
-    (out / "bench.json").write_text(json.dumps(results, indent=1))
-    (out / "bench.md").write_text(markdown(results))
+    write_text_atomic(out / "bench.json", json.dumps(results, indent=1))
+    write_text_atomic(out / "bench.md", markdown(results))
     _plots(out, results)
     return results
 
@@ -115,11 +100,10 @@ def markdown(results: dict) -> str:
         f"warm-up, round-robin) on {m['cpu']}, {m['cores']} cores, torch {m['torch']}"
         + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + ".",
         f"Quality: PSNR / SSIM of every {kind} against the {reference} {kind} of the same seed{small}.",
-        "Speedup: against uncached on the same backend and precision, the median over rounds of the ratio within a "
-        "round (the two ran seconds apart); x-torch: against eager torch FP32 uncached at the same batch, a ratio of "
-        "medians (they ran in different rounds). Latencies on a shared 2-core VM drift 10-30% from round to round, "
-        "so compare cells within a table, not across tables or runs. Peak memory on CPU is the process's "
-        "high-water mark so far.",
+        "Speedup: against uncached on the same backend and precision; x-torch: against eager torch FP32 uncached at "
+        "the same batch; both the median over rounds of the ratio within a round (every cell of a batch runs in "
+        "each round, seconds apart). Latencies on a shared VM drift 10-30% from round to round, so compare cells "
+        "within a table, not across tables or runs. Peak memory on CPU is the process's high-water mark so far.",
         *(f"Note: {n}." for n in results.get("notes", [])),
         "",
     ]
@@ -128,15 +112,15 @@ def markdown(results: dict) -> str:
                   "| backend | precision | cache | full steps | latency / image | img/s | speedup | x-torch | PSNR dB "
                   "| SSIM | peak MB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in results["runs"] if r["batch"] == batch):
-            p = "ref" if r["psnr_db"] is None else f"{r['psnr_db']:.2f}"
-            x_torch = "-" if r["speedup_vs_torch_fp32"] is None else f"{r['speedup_vs_torch_fp32']:.2f}x"
-            q = "-" if r["ssim"] is None else f"{r['ssim']:.3f}"
+            p = "ref" if r["psnr_vs_reference_db"] is None else f"{r['psnr_vs_reference_db']:.2f}"
+            x_torch = "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.2f}x"
+            q = "-" if r["ssim_vs_reference"] is None else f"{r['ssim_vs_reference']:.3f}"
             lines.append(f"| {r['backend']} | {r['precision']} | {r['cache']} | {r['full_steps']} | "
                          f"{r['latency_per_image_s'] * 1000:.1f} ms | {r['throughput_img_s']:.1f} | "
                          f"{r['speedup']:.2f}x | {x_torch} | {p} | {q} | {r['peak_mem_mb']:.0f} |")
         lines.append("")
     pictures = ["![speed vs quality](speed_vs_quality.png)", "", "![throughput](throughput.png)", ""]
-    if all(r["speedup_vs_torch_fp32"] is None for r in results["runs"]):  # engine folders only
+    if all(r["speedup_vs_reference"] is None for r in results["runs"]):  # engine folders only
         return "\n".join([*lines, *pictures])
     lines += _orthogonal_speedups(results)
     return "\n".join([*lines, "", *pictures])
@@ -164,7 +148,8 @@ def _orthogonal_speedups(results: dict) -> list[str]:
                 continue
             a, b, c = (ref["latency_per_image_s"] / r["latency_per_image_s"] for r in (int8, fast, both))
             both_speedup[name][batch] = c
-            lines.append(f"| {batch} | {name} | {a:.2f}x | {b:.2f}x | {c:.2f}x | {both['psnr_db']:.2f} dB |")
+            quality = both["psnr_vs_reference_db"]
+            lines.append(f"| {batch} | {name} | {a:.2f}x | {b:.2f}x | {c:.2f}x | {quality:.2f} dB |")
     lines.append("")
     for name, goal in CPU_TARGETS:
         by_batch = both_speedup[name]

@@ -1,28 +1,15 @@
-"""Step-cache methods: backend-agnostic math on tensors, configs and presets, the eager hook."""
+"""Step-cache methods, backend-agnostic math on tensors: configs and presets, spec parsing, the
+policies (TC-Padé and the baselines it is compared with) and the Padé / TSI functions. It imports
+neither the models nor the runtime; the step that uses a policy is runtime/step.py."""
 
-from .cached_step import cached_forward
-from .config import (
-    CacheConfig,
-    NoCacheConfig,
-    ReuseConfig,
-    TaylorSeerConfig,
-    TCPadeConfig,
-    TeaCacheConfig,
-)
-from .hooks import CacheHandle, apply_cache
-from .policy import AlwaysCompute, CachePolicy, ResidualHistory, StepContext
+from .config import CacheConfig, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig
+from .factory import make_policy
+from .policy import AlwaysCompute, CachePolicy, Prediction, ResidualHistory, StepContext
 from .presets import PRESETS
-from .spec import parse_cache_spec
-
-
-def make_policy(name_or_config) -> CachePolicy:
-    """A fresh policy from a cache spec ('PRESET[:field=value,...]') or a config."""
-    config = parse_cache_spec(name_or_config) if isinstance(name_or_config, str) else name_or_config
-    return config.make_policy()
-
+from .spec import cache_config
 
 __all__ = [
-    "PRESETS", "AlwaysCompute", "CacheConfig", "CacheHandle", "CachePolicy", "NoCacheConfig", "ResidualHistory",
-    "ReuseConfig", "StepContext", "TCPadeConfig", "TaylorSeerConfig", "TeaCacheConfig", "apply_cache",
-    "cached_forward", "make_policy", "parse_cache_spec",
+    "PRESETS", "AlwaysCompute", "CacheConfig", "CachePolicy", "NoCacheConfig", "Prediction", "ResidualHistory",
+    "ReuseConfig", "StepContext", "TCPadeConfig", "TaylorSeerConfig", "TeaCacheConfig", "cache_config",
+    "make_policy",
 ]

@@ -7,7 +7,7 @@ import math
 import torch
 
 from .config import ReuseConfig, TaylorSeerConfig, TeaCacheConfig
-from .policy import CachePolicy, StepContext
+from .policy import CachePolicy, Prediction, StepContext, predicted
 
 
 class ReusePolicy(CachePolicy):
@@ -19,10 +19,10 @@ class ReusePolicy(CachePolicy):
         super().__init__(history_len=1)
         self.config = config
 
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+    def predict(self, ctx: StepContext) -> Prediction | None:
         if self.config.is_anchor(ctx.step, ctx.num_steps) or not len(self.history):
             return None
-        return self.history.entries[-1].residual
+        return predicted(ctx, self.history.entries[-1].residual)
 
 
 class TaylorSeerPolicy(CachePolicy):
@@ -45,14 +45,14 @@ class TaylorSeerPolicy(CachePolicy):
         super().reset(num_steps)
         self.derivatives, self.last_full_step = [], None
 
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+    def predict(self, ctx: StepContext) -> Prediction | None:
         if self.config.is_anchor(ctx.step, ctx.num_steps) or not self.derivatives:
             return None
         k = ctx.step - self.last_full_step
-        return sum(d * (k**i / math.factorial(i)) for i, d in enumerate(self.derivatives))
+        return predicted(ctx, sum(d * (k**i / math.factorial(i)) for i, d in enumerate(self.derivatives)))
 
-    def observe(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:
-        super().observe(ctx, residual, computed)
+    def update(self, ctx: StepContext, residual: torch.Tensor, computed: bool) -> None:
+        super().update(ctx, residual, computed)
         if not computed:
             return
         new = [residual]
@@ -82,7 +82,7 @@ class TeaCachePolicy(CachePolicy):
         coeffs = self.config.coefficients
         return sum(c * x ** (len(coeffs) - 1 - i) for i, c in enumerate(coeffs)) if coeffs else x
 
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
+    def predict(self, ctx: StepContext) -> Prediction | None:
         modulated = ctx.modulated_input()
         previous, self.previous = self.previous, modulated
         if ctx.step < self.config.warmup or ctx.is_last or previous is None or not len(self.history):
@@ -94,4 +94,4 @@ class TeaCachePolicy(CachePolicy):
         if not self.accumulated < self.config.threshold:
             self.accumulated = 0.0
             return None
-        return self.history.entries[-1].residual
+        return predicted(ctx, self.history.entries[-1].residual)

@@ -1,7 +1,7 @@
-"""One dataclass per cache method, validated on construction, and the named presets.
+"""One dataclass per cache method, validated on construction.
 
-    CacheConfig.preset("tcpade-fast")      -> TCPadeConfig(...)
-    CacheConfig.preset("tcpade-fast").make_policy()  -> a fresh policy for one trajectory owner
+    cache_config("tcpade-fast")                      -> TCPadeConfig(...)   (cache/spec.py: presets, overrides)
+    make_policy("tcpade-fast:threshold=0.5")         -> a fresh policy for one trajectory (cache/factory.py)
 
 Every field's default and meaning is in its class docstring; a bad value raises ConfigError with
 a sentence that says which values are allowed.
@@ -36,24 +36,6 @@ class CacheConfig:
     """Base of all cache configs. ``method`` names the policy class."""
 
     method: ClassVar[str] = ""
-
-    @staticmethod
-    def preset(name: str) -> CacheConfig:
-        from .presets import PRESETS
-
-        if name not in PRESETS:
-            raise ConfigError(f"unknown cache preset {name!r}; choose one of: {', '.join(PRESETS)}.")
-        return PRESETS[name]()
-
-    def make_policy(self):
-        from .baselines import ReusePolicy, TaylorSeerPolicy, TeaCachePolicy
-        from .policy import AlwaysCompute
-        from .tcpade import TCPadePolicy
-
-        classes = {"none": AlwaysCompute, "tcpade": TCPadePolicy, "reuse": ReusePolicy,
-                   "teacache": TeaCachePolicy, "taylorseer": TaylorSeerPolicy}
-        cls = classes[self.method]
-        return cls() if self.method == "none" else cls(self)
 
     def with_(self, **changes) -> CacheConfig:
         """A copy with some fields changed (validated again)."""
@@ -110,16 +92,16 @@ class TCPadeConfig(ScheduleConfig):
 
     variant:   "rational" (default; [1/1] Padé in the real step offset over the last three
                computed residuals, predictions kept out of the history), "paper" (the paper's
-               equations) or "reference" (the released code's formula). See cache/pade.py. Measured
-               on the demo model at 7 full steps: rational 38.7 dB, reference 25.9, paper 12.7.
+               equations) or "reference" (the released code's formula). See cache/pade.py; measured
+               quality of each: the README's "Choosing the defaults".
     threshold: theta in [0, 1]. A non-anchor step is predicted only if the Trajectory Stability
                Indicator of every sample in the batch is <= theta (TSI 0 = the residual keeps moving
                in one direction, 1 = it reverses). Lower = stricter = never fewer full steps;
                1.0 turns the gate off (the schedule alone decides).
     lam:       lambda of the stability factor sigma (paper / reference variants), default 10.
     phase_aware: use the three phases; early (step < early * T): alpha1 r1 + alpha2 r2;
-               middle: Padé; late (step > late * T): Padé + beta (r1 - r2). Off by default: on the
-               demo model it lowers PSNR (9 full steps: 43.6 dB with, 47.7 dB without).
+               middle: Padé; late (step > late * T): Padé + beta (r1 - r2). Off by default (it lowered
+               PSNR on the demo model: README, "Choosing the defaults").
     alpha1, alpha2, beta, early, late: the phase constants (0.9, 0.1, 0.3, 0.3, 0.8).
     c_max:     largest damping of the rational variant's denominator, per step of offset (0.25).
     input_delta: reference variant only: x_out = x_in + R_hat + input_delta (x_in(s) - x_in(s-1)), 0.2.

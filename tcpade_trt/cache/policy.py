@@ -1,14 +1,10 @@
 """The interface between a denoising loop and a step-cache method.
 
-Per step the loop builds a StepContext and asks the policy ``predict(ctx)``:
-    None                        -> run the block stack; the loop then calls
-                                   ``observe(ctx, residual, computed=True)``
-    Prediction(x_out, residual) -> use x_out; the loop calls ``observe(ctx, residual, computed=False)``
-A policy writes ``decide(ctx)`` (None, or the predicted residual R_hat; ``predict`` then forms
-x_in + R_hat and checks that it is finite) or, when it can produce x_out more cheaply itself
-(TC-Padé's evaluation engine adds x_in in the same pass), ``predict`` directly.
-A policy never sees a backend: it sees the step index, the step count, the image-token input of
-the block stack and its own residual history (``R = x_out - x_in``, [B, tokens, hidden]).
+Per step the loop (runtime/step.py) builds a StepContext and asks the policy ``predict(ctx)``:
+    None                        -> run the block stack; then ``update(ctx, residual, computed=True)``
+    Prediction(x_out, residual) -> use x_out; then ``update(ctx, residual, computed=False)``
+Simple policies form their prediction with ``predicted(ctx, R_hat)`` (x_in + R_hat, checked to be
+finite); TC-Padé's evaluation engine returns x_out itself, checked once per fit.
 """
 
 from __future__ import annotations
@@ -78,9 +74,22 @@ class StepContext:
 
 
 class CachePolicy(ABC):
-    """Decides per step whether the block stack runs, and predicts its residual when it does not."""
+    """A step-cache method's math, wired into a loop by two verbs that never call each other:
+
+        predict(ctx) -> Prediction | None   before the step: None = run the block stack; else its
+                                            predicted output (finite: a policy checks its own)
+        update(ctx, residual, computed)     after the step: the residual it used (computed, or the
+                                            prediction's own; None when the policy keeps none)
+
+    ``reset(num_steps)`` starts a trajectory. A policy sees no backend: the step index and count,
+    the block stack's input and its own residual history (R = x_out - x_in, [B, tokens, hidden]).
+    """
 
     name: str = "policy"
+    keeps_predictions: bool = False  # whether predicted residuals enter the history
+    # whether update() needs the residual of computed steps; the loop skips forming it for a policy that
+    # never predicts
+    needs_residual: bool = True
 
     def __init__(self, history_len: int = 4):
         self.history = ResidualHistory(history_len)
@@ -94,34 +103,26 @@ class CachePolicy(ABC):
         self.num_steps = num_steps
 
     @abstractmethod
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
-        """None to compute this step, else the predicted residual [B, tokens, hidden]."""
-
     def predict(self, ctx: StepContext) -> Prediction | None:
-        """None to compute this step, else the predicted block-stack output. A prediction that is not
-        finite (unless decide() vouched for it) turns the step into a full one."""
-        residual = self.decide(ctx)
-        if residual is None or not (self.prediction_checked or is_finite(residual)):
-            return None
-        return Prediction(ctx.x_in + residual, residual)
+        """None to compute this step, else the block stack's predicted output (known to be finite)."""
 
-    def observe(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
-        """Record what this step used. Subclasses may keep predictions out of the history."""
+    def update(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
+        """Record what this step used. Predictions enter the history only if ``keeps_predictions``."""
         self.decisions.append(computed)
         if residual is not None and (computed or self.keeps_predictions):
             self.history.append(ctx.step, residual, computed)
 
-    keeps_predictions: bool = False  # whether predicted residuals enter the history
-    # whether observe() needs the residual of computed steps; the loop skips forming it for a policy
-    # that never predicts
-    needs_residual: bool = True
-    # set by decide(): its prediction is already known to be finite, so the loop skips its own check
-    # (TC-Padé bounds every prediction of a fit once, when it fits, in the gate's transfer)
-    prediction_checked: bool = False
-
     def stats(self) -> dict:
         full = sum(self.decisions)
         return {"full": full, "predicted": len(self.decisions) - full, "decisions": list(self.decisions)}
+
+
+def predicted(ctx: StepContext, residual: torch.Tensor | None) -> Prediction | None:
+    """A predicted residual as a Prediction (x_out = x_in + R_hat), or None to compute: no prediction, or
+    one that is not finite (one host sync, the price of never letting NaN or Inf reach an image)."""
+    if residual is None or not is_finite(residual):
+        return None
+    return Prediction(ctx.x_in + residual, residual)
 
 
 class AlwaysCompute(CachePolicy):
@@ -130,8 +131,8 @@ class AlwaysCompute(CachePolicy):
     name = "none"
     needs_residual = False
 
-    def __init__(self):
+    def __init__(self, config=None):
         super().__init__(history_len=1)
 
-    def decide(self, ctx: StepContext) -> None:
+    def predict(self, ctx: StepContext) -> None:
         return None

@@ -1,4 +1,5 @@
-"""Cache specs on the command line: a preset name, optionally with field overrides.
+"""From a string to a cache config, the one way everywhere (CLI, Runtime, apply_cache, the drop-in):
+a preset name, optionally with field overrides.
 
     tcpade-fast                         the preset
     tcpade-fast:variant=paper           the preset with one field changed
@@ -11,6 +12,7 @@ from dataclasses import fields
 
 from ..errors import ConfigError
 from .config import CacheConfig
+from .presets import PRESETS
 
 
 def _convert(value: str, current):
@@ -29,10 +31,17 @@ def _convert(value: str, current):
     return value
 
 
-def parse_cache_spec(spec: str) -> CacheConfig:
-    """A config from 'PRESET[:field=value,...]'; bad fields or values get a sentence."""
+def cache_config(spec: str | CacheConfig) -> CacheConfig:
+    """A config from 'PRESET[:field=value,...]' (a config passes through); bad fields or values get a sentence."""
+    if isinstance(spec, CacheConfig):
+        return spec
+    if not isinstance(spec, str):
+        raise ConfigError(f"a cache is a CacheConfig or a spec 'PRESET[:field=value,...]' (got {spec!r}).")
     name, _, overrides = spec.partition(":")
-    config = CacheConfig.preset(name.strip())
+    name = name.strip()
+    if name not in PRESETS:
+        raise ConfigError(f"unknown cache preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+    config = PRESETS[name]()
     if not overrides:
         return config
     changes = {}

@@ -30,10 +30,12 @@ def prediction_bound(magnitude: list[float], horizon: int) -> float:
 class TCPadePolicy(CachePolicy):
     name = "tcpade"
 
-    def __init__(self, config: TCPadeConfig):
+    def __init__(self, config: TCPadeConfig, predictor=None):
+        """predictor: the Padé math (fit / eval / tsi, see pade.PadePredictor); an engine folder's Padé
+        engines on the runtime, the torch modules by default."""
         super().__init__(history_len=3)
         self.config = config
-        self.predictor = PadePredictor(config.variant)  # the runtime swaps in the exported Padé engines
+        self.predictor = predictor or PadePredictor(config.variant)
         # paper and reference extrapolate over consecutive steps, so predictions join the history
         self.keeps_predictions = config.variant != "rational"
         self.last_tsi: torch.Tensor | None = None  # [B], of the current fit (None while the gate is off)
@@ -98,7 +100,6 @@ class TCPadePolicy(CachePolicy):
 
     def predict(self, ctx: StepContext) -> Prediction | None:
         c = self.config
-        self.prediction_checked = False
         if c.is_anchor(ctx.step, ctx.num_steps) or len(self.history) < 3:
             return None
         self._refit(ctx)
@@ -113,16 +114,8 @@ class TCPadePolicy(CachePolicy):
                 x_out = x_out + c.input_delta * (ctx.x_in - self._prev_x_in)
             if not is_finite(x_out):
                 return None
-        self.prediction_checked = True
         return Prediction(x_out, x_out - ctx.x_in if self.keeps_predictions else None)
 
-    def decide(self, ctx: StepContext) -> torch.Tensor | None:
-        """The predicted residual (None: compute), for callers that want R_hat rather than x_out."""
-        prediction = self.predict(ctx)
-        if prediction is None:
-            return None
-        return prediction.residual if prediction.residual is not None else prediction.x_out - ctx.x_in
-
-    def observe(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
-        super().observe(ctx, residual, computed)
+    def update(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
+        super().update(ctx, residual, computed)
         self._prev_x_in = ctx.x_in

@@ -35,15 +35,16 @@ def run(args) -> int:
     import time
 
     from ..bench.runner import run_bench
-    from ..cache import parse_cache_spec
+    from ..cache import cache_config
     from ..errors import ConfigError
+    from ..paths import write_text_atomic
 
     if args.engines and args.model != "demo":
         raise ConfigError("give either a MODEL or --engines folders, not both.")
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
     for spec in args.caches:
-        parse_cache_spec(spec)  # a bad spec is one sentence before the minutes of engine builds
+        cache_config(spec)  # a bad spec is one sentence before the minutes of engine builds
     start = time.perf_counter()
     run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
               precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats, model=args.model,
@@ -57,7 +58,7 @@ def run(args) -> int:
         if rel is not None:  # point the pictures at the output folder
             text = text.replace("](speed_vs_quality.png)", f"]({rel}/speed_vs_quality.png)").replace(
                 "](throughput.png)", f"]({rel}/throughput.png)")
-        args.markdown.write_text(text)
+        write_text_atomic(args.markdown, text)
     print(f"wrote {args.out}/bench.json, bench.md, speed_vs_quality.png, throughput.png in "
           f"{time.perf_counter() - start:.0f} s")
     return 0

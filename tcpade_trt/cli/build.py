@@ -15,7 +15,7 @@ from .args import positive_int
 
 
 def add_arguments(p) -> None:
-    from ..engines.build import BACKENDS, PRECISIONS
+    from ..builder import BACKENDS, PRECISIONS
 
     p.add_argument("model", help="demo | tiny-flux | tiny-wan | tiny-dit | local diffusers folder")
     p.add_argument("--out", type=Path, required=True, help="engine folder to write (replaced atomically)")
@@ -47,7 +47,7 @@ def add_arguments(p) -> None:
 
 
 def build_options(args, family: str):
-    from ..engines.build import BuildOptions, TensorRTOptions
+    from ..builder import BuildOptions, TensorRTOptions
     from ..export.parts import BuildShape
     from ..models.registry import default_build_shape
 
@@ -70,8 +70,8 @@ def _given(value, default):
 def run(args) -> int:
     import time
 
-    from ..engines.build import build_engines
-    from ..engines.output_folder import check_destination
+    from ..builder import build_engines
+    from ..builder.output_folder import check_destination
     from ..models.registry import load_model, model_family
 
     start = time.perf_counter()
@@ -85,7 +85,7 @@ def run(args) -> int:
         check_build_machine(options.precision)
     model = load_model(args.model)
     options.validate_for(model)
-    print(f"building {args.backend} {args.precision} engines for {model.name} ({model.family}) -> {args.out}")
+    print(f"building {args.backend} {args.precision} engines for {model.name} ({model.family.title}) -> {args.out}")
     manifest = build_engines(model, args.out, options, force=args.force)
     check = manifest.parts["blocks"].check_error
     checked = ("not checked here (checked when TensorRT builds the plan)" if check is None

@@ -48,7 +48,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..cache import parse_cache_spec
+    from ..cache import cache_config
     from ..errors import ConfigError
     from ..paths import IMAGE_SUFFIXES, check_output_file
     from ..runtime.images import require_finite
@@ -57,13 +57,13 @@ def run(args) -> int:
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
-    parse_cache_spec(args.cache)  # a bad spec is one sentence before the engines load
+    cache_config(args.cache)  # a bad spec is one sentence before the engines load
     if args.out is not None:
         check_output_file(args.out, IMAGE_SUFFIXES, "--out")
     runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs,
                       weight_streaming_budget=args.weight_streaming_budget)
     model = runtime.model
-    video = model.family == "wan"
+    video = model.family.video
     out = args.out if args.out is not None else Path("generated.gif" if video else "generated.png")
     check_output_file(out, (".gif",) if video else IMAGE_SUFFIXES, "--out (a video model's output is a GIF)"
                       if video else "--out")
@@ -77,8 +77,8 @@ def run(args) -> int:
     def report(step, t, computed, seconds):
         print(f"  step {step:>3}  t={t:8.3f}  {'full     ' if computed else 'predicted'}  {seconds * 1000:7.1f} ms")
 
-    print(f"{model.name}: {batch} sample(s), {args.steps} steps, cache {args.cache}, {model.manifest.precision} "
-          f"{model.manifest.backend}")
+    print(f"{model.name}: {batch} sample(s), {args.steps} steps, cache {args.cache}, {runtime.manifest.precision} "
+          f"{runtime.manifest.backend}")
     timings = []
     for run in range(args.repeats):
         last = run == args.repeats - 1
@@ -117,7 +117,10 @@ def _conditioning(args, model) -> _Conditioning:
     from ..errors import ConfigError
     from ..runtime.images import save_images, save_latent_preview
 
-    if model.conditioner is not None:  # the demo model
+    family = model.family
+    height, width, _ = model.latent_size
+    preview = lambda latents, path: save_latent_preview(family.spatial_latents(latents, height, width), path)
+    if model.conditioner is not None:  # the demo model: its classes by name or index
         from ..bench.metrics import to_unit
         from ..models.demo import CLASSES, class_index, latents_to_images
 
@@ -129,14 +132,13 @@ def _conditioning(args, model) -> _Conditioning:
         decode = lambda lat, path: save_images(to_unit(latents_to_images(lat)), path, args.scale)
         return _Conditioning(model.class_cond(labels), decode, batch)
     if args.classes:
-        if model.family != "dit":
-            raise ConfigError("--class works with the demo model and DiT; this folder holds "
-                              f"{model.family}: use --prompt with --pipeline.")
-        classes = model.config.num_embeds_ada_norm  # the null class (index classes) is guidance's, not a user's
-        labels = [_dit_label(c, classes) for c in args.classes]
+        if family.num_classes is None:
+            raise ConfigError(f"--class works with class-conditional models (the demo model, DiT); this folder "
+                              f"holds {family.title}: use --prompt with --pipeline.")
+        labels = [family.class_label(c) for c in args.classes]
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        return _Conditioning({"class_labels": labels}, save_latent_preview, batch, args.guidance_scale)
+        return _Conditioning(model.class_cond(labels), preview, batch, args.guidance_scale)
     if args.prompt:
         if args.pipeline is None:
             raise ConfigError("--prompt needs --pipeline DIR: a local diffusers pipeline folder with the text encoders "
@@ -146,24 +148,10 @@ def _conditioning(args, model) -> _Conditioning:
         batch = args.batch or 1
         p = prompt_conditioning(model, args.pipeline, args.prompt, batch, args.negative_prompt, args.guidance_scale)
         return _Conditioning(p.cond, p.decode, batch, p.guidance_scale, p.negative_cond)
-    from ..models import example_cond
-
     batch = args.batch or 1
-    s = model.manifest.shape
     print("no --class / --prompt: random conditioning (a smoke run); the output previews the latents")
-    cond = example_cond(model, model.geometry_for(batch), height=s["height"], width=s["width"],
-                        text_tokens=s["text_tokens"], generator=torch.Generator().manual_seed(args.seed))
-    guidance = args.guidance_scale if model.family != "flux" else None
-    return _Conditioning(cond, save_latent_preview, batch, guidance)
-
-
-def _dit_label(text: str, classes: int) -> int:
-    from ..errors import ConfigError
-
-    try:
-        label = int(text)
-    except ValueError:
-        label = -1
-    if not 0 <= label < classes:
-        raise ConfigError(f"--class {text!r}: this DiT model's classes are the whole numbers 0 to {classes - 1}.")
-    return label
+    cond = family.example_cond(model.geometry_for(batch), height=height, width=width,
+                               text_tokens=model.parts.manifest.shape["text_tokens"],
+                               generator=torch.Generator().manual_seed(args.seed))
+    guidance = args.guidance_scale if family.default_guidance is not None else None
+    return _Conditioning(cond, preview, batch, guidance)

@@ -30,12 +30,12 @@ def run(args) -> int:
     import torch
 
     from ..bench.gpu_bench import markdown, run_gpu_bench
-    from ..cache import parse_cache_spec
+    from ..cache import cache_config
     from ..errors import ConfigError
     from ..paths import check_output_file, write_text_atomic
 
     for spec in args.caches:
-        parse_cache_spec(spec)
+        cache_config(spec)
     check_output_file(args.out, (".json",), "--out")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("no CUDA GPU is visible; run on a GPU machine, or try `--config tiny --device cpu`.")

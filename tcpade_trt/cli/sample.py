@@ -25,14 +25,14 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from ..cache import make_policy
-    from ..models import example_cond, load_model
+    from ..models import load_model
     from ..runtime.sampler import initial_noise, sample
 
     policy = make_policy(args.cache)  # a bad spec is one sentence before the model loads
     model = load_model(args.model)
-    geometry = model.geometry(args.batch, args.height, args.width, args.frames)
-    cond = example_cond(model, geometry, height=args.height, width=args.width,
-                        generator=torch.Generator().manual_seed(args.seed))
+    geometry = model.family.geometry(args.batch, args.height, args.width, args.frames)
+    cond = model.family.example_cond(geometry, height=args.height, width=args.width,
+                                     generator=torch.Generator().manual_seed(args.seed))
     noise = initial_noise(model, geometry.shape, [args.seed + i for i in range(args.batch)])
     start = time.perf_counter()
     cached = sample(model, cond, noise, num_steps=args.steps, guidance_scale=args.guidance_scale, policy=policy)
@@ -40,7 +40,7 @@ def run(args) -> int:
     ref = sample(model, cond, noise, num_steps=args.steps, guidance_scale=args.guidance_scale, unsplit=True)
     rel = ((cached.latents - ref.latents).norm() / ref.latents.norm()).item()
     steps = "".join("F" if d else "." for d in cached.decisions)
-    print(f"model {model.name} ({model.family}), latents {list(geometry.shape)}, {geometry.tokens} tokens")
+    print(f"model {model.name} ({model.family.title}), latents {list(geometry.shape)}, {geometry.tokens} tokens")
     print(f"cache {args.cache}: steps {steps}  (F = block stack ran, . = predicted)")
     print(f"full steps {cached.full_steps}/{args.steps}, {seconds:.2f} s; "
           f"rel. L2 of final latents vs the unsplit model, uncached: {rel:.2e}")

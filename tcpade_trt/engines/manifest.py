@@ -21,16 +21,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TcpadeError
+from ..errors import ManifestError
 
 FORMAT = "tcpade-trt-engines"
 FORMAT_VERSION = 3  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi; 3: the step
 # arithmetic moved into engines (blocks also return the residual, pade-eval returns x_out, the fit its magnitude)
 MANIFEST = "manifest.json"
-
-
-class ManifestError(TcpadeError):
-    """The engine folder is missing, corrupt or built for something else."""
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -103,10 +99,9 @@ class Manifest:
         self.extra_sha256 = {f: sha256_file(folder / f) for f in self.extras.values()}
 
     def write(self, folder: Path) -> Path:
-        path = folder / MANIFEST
-        data = asdict(self)
-        path.write_text(json.dumps(data, indent=1))
-        return path
+        from ..paths import write_text_atomic
+
+        return write_text_atomic(folder / MANIFEST, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
@@ -152,10 +147,10 @@ def source_fingerprint() -> str:
     """A hash of the code that decides what the engines compute (the split, the export, the Padé
     math), so that a folder built by other code is not mistaken for a current one."""
     root = Path(__file__).resolve().parent.parent
-    files = sorted([root / "cache" / "pade.py", *(root / "export").glob("*.py"), *(root / "models").glob("*.py")])
+    files = sorted([root / "cache" / "pade.py", *(root / "export").rglob("*.py"), *(root / "models").rglob("*.py")])
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode())
+    for f in files:  # by content under its path in the package: a moved file changes the fingerprint
+        h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 

@@ -104,7 +104,7 @@ def create_session(path: str | Path, providers: list | None = None, threads: int
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt or invalid files
-        from .manifest import ManifestError
+        from ..errors import ManifestError
 
         raise ManifestError(f"onnxruntime cannot load {path} ({type(exc).__name__}: {str(exc)[:160]}); the file "
                             "is corrupt or not an ONNX model: rebuild the engine folder.") from None

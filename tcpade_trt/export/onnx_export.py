@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import TcpadeError
-from ..models.base import SplitModel
+from ..models.model import Model
 from . import onnx_files
 from .parts import BuildShape, PartModule, batch_axes, example_tensors
 
@@ -41,7 +41,7 @@ def _quiet():
     return stack
 
 
-def export_part(model: SplitModel, part: str, shape: BuildShape, path: Path, opset: int = 18,
+def export_part(model: Model, part: str, shape: BuildShape, path: Path, opset: int = 18,
                 axes: dict | None = None) -> dict:
     """Export one part to ``path``; returns its I/O description for the manifest."""
     module = PartModule(model, part).eval()
@@ -85,7 +85,7 @@ def relative_error(got: np.ndarray, expected: np.ndarray, scale: np.ndarray | No
     return float(np.linalg.norm(got.astype(np.float64) - expected) / (denom if denom > 0 else 1.0))
 
 
-def check_part(session, model: SplitModel, part: str, shape: BuildShape, tolerance: float,
+def check_part(session, model: Model, part: str, shape: BuildShape, tolerance: float,
                batches: tuple[int, ...] = (2,), seed: int = 7) -> float:
     """Run ``session`` (anything with .run(None, feeds)) on fresh example inputs at each of ``batches``;
     compare with torch.

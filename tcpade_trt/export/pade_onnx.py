@@ -12,14 +12,13 @@ from the same module the eager policies run.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..cache.pade import FIT_PARAMS, PadeEval, PadeFit, TrajectoryStability
+from ..paths import atomic_path
 from .onnx_export import _quiet
 
 RESIDUALS = ("r1", "r2", "r3")  # most recent residual first
@@ -59,21 +58,10 @@ def export_pade(path: str | Path, graph: str, variant: str = "rational", hidden:
     # keyed by forward()'s argument names, which the modules keep equal to the graph's input names
     batch, tokens = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("tokens", min=2, max=1 << 20)
     dynamic_shapes = {n: ({0: batch, 1: tokens} if a.dim() == 3 else None) for n, a in zip(input_names, args)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        with _quiet():
-            program = torch.onnx.export(
-                module, args, input_names=list(input_names), output_names=list(output_names),
-                dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False,
-            )
-            program.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; an engine file is as readable as its folder
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _quiet(), atomic_path(path) as tmp:
+        program = torch.onnx.export(module, args, input_names=list(input_names), output_names=list(output_names),
+                                    dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False)
+        program.save(str(tmp))  # no weights: nothing goes to external data
     return path
 
 

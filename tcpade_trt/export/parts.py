@@ -19,39 +19,40 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.base import SplitModel, Tensors
-from ..models.example_inputs import example_cond
+from ..models.family import Tensors
+from ..models.model import Model
 
 PARTS = ("prepare", "head", "blocks", "tail", "modulated")
 
 
-def part_io(model: SplitModel, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def part_io(model: Model, part: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(input names, output names) of one part."""
+    f = model.family
     if part == "prepare":
-        return model.PREPARE_INPUTS, model.PREPARE_OUTPUTS
+        return f.PREPARE_INPUTS, f.PREPARE_OUTPUTS
     if part == "head":
-        return ("latents", "timestep", *model.HEAD_INPUTS), model.HEAD_OUTPUTS
+        return ("latents", "timestep", *f.HEAD_INPUTS), f.HEAD_OUTPUTS
     if part == "blocks":
-        return model.BLOCK_INPUTS, ("x_out", "residual")
+        return f.BLOCK_INPUTS, ("x_out", "residual")
     if part == "tail":
-        return ("x_out", *model.TAIL_INPUTS), ("tokens",)
+        return ("x_out", *f.TAIL_INPUTS), ("tokens",)
     if part == "modulated":
-        return model.MODULATED_INPUTS, ("modulated",)
+        return f.MODULATED_INPUTS, ("modulated",)
     raise ValueError(f"unknown part {part!r}; parts are {PARTS}")
 
 
 class PartModule(nn.Module):
     """One part of ``model`` as a module taking and returning positional tensors."""
 
-    def __init__(self, model: SplitModel, part: str):
+    def __init__(self, model: Model, part: str):
         super().__init__()
-        self.model, self.part = model, part
+        self.parts, self.part = model.parts, part
         self.transformer = model.transformer  # registered, so .to() / .eval() reach the weights
         self.input_names, self.output_names = part_io(model, part)
 
     def forward(self, *tensors: torch.Tensor):
         named = dict(zip(self.input_names, tensors))
-        m = self.model
+        m = self.parts
         if self.part == "prepare":
             out = m.prepare_part(named)
         elif self.part == "head":
@@ -82,27 +83,27 @@ class BuildShape:
 
 
 @torch.no_grad()
-def example_tensors(model: SplitModel, shape: BuildShape, batch: int, seed: int = 0, cond: Tensors | None = None,
+def example_tensors(model: Model, shape: BuildShape, batch: int, seed: int = 0, cond: Tensors | None = None,
                     timestep_index: int = 5, num_steps: int = 20) -> Tensors:
     """Every named tensor of one step (inputs and outputs of all parts) for a batch of ``batch``."""
-    geometry = model.geometry(batch, shape.height, shape.width, shape.frames)
+    family, parts = model.family, model.parts
+    geometry = family.geometry(batch, shape.height, shape.width, shape.frames)
     gen = torch.Generator().manual_seed(seed)
     latents = torch.randn(geometry.shape, generator=gen).to(model.device, model.dtype)
     if cond is None:
-        cond = example_cond(model, geometry, height=shape.height, width=shape.width,
-                            text_tokens=shape.text_tokens, generator=gen)
-    scheduler = model.make_scheduler(num_steps, geometry)
-    timestep = model.model_timestep(scheduler.timesteps[timestep_index], batch)
-    prepared = model.prepare(latents, cond)
-    step = model.head(latents, timestep, prepared)
-    x_out, residual = model.blocks_with_residual(step)
-    tokens = model.tail_tokens(x_out, step)
+        cond = family.example_cond(geometry, height=shape.height, width=shape.width, text_tokens=shape.text_tokens,
+                                   generator=gen)
+    scheduler = family.make_scheduler(num_steps, geometry)
+    timestep = family.model_timestep(scheduler.timesteps[timestep_index], batch)
+    step = parts.head(latents, timestep, parts.prepare(latents, cond))
+    x_out, residual = parts.blocks_with_residual(step)
+    tokens = parts.tail_tokens(x_out, step)
     named = {"latents": latents, "timestep": timestep, **cond, **step, "x_out": x_out, "residual": residual,
-             "tokens": tokens, "modulated": model.modulated_input(step)}
+             "tokens": tokens, "modulated": parts.modulated_input(step)}
     return {k: v for k, v in named.items() if isinstance(v, torch.Tensor)}
 
 
-def batch_axes(model: SplitModel, shape: BuildShape) -> dict[str, int | None]:
+def batch_axes(model: Model, shape: BuildShape) -> dict[str, int | None]:
     """For every named tensor, the axis that grows with the batch (None: shared by the batch)."""
     a, b = example_tensors(model, shape, 2), example_tensors(model, shape, 3)
     axes = {}

@@ -1,10 +1,11 @@
-"""Model families as head / blocks / tail splits, and how to load them."""
+"""Model families (weightless knowledge) and their parts (torch modules), and how to load a model."""
 
-from .base import LatentGeometry, SplitModel, Tensors
-from .example_inputs import example_cond, with_uncond
-from .registry import ADAPTERS, SUPPORTED, TINY_CONFIGS, load_model, split_model, tiny_model
+from .family import Family, LatentGeometry, Tensors, per_row
+from .model import Model
+from .parts import Parts, TorchParts
+from .registry import family_classes, family_for, load_model, model_family, split_model, tiny_model, tiny_names
 
 __all__ = [
-    "ADAPTERS", "SUPPORTED", "TINY_CONFIGS", "LatentGeometry", "SplitModel", "Tensors",
-    "example_cond", "load_model", "split_model", "tiny_model", "with_uncond",
+    "Family", "LatentGeometry", "Model", "Parts", "Tensors", "TorchParts", "family_classes", "family_for",
+    "load_model", "model_family", "per_row", "split_model", "tiny_model", "tiny_names",
 ]

@@ -18,7 +18,8 @@ from diffusers import FluxTransformer2DModel
 from torch import nn
 
 from ..errors import ConfigError, ModelNotFoundError
-from .flux import FluxSplit, latent_image_ids, pack_latents, unpack_latents
+from .families.flux import FluxFamily, FluxParts, latent_image_ids, pack_latents, unpack_latents
+from .model import Model
 
 CLASSES = (
     "astronaut", "chelsea", "coffee", "rocket",
@@ -46,23 +47,13 @@ class ClassConditioner(nn.Module):
     def forward(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"encoder_hidden_states": self.tokens[labels], "pooled_projections": self.pooled[labels]}
 
-
-class DemoSplit(FluxSplit):
-    """FluxSplit plus the demo's class conditioner and pixel <-> latent conversions."""
-
-    def __init__(self, transformer: FluxTransformer2DModel, conditioner: ClassConditioner, name: str = "demo"):
-        super().__init__(transformer, name=name)
-        self.conditioner = conditioner
-
-    def class_cond(self, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The FLUX conditioning dict for class indices [B]."""
-        cond = self.conditioner(labels.to(self.device))
-        cond["txt_ids"] = torch.zeros(TEXT_TOKENS, 3, device=self.device, dtype=self.dtype)
-        cond["img_ids"] = latent_image_ids(LATENT_SIZE, LATENT_SIZE).to(self.device, self.dtype)
+    def conditioning(self, labels: torch.Tensor, device, dtype) -> dict[str, torch.Tensor]:
+        """The whole FLUX conditioning dict for class indices [B] (the torch model and its engine folders
+        alike). Trainable: the embeddings get their gradients through this call."""
+        cond = {k: v.to(device, dtype) for k, v in self(labels.to(self.tokens.device)).items()}
+        cond["txt_ids"] = torch.zeros(TEXT_TOKENS, 3, device=device, dtype=dtype)
+        cond["img_ids"] = latent_image_ids(LATENT_SIZE, LATENT_SIZE).to(device, dtype)
         return cond
-
-    def geometry_for(self, batch: int):
-        return self.geometry(batch, LATENT_SIZE, LATENT_SIZE)
 
 
 def class_index(name_or_index: str | int) -> int:
@@ -95,15 +86,19 @@ def demo_config(heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> dict:
     return {**TRANSFORMER_CONFIG, "num_attention_heads": heads}
 
 
-def build_demo_model(heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> DemoSplit:
-    return DemoSplit(FluxTransformer2DModel(**demo_config(heads)), ClassConditioner())
+def build_demo_model(heads: int = TRANSFORMER_CONFIG["num_attention_heads"]) -> Model:
+    """A demo model with fresh (untrained) weights: a FLUX transformer and the class conditioner."""
+    transformer = FluxTransformer2DModel(**demo_config(heads))
+    family = FluxFamily(transformer.config)
+    return Model("demo", family, FluxParts(transformer, family), conditioner=ClassConditioner(),
+                 latent_size=(LATENT_SIZE, LATENT_SIZE, 1))
 
 
 def weights_path():
     return resources.files("tcpade_trt.models") / "demo_weights" / WEIGHTS_FILE
 
 
-def load_demo_model(path=None) -> DemoSplit:
+def load_demo_model(path=None) -> Model:
     """The shipped, trained demo model (fp32, CPU, eval mode); ``path``: another weights file
     written by train_demo."""
     from safetensors.torch import load_file

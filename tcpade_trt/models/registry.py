@@ -1,65 +1,68 @@
-"""Turning a name or a local folder into a SplitModel; nothing is ever downloaded."""
+"""From a name, a folder, a transformer or an engine manifest to a Model; nothing is ever downloaded.
+
+The families are discovered: every module in models/families/ that defines a Family subclass and
+its Parts subclass (named <Name>Family and <Name>Parts) is one. Adding a family is adding that file.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
+from functools import cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import ModelNotFoundError, UnsupportedModelError
-from .base import SplitModel
-from .dit import DiTSplit
-from .flux import FluxSplit
-from .wan import WanSplit
+from . import families
+from .family import Family
+from .model import Model
+from .parts import TorchParts
 
-# diffusers class name -> adapter
-ADAPTERS: dict[str, type[SplitModel]] = {
-    "FluxTransformer2DModel": FluxSplit,
-    "WanTransformer3DModel": WanSplit,
-    "DiTTransformer2DModel": DiTSplit,
-}
-
-SUPPORTED = "FLUX.1 (FluxTransformer2DModel), Wan2.1 (WanTransformer3DModel) and DiT (DiTTransformer2DModel)"
-
-# Tiny random configs of each family, used by tests and smoke runs.
-TINY_CONFIGS: dict[str, tuple[str, dict]] = {
-    "tiny-flux": ("FluxTransformer2DModel", dict(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=2, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=24, guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
-    )),
-    "tiny-wan": ("WanTransformer3DModel", dict(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=4, out_channels=4,
-        text_dim=32, freq_dim=32, ffn_dim=48, num_layers=2, rope_max_seq_len=32,
-    )),
-    "tiny-dit": ("DiTTransformer2DModel", dict(
-        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=8, num_layers=2,
-        sample_size=8, patch_size=2, num_embeds_ada_norm=1000, norm_num_groups=1,
-    )),
-}
+# built-in models besides "demo": "tiny-" + a family's name, from its tiny_config
+TINY_PREFIX = "tiny-"
 
 
-# latent height, width, frames a build targets when none is given, by built-in name or family
-DEFAULT_BUILD_SHAPES: dict[str, tuple[int, int, int]] = {
-    "demo": (16, 16, 1), "tiny-flux": (8, 8, 1), "tiny-wan": (8, 8, 3), "tiny-dit": (8, 8, 1),
-    "flux": (128, 128, 1),  # 1024 x 1024 images
-    "wan": (60, 104, 21),  # 480 x 832, 81 frames
-    "dit": (32, 32, 1),  # 256 x 256 images
-}
+@cache
+def family_classes() -> dict[str, tuple[type[Family], type[TorchParts]]]:
+    """diffusers class name -> (Family subclass, its torch Parts), for every module in models/families/."""
+    found = {}
+    for info in pkgutil.iter_modules(families.__path__):
+        module = importlib.import_module(f"{families.__name__}.{info.name}")
+        for attr in vars(module).values():
+            if isinstance(attr, type) and issubclass(attr, Family) and attr.__module__ == module.__name__:
+                parts = getattr(module, attr.__name__.replace("Family", "Parts"))
+                found[attr.diffusers_class] = (attr, parts)
+    return found
 
 
-def default_build_shape(name: str, family: str) -> tuple[int, int, int]:
-    return DEFAULT_BUILD_SHAPES.get(name, DEFAULT_BUILD_SHAPES[family])
+def supported() -> str:
+    return ", ".join(f"{f.title} ({name})" for name, (f, _) in family_classes().items())
 
 
-def split_model(transformer: nn.Module, name: str = "") -> SplitModel:
-    """Wrap an unmodified diffusers transformer in the adapter of its family."""
-    cls = type(transformer).__name__
-    if cls not in ADAPTERS:
-        raise UnsupportedModelError(f"{cls} is not supported; supported families are {SUPPORTED}.")
-    return ADAPTERS[cls](transformer, name=name)
+def tiny_names() -> tuple[str, ...]:
+    return tuple(TINY_PREFIX + f.name for f, _ in family_classes().values())
+
+
+def family_for(class_name: str, config, device: str | torch.device = "cpu",
+               dtype: torch.dtype = torch.float32) -> Family:
+    """The weightless family of a diffusers class name and its config (e.g. from an engine manifest)."""
+    if class_name not in family_classes():
+        raise UnsupportedModelError(f"{class_name} is not supported; supported families are {supported()}.")
+    return family_classes()[class_name][0](config, device=device, dtype=dtype)
+
+
+def split_model(transformer: nn.Module, name: str = "") -> Model:
+    """An unmodified diffusers transformer as a Model (its family and torch parts)."""
+    class_name = type(transformer).__name__
+    family_cls, parts_cls = family_classes().get(class_name, (None, None))
+    if family_cls is None:
+        raise UnsupportedModelError(f"{class_name} is not supported; supported families are {supported()}.")
+    parameter = next(transformer.parameters())
+    family = family_cls(transformer.config, device=parameter.device, dtype=parameter.dtype)
+    return Model(name or class_name, family, parts_cls(transformer, family))
 
 
 def _diffusers_class(name: str):
@@ -68,12 +71,14 @@ def _diffusers_class(name: str):
     return getattr(diffusers, name)
 
 
-def tiny_model(name: str, seed: int = 0) -> SplitModel:
-    """A tiny random model of one family (seeded, so every call gives the same weights)."""
-    cls_name, config = TINY_CONFIGS[name]
+def tiny_model(name: str, seed: int = 0) -> Model:
+    """A tiny random model of one family, "tiny-" + its name (seeded: every call gives the same weights)."""
+    family = next((f for f, _ in family_classes().values() if TINY_PREFIX + f.name == name), None)
+    if family is None:
+        raise ModelNotFoundError(f"no built-in {name!r}; tiny models are {', '.join(tiny_names())}.")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        transformer = _diffusers_class(cls_name)(**config)
+        transformer = _diffusers_class(family.diffusers_class)(**family.tiny_config)
     return split_model(transformer.eval(), name=name)
 
 
@@ -83,20 +88,20 @@ def _transformer_folder(path: Path) -> Path:
         return path / "transformer"
     if (path / "config.json").is_file():
         return path
-    raise ModelNotFoundError(
-        f"{path} holds neither a diffusers pipeline (transformer/config.json) nor a transformer "
-        "(config.json); pass the folder that contains one."
-    )
+    raise ModelNotFoundError(f"{path} holds neither a diffusers pipeline (transformer/config.json) nor a transformer "
+                             "(config.json); pass the folder that contains one.")
 
 
-def model_family(name_or_path: str | Path) -> str:
-    """The family ("flux", "wan", "dit") of a built-in name or a local folder, from its config alone:
-    a bad name or folder is one sentence before any weights are read."""
+def model_family(name_or_path: str | Path) -> type[Family]:
+    """The Family class of a built-in name or a local folder, from its config alone: a bad name or folder is
+    one sentence before any weights are read."""
     name = str(name_or_path)
     if name == "demo":
-        return "flux"
-    cls_name = TINY_CONFIGS[name][0] if name in TINY_CONFIGS else _folder_class(name)[1]
-    return ADAPTERS[cls_name].family
+        return family_classes()["FluxTransformer2DModel"][0]
+    for family, _ in family_classes().values():
+        if name == TINY_PREFIX + family.name:
+            return family
+    return family_classes()[_folder_class(name)[1]][0]
 
 
 def _folder_class(name: str) -> tuple[Path, str]:
@@ -108,7 +113,7 @@ def _folder_class(name: str) -> tuple[Path, str]:
                 f"'{name}' looks like a model-hub id, but tcpade-trt never downloads: download the model "
                 "(e.g. `huggingface-cli download " + name + "`) and pass its local folder."
             )
-        builtin = ", ".join([*TINY_CONFIGS, "demo"])
+        builtin = ", ".join([*tiny_names(), "demo"])
         raise ModelNotFoundError(f"'{name}' is neither a local folder nor a built-in model ({builtin}).")
     if not path.is_dir():
         raise ModelNotFoundError(f"{path} is a file; pass a diffusers model folder (with config.json) or a built-in "
@@ -118,35 +123,36 @@ def _folder_class(name: str) -> tuple[Path, str]:
         cls_name = json.loads((folder / "config.json").read_text()).get("_class_name", "?")
     except (OSError, ValueError, AttributeError):
         raise ModelNotFoundError(f"{folder / 'config.json'} is not a readable diffusers config.") from None
-    if cls_name not in ADAPTERS:
-        raise UnsupportedModelError(f"{folder} holds a {cls_name}; supported families are {SUPPORTED}.")
+    if cls_name not in family_classes():
+        raise UnsupportedModelError(f"{folder} holds a {cls_name}; supported families are {supported()}.")
     return folder, cls_name
 
 
+def default_build_shape(name: str, family: type[Family]) -> tuple[int, int, int]:
+    """The latent (height, width, frames) a build targets when none is given."""
+    if name == "demo":
+        from .demo import LATENT_SIZE
+
+        return (LATENT_SIZE, LATENT_SIZE, 1)
+    if name.startswith(TINY_PREFIX):  # tiny models: small latents (Wan: 3 frames)
+        return (8, 8, 3 if family.video else 1)
+    return family.default_build_shape
+
+
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> SplitModel:
-    """A model by built-in name (tiny-flux, tiny-wan, tiny-dit, demo) or local diffusers folder."""
+               dtype: torch.dtype = torch.float32) -> Model:
+    """A model by built-in name (tiny-*, demo) or local diffusers folder."""
     name = str(name_or_path)
-    if name in TINY_CONFIGS:
-        return _to(tiny_model(name), device, dtype)
     if name == "demo":
         from .demo import load_demo_model
 
-        return _to(load_demo_model(), device, dtype)
+        return load_demo_model().to(device, dtype)
+    if name.startswith(TINY_PREFIX) and not Path(name).exists():
+        return tiny_model(name).to(device, dtype)
     folder, cls_name = _folder_class(name)
-    transformer = _diffusers_class(cls_name).from_pretrained(folder, torch_dtype=dtype)
-    return _to(split_model(transformer.eval(), name=str(Path(name).expanduser())), device, dtype)
-
-
-def _to(model: SplitModel, device, dtype) -> SplitModel:
-    # cast only when needed: diffusers warns on casting models that keep some modules in fp32
-    if model.dtype != dtype:
-        model.transformer.to(dtype=dtype)
-    return model if model.device == torch.device(device) else _move(model, device)
-
-
-def _move(model: SplitModel, device) -> SplitModel:
-    model.transformer.to(device=device)
-    if hasattr(model, "conditioner"):
-        model.conditioner.to(device=device)
-    return model
+    try:
+        transformer = _diffusers_class(cls_name).from_pretrained(folder, torch_dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as exc:  # missing or truncated weights, a config that does not fit
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelNotFoundError(f"diffusers could not load the {cls_name} in {folder} ({reason[:200]}).") from None
+    return split_model(transformer.eval(), name=str(Path(name).expanduser())).to(device, dtype)

@@ -21,10 +21,11 @@ from diffusers.configuration_utils import FrozenDict
 from torch import nn
 
 from ..cache.config import CacheConfig
-from ..cache.hooks import CachedForward, bind_scheduler
-from ..cache.spec import parse_cache_spec
+from ..cache.spec import cache_config
 from ..errors import ConfigError, TcpadeError
+from .hooks import CachedForward, bind_scheduler
 from .runtime import Runtime
+from .streams import on_stream
 
 
 class ConfigMismatchError(TcpadeError, AttributeError):
@@ -51,17 +52,18 @@ class EngineTransformer(nn.Module):
         """num_steps: the pipeline's step count; leave it out when the pipeline's scheduler is given
         (``scheduler=pipe.scheduler``, or ``.into(pipe)``), which tells it for every call."""
         super().__init__()
-        config = parse_cache_spec(cache) if isinstance(cache, str) else cache
+        config = cache_config(cache)
         self.runtime = Runtime(folder, device=device)
         model = self.runtime.model
-        self.family_class = model.manifest.model["class"]  # e.g. FluxTransformer2DModel
-        self.config = EngineConfig({**model.config, "_family_description": f"{model.family}, {self.family_class}"})
+        self.family_class = model.family.diffusers_class  # e.g. FluxTransformer2DModel
+        self.config = EngineConfig({**model.family.config,
+                                    "_family_description": f"{model.family.name}, {self.family_class}"})
         import diffusers
 
         signature = inspect.signature(getattr(diffusers, self.family_class).forward)
         signature = signature.replace(parameters=list(signature.parameters.values())[1:])  # drop self
         self.cached = CachedForward(model, config, num_steps, signature, scheduler=scheduler,
-                                    make_policy=lambda: self.runtime.make_policy(config))
+                                    new_policy=lambda: self.runtime.make_policy(config))
         if scheduler is not None:
             bind_scheduler(self.cached, scheduler)
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # gives the module a device
@@ -103,19 +105,11 @@ class EngineTransformer(nn.Module):
         return self.cached.stats()
 
     def forward(self, *args, **kwargs):
-        stream = self.runtime.model.stream
-        if stream is None:
-            with torch.no_grad():
-                return self.cached(*args, **kwargs)
-        # on a GPU the engines run on the runtime's stream: order it after the pipeline's work, and
-        # the pipeline's next ops after it (device-side waits, no host sync)
-        caller = torch.cuda.current_stream()
-        stream.wait_stream(caller)
-        with torch.no_grad(), torch.cuda.stream(stream):
+        # on a GPU the engines run on the runtime's stream, ordered after the pipeline's work, and the
+        # pipeline's next ops after them (streams.on_stream)
+        with torch.no_grad(), on_stream(self.runtime.model.parts.stream) as keep:
             out = self.cached(*args, **kwargs)
-        caller.wait_stream(stream)
-        # a tensor, a tuple, or diffusers' output dataclass (an OrderedDict)
-        for t in out if isinstance(out, tuple) else out.values() if isinstance(out, dict) else [out]:
-            if isinstance(t, torch.Tensor):
-                t.record_stream(caller)  # made on the runtime's stream, used on the pipeline's
+            # a tensor, a tuple, or diffusers' output dataclass (an OrderedDict)
+            for t in out if isinstance(out, tuple) else out.values() if isinstance(out, dict) else [out]:
+                keep(t)
         return out

@@ -55,15 +55,12 @@ def save_video(video: torch.Tensor, path: Path, frame_ms: int = 62) -> Path:
 
 
 def save_latent_preview(latents: torch.Tensor, path: Path) -> Path:
-    """No VAE: the first three latent channels, normalised, as an image (a GIF over frames for video)."""
+    """No VAE: the first three channels of a latent image [B, C, H, W] (video [B, C, F, H, W]: a GIF over
+    the frames of the first sample), normalised. ``Family.spatial_latents`` gives that layout."""
     from PIL import Image
 
     require_finite(latents)
-    x = latents.float()
-    if x.ndim == 3:  # packed FLUX tokens: a square grid of tokens, 3 channels
-        side = int(x.shape[1] ** 0.5)
-        x = x[:, : side * side, :3].reshape(x.shape[0], side, side, 3).permute(0, 3, 1, 2)
-    x = x[:, :3]
+    x = latents.float()[:, :3]
     x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
     if x.ndim == 5:  # video [B, 3, F, H, W]: an animated GIF of the first sample
         frames = [Image.fromarray((x[0, :, f].permute(1, 2, 0) * 255).byte().numpy()).resize((128, 128), 0)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import TcpadeError
-from ..models.base import Tensors
+from ..models.family import Tensors
 
 
 class EngineError(TcpadeError):

@@ -15,67 +15,55 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from ..cache import parse_cache_spec
 from ..cache.config import CacheConfig
-from ..cache.tcpade import TCPadePolicy
+from ..cache.factory import make_policy
 from ..errors import TcpadeError
-from .engine_model import EngineModel
+from .engine_parts import open_engines
 from .sampler import SampleResult, sample
+from .streams import on_stream
 
 
 class Runtime:
     def __init__(self, folder: str | Path, device: str = "auto", verify: bool = True, cuda_graphs: bool = False,
                  io_binding: bool | None = None, weight_streaming_budget: str | int | None = None):
         """device, io_binding: onnxruntime folders; cuda_graphs, weight_streaming_budget: TensorRT folders
-        (see EngineModel)."""
-        self.model = EngineModel(folder, device=device, verify=verify, cuda_graphs=cuda_graphs, io_binding=io_binding,
-                                 weight_streaming_budget=weight_streaming_budget)
+        (see engine_parts.open_engines)."""
+        self.model = open_engines(folder, device=device, verify=verify, cuda_graphs=cuda_graphs,
+                                  io_binding=io_binding, weight_streaming_budget=weight_streaming_budget)
         self._lock = threading.Lock()
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 
     @property
     def manifest(self):
-        return self.model.manifest
+        return self.model.parts.manifest
 
     def make_policy(self, cache: str | CacheConfig):
-        """A policy whose Padé math runs in this folder's Padé engine."""
-        config = parse_cache_spec(cache) if isinstance(cache, str) else cache
-        policy = config.make_policy()
-        if isinstance(policy, TCPadePolicy):
-            policy.predictor = self.model.pade(config.variant)
-        return policy
+        """A fresh policy whose Padé math runs in this folder's Padé engines."""
+        return make_policy(cache, pade=self.model.parts.pade)
 
     def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = "tcpade-fast",
                  steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,
                  progress: bool = False, on_step=None) -> SampleResult:
+        """Denoise ``latents`` (initial noise, the family's layout) with ``cache`` in ``steps`` steps."""
         if not self._lock.acquire(blocking=False):
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
         try:
-            engines_before, start = self.model.engine_seconds(), time.perf_counter()
-            # on a GPU (onnxruntime or TensorRT) every engine call and torch op of the generation runs on
-            # the runtime's stream, ordered after the caller's work on its inputs and before the caller's
-            # use of the result (device-side waits, no host sync)
-            stream = self.model.stream
-            if stream is not None:
-                stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream) if stream is not None else nullcontext():
+            parts = self.model.parts
+            engines_before, start = parts.engine_seconds(), time.perf_counter()
+            # on a GPU every engine call and torch op of the generation runs on the engines' stream, after the
+            # caller's work on its inputs and before the caller's use of the result (no host sync)
+            with on_stream(parts.stream) as keep:
                 result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
                                 negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
                                 on_step=on_step)
-            if stream is not None:
-                caller = torch.cuda.current_stream()
-                caller.wait_stream(stream)
-                # allocated on the runtime's stream, used on the caller's: keep the allocator from
-                # reusing the memory for the next generation while the caller's work is queued
-                result.latents.record_stream(caller)
+                keep(result.latents)
             self.last_timing = {"total_s": time.perf_counter() - start,
-                                "engines_s": self.model.engine_seconds() - engines_before}
+                                "engines_s": parts.engine_seconds() - engines_before}
             return result
         finally:
             self._lock.release()

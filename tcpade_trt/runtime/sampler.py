@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..cache.cached_step import cached_forward
 from ..cache.policy import AlwaysCompute, CachePolicy
 from ..errors import ConfigError
-from ..models.base import SplitModel, Tensors
-from ..models.example_inputs import with_uncond
+from ..models.family import Tensors
+from ..models.model import Model
 from .scheduler_update import scheduler_update
+from .step import cached_forward
 
 
 @dataclass
@@ -33,7 +33,7 @@ class SampleResult:
     decisions: list[bool]  # per step, True = the block stack ran
 
 
-def initial_noise(model: SplitModel, shape: tuple[int, ...], seed: int | list[int]) -> torch.Tensor:
+def initial_noise(model: Model, shape: tuple[int, ...], seed: int | list[int]) -> torch.Tensor:
     """Gaussian noise, one generator per sample so that a sample is the same alone or in a batch."""
     seeds = [seed] * shape[0] if isinstance(seed, int) else list(seed)
     if len(seeds) != shape[0]:
@@ -44,7 +44,7 @@ def initial_noise(model: SplitModel, shape: tuple[int, ...], seed: int | list[in
 
 @torch.no_grad()
 def sample(
-    model: SplitModel,
+    model: Model,
     cond: Tensors,
     latents: torch.Tensor,
     *,
@@ -68,30 +68,28 @@ def sample(
     """
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ConfigError(f"num_steps must be a whole number >= 1 (got {num_steps!r}).")
-    model.check_cond_keys(cond)
+    family, parts = model.family, model.parts
+    family.check_cond_keys(cond)
     if negative_cond is not None:
-        model.check_cond_keys(negative_cond, "negative_cond")
+        family.check_cond_keys(negative_cond, "negative_cond")
     check_inputs_finite(latents, cond, negative_cond)
     batch = latents.shape[0]
-    if guidance_scale is not None:
-        if model.family == "flux":
-            raise ConfigError("FLUX.1 is guidance-distilled: pass cond['guidance'] instead of guidance_scale.")
-        model_cond = (
-            {k: torch.cat([cond[k], negative_cond[k]]) for k in cond} if negative_cond else with_uncond(model, cond)
-        )
+    if guidance_scale is not None:  # one batch of [cond; uncond] rows
+        uncond = negative_cond if negative_cond is not None else family.uncond(cond)
+        model_cond = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
     else:
         model_cond = cond
     rows = batch * (2 if guidance_scale is not None else 1)
 
-    geometry = model.geometry(batch, *_spatial(model, latents))
-    scheduler = model.make_scheduler(num_steps, geometry)
+    geometry = family.geometry(batch, *family.spatial_size(latents))
+    scheduler = family.make_scheduler(num_steps, geometry)
     latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)  # flow matching has none
     policy = policy or AlwaysCompute()
     policy.reset(num_steps)
-    prepared = None if unsplit else model.prepare(_doubled(latents, rows), model_cond)
+    prepared = None if unsplit else parts.prepare(_doubled(latents, rows), model_cond)
     # per-step work that needs no model output is done up front, away from the engine calls
     update = scheduler_update(scheduler)
-    model_timesteps = model.model_timestep(scheduler.timesteps, rows)  # [T, rows]
+    model_timesteps = family.model_timestep(scheduler.timesteps, rows)  # [T, rows]
     scale_input = getattr(scheduler, "scale_model_input", None)  # DDIM has one; flow matching does not
     clock = step_clock(latents.device) if on_step else None
 
@@ -102,10 +100,10 @@ def sample(
         x = _doubled(scaled, rows)
         timestep = model_timesteps[step]
         if unsplit:
-            out = model.forward_unsplit(x, timestep, model_cond)
+            out = parts.forward_unsplit(x, timestep, model_cond)
         else:
-            out = cached_forward(model, policy, model.head(x, timestep, prepared), step, num_steps)
-        prediction = model.model_output_to_prediction(out, guidance_scale)
+            out = cached_forward(parts, policy, parts.head(x, timestep, prepared), step, num_steps)
+        prediction = family.model_output_to_prediction(out, guidance_scale)
         latents = update(step, prediction, t, latents)
         if on_step:
             computed = True if unsplit else policy.decisions[-1]
@@ -145,14 +143,3 @@ def check_inputs_finite(latents: torch.Tensor, cond: Tensors, negative_cond: Ten
 
 def _doubled(latents: torch.Tensor, rows: int) -> torch.Tensor:
     return latents if latents.shape[0] == rows else torch.cat([latents, latents])
-
-
-def _spatial(model: SplitModel, latents: torch.Tensor) -> tuple[int, ...]:
-    """(height, width[, frames]) of the latent image, from the sampler's latent layout."""
-    if model.family == "flux":  # packed [B, (H/2)(W/2), C]: height/width only matter for the token count
-        side = int(latents.shape[1] ** 0.5) * 2
-        return (side, latents.shape[1] * 4 // side)
-    if model.family == "wan":
-        _, _, f, h, w = latents.shape
-        return (h, w, f)
-    return tuple(latents.shape[-2:])

@@ -16,12 +16,12 @@ def run_policy(policy, residual_at, num_steps=20, modulated_at=None, x_in=None):
     for s in range(num_steps):
         ctx = StepContext(step=s, num_steps=num_steps, x_in=x,
                           modulated_input=(lambda s=s: modulated_at(s)) if modulated_at else None)
-        pred = policy.decide(ctx)
-        if pred is None:
-            policy.observe(ctx, residual_at(s), computed=True)
+        prediction = policy.predict(ctx)
+        if prediction is None:
+            policy.update(ctx, residual_at(s), computed=True)
         else:
-            predictions[s] = pred
-            policy.observe(ctx, pred, computed=False)
+            predictions[s] = prediction.x_out - ctx.x_in  # the predicted residual
+            policy.update(ctx, prediction.residual, computed=False)
     return [s for s, full in enumerate(policy.decisions) if full], predictions
 
 

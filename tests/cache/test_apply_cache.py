@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from tcpade_trt.cache import CacheConfig, apply_cache
+from tcpade_trt.cache import cache_config, make_policy
 from tcpade_trt.cache.presets import SCHEDULE_7
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models import tiny_model
+from tcpade_trt.runtime.hooks import apply_cache
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 from ..conftest import make_inputs
@@ -20,9 +21,9 @@ def test_hook_in_a_hand_written_loop_matches_the_split_sampler(name, res, guidan
     """The unsplit loop calls transformer(...) each step; hooked, it must equal the cached split path."""
     model = tiny_model(name)
     _, cond = make_inputs(model, 2, *res)
-    noise = initial_noise(model, model.geometry(2, *res[:2]).shape, seed=[5, 6])
-    config = CacheConfig.preset("tcpade-fast")
-    split = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, policy=config.make_policy())
+    noise = initial_noise(model, model.family.geometry(2, *res[:2]).shape, seed=[5, 6])
+    config = cache_config("tcpade-fast")
+    split = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, policy=make_policy(config))
     handle = apply_cache(model.transformer, config, num_steps=20)
     try:
         hooked = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, unsplit=True)
@@ -37,12 +38,12 @@ def test_remove_restores_bit_identical_outputs():
     model = tiny_model("tiny-wan")
     latents, cond = make_inputs(model, 1, 8, 8, 3)
     t = torch.tensor([500.0])
-    before = model.forward_unsplit(latents, t, cond)
+    before = model.parts.forward_unsplit(latents, t, cond)
     handle = apply_cache(model.transformer, "reuse", num_steps=20)
     assert "forward" in vars(model.transformer)
     handle.remove()
     assert "forward" not in vars(model.transformer)
-    assert torch.equal(model.forward_unsplit(latents, t, cond), before)
+    assert torch.equal(model.parts.forward_unsplit(latents, t, cond), before)
 
 
 def test_a_hand_written_loop_of_another_length_than_announced_is_refused():
@@ -131,7 +132,7 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("name,preset", [("tiny-flux", "tcpade-fast"), ("tiny-wan", "tcpade-fast"),
-                                         ("tiny-dit", "taylorseer")])
+                                         ("tiny-dit", "taylorseer"), ("tiny-sd3", "tcpade-fast")])
 def test_inside_an_unmodified_pipeline(name, preset):
     transformer = tiny_model(name).transformer
     call = PIPELINES[name](transformer)
@@ -142,3 +143,19 @@ def test_inside_an_unmodified_pipeline(name, preset):
         assert [s for s, f in enumerate(branch["decisions"]) if f] == FAST_FULL
     assert rel(cached, plain) < 0.1
     assert torch.equal(after, plain)
+
+
+def test_prompt_only_tensors_are_prepared_once_per_trajectory_in_a_pipeline():
+    """FLUX's context embedder belongs to prepare(): inside a pipeline it runs once per branch and call,
+    not once per step."""
+    transformer = tiny_model("tiny-flux").transformer
+    call = PIPELINES["tiny-flux"](transformer)
+    calls = []
+    hook = transformer.context_embedder.register_forward_hook(lambda *a: calls.append(1))
+    handle = apply_cache(call.pipe, "tcpade-fast")
+    try:
+        call(steps=10)
+    finally:
+        handle.remove()
+        hook.remove()
+    assert len(calls) == 1

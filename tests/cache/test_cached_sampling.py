@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tcpade_trt.cache import PRESETS, AlwaysCompute, CacheConfig
+from tcpade_trt.cache import PRESETS, AlwaysCompute, make_policy
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 from ..conftest import make_inputs
@@ -15,11 +15,11 @@ FAMILIES = [("tiny-flux", (8, 8, 1), None), ("tiny-wan", (8, 8, 3), 5.0), ("tiny
 def test_every_preset_samples_every_family(models, name, res, guidance):
     model = models[name]
     _, cond = make_inputs(model, 2, *res)
-    noise = initial_noise(model, model.geometry(2, *res[:2], res[2]).shape, seed=[0, 1])
+    noise = initial_noise(model, model.family.geometry(2, *res[:2], res[2]).shape, seed=[0, 1])
     ref = sample(model, cond, noise, num_steps=20, guidance_scale=guidance)
     for preset in PRESETS:
         out = sample(model, cond, noise, num_steps=20, guidance_scale=guidance,
-                     policy=CacheConfig.preset(preset).make_policy())
+                     policy=make_policy(preset))
         assert torch.isfinite(out.latents).all(), preset
         assert out.full_steps + out.predicted_steps == 20
         rel = ((out.latents - ref.latents).norm() / ref.latents.norm()).item()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tcpade_trt.cache import PRESETS, CacheConfig, TCPadeConfig, TeaCacheConfig
+from tcpade_trt.cache import PRESETS, TCPadeConfig, TeaCacheConfig, cache_config, make_policy
 from tcpade_trt.errors import ConfigError
 
 from .helpers import linear_sequence, run_policy
@@ -21,21 +21,21 @@ EXPECTED_FULL_STEPS_ON_A_LINE = {
 
 @pytest.mark.parametrize("name", list(EXPECTED_FULL_STEPS_ON_A_LINE))
 def test_full_step_list_at_20_steps(name):
-    full, _ = run_policy(CacheConfig.preset(name).make_policy(), linear_sequence())
+    full, _ = run_policy(make_policy(name), linear_sequence())
     assert full == EXPECTED_FULL_STEPS_ON_A_LINE[name]
 
 
 def test_teacache_full_steps_follow_the_accumulated_change():
     """Modulated input grows 25% per step: 0.25 accumulates to >= 0.6 every third step."""
     base = torch.rand(1, 4, 4) + 0.5
-    policy = TeaCacheConfig(threshold=0.6).make_policy()  # (1.25**s: each step changes by exactly 0.25)
+    policy = make_policy(TeaCacheConfig(threshold=0.6))  # (1.25**s: each step changes by exactly 0.25)
     full, _ = run_policy(policy, linear_sequence(shape=(1, 4, 4)), modulated_at=lambda s: base * 1.25**s)
     assert full == [0, 3, 6, 9, 12, 15, 18, 19]
 
 
 def test_an_explicit_schedule_scales_to_other_step_counts():
-    config = CacheConfig.preset("tcpade-fast")
-    full, _ = run_policy(config.make_policy(), linear_sequence(), num_steps=39)  # s -> round(s * 38 / 19) = 2s
+    config = cache_config("tcpade-fast")
+    full, _ = run_policy(make_policy(config), linear_sequence(), num_steps=39)  # s -> round(s * 38 / 19) = 2s
     assert full == [0, 1, 2, 4, 12, 22, 32, 38]  # 3 (history needs a third residual) and the last step added
     assert [s for s in range(50) if config.is_anchor(s, 50)] == [0, 3, 5, 15, 28, 41, 49]
 
@@ -43,13 +43,13 @@ def test_an_explicit_schedule_scales_to_other_step_counts():
 def test_every_preset_resolves_by_name_and_unknown_names_are_explained():
     assert set(PRESETS) == {"none", "tcpade-slow", "tcpade-fast", "reuse", "teacache", "taylorseer", "taylorseer-o2"}
     with pytest.raises(ConfigError, match="choose one of: none, tcpade-slow"):
-        CacheConfig.preset("tcpade-turbo")
+        cache_config("tcpade-turbo")
 
 
 def test_linear_futures_are_reproduced_by_taylorseer_and_tcpade():
     r = linear_sequence()
     for name in ("taylorseer", "tcpade-fast"):
-        _, predictions = run_policy(CacheConfig.preset(name).make_policy(), r)
+        _, predictions = run_policy(make_policy(name), r)
         assert predictions
         for s, pred in predictions.items():
             torch.testing.assert_close(pred, r(s), rtol=1e-4, atol=1e-4)
@@ -68,7 +68,7 @@ def noisy_history(seed):
 def test_a_stricter_threshold_never_gives_fewer_full_steps(seed, variant):
     counts = []
     for theta in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]:
-        policy = TCPadeConfig(warmup=2, interval=5, threshold=theta, variant=variant).make_policy()  # 7 by schedule
+        policy = make_policy(TCPadeConfig(warmup=2, interval=5, threshold=theta, variant=variant))  # 7 by schedule
         full, _ = run_policy(policy, noisy_history(seed))
         counts.append(len(full))
     assert counts == sorted(counts, reverse=True), counts
@@ -91,11 +91,11 @@ def test_teacache_computes_when_its_change_signal_is_not_finite():
     """A NaN change compares False with the threshold: it must mean 'compute', not 'reuse'."""
     from tcpade_trt.cache import StepContext
 
-    policy = TeaCacheConfig().make_policy()
+    policy = make_policy(TeaCacheConfig())
     policy.reset(20)
     signals = [torch.ones(1, 4, 8), torch.full((1, 4, 8), float("nan"))]
     for step, signal in enumerate(signals):
         ctx = StepContext(step=step, num_steps=20, x_in=torch.zeros(1, 4, 8), modulated_input=lambda s=signal: s)
         prediction = policy.predict(ctx)
-        policy.observe(ctx, torch.ones(1, 4, 8), computed=prediction is None)
+        policy.update(ctx, torch.ones(1, 4, 8), computed=prediction is None)
     assert policy.decisions == [True, True]

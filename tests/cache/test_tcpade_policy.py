@@ -3,8 +3,7 @@ when the gate is on."""
 
 import torch
 
-from tcpade_trt.cache import CacheConfig
-from tcpade_trt.cache.policy import StepContext
+from tcpade_trt.cache import cache_config, make_policy
 
 from .helpers import linear_sequence, run_policy
 
@@ -23,9 +22,11 @@ class CountingPredictor:
 
 
 def counted_policy(spec):
-    policy = CacheConfig.preset("tcpade-fast").with_(**spec).make_policy()
-    policy.predictor = CountingPredictor(policy.predictor)
-    return policy
+    """tcpade-fast with ``spec``, its Padé math counted (as the runtime hands it the engines' math)."""
+    from tcpade_trt.cache.pade import PadePredictor
+
+    return make_policy(cache_config("tcpade-fast").with_(**spec),
+                       pade=lambda variant: CountingPredictor(PadePredictor(variant)))
 
 
 def test_the_fit_runs_once_per_run_of_predicted_steps_and_the_tsi_not_at_all_with_the_gate_off():
@@ -65,20 +66,12 @@ def count_host_transfers(monkeypatch):
 
 
 def test_the_non_finite_guard_runs_once_per_fit_and_covers_that_fits_predictions(monkeypatch):
-    """Every prediction comes out checked (the loop skips its own check), and the only host transfers
-    are one per fit: predicted steps that reuse a fit cross nothing to the host."""
+    """Every prediction comes out of the policy already checked (the loop has no check of its own), and
+    the only host transfers are one per fit: predicted steps that reuse a fit cross nothing to the host."""
     policy = counted_policy({"threshold": 0.5})
     transfers = count_host_transfers(monkeypatch)
-    r = linear_sequence()
-    policy.reset(20)
-    checked = []
-    for s in range(20):
-        ctx = StepContext(step=s, num_steps=20, x_in=torch.zeros_like(r(0)))
-        pred = policy.decide(ctx)
-        if pred is not None:
-            checked.append(policy.prediction_checked)
-        policy.observe(ctx, r(s) if pred is None else pred, computed=pred is None)
-    assert len(checked) == 13 and all(checked)
+    full, predicted = run_policy(policy, linear_sequence())
+    assert len(predicted) == 13 and all(torch.isfinite(p).all() for p in predicted.values())
     assert transfers["n"] == policy.predictor.calls["fit"] == 4  # gate and guard share one transfer
 
 

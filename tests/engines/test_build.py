@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from tcpade_trt.engines import build as build_module
-from tcpade_trt.engines.build import BuildOptions, build_engines
+from tcpade_trt.builder import BuildOptions, build_engines
+from tcpade_trt.builder import build as build_module
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import ConfigError
 

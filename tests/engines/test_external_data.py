@@ -5,8 +5,8 @@ nothing else. With the threshold at 0 a tiny model takes the same path in second
 import pytest
 import torch
 
+from tcpade_trt.builder import BuildOptions, build_engines
 from tcpade_trt.cli import main
-from tcpade_trt.engines.build import BuildOptions, build_engines
 from tcpade_trt.engines.manifest import MANIFEST, read_manifest
 from tcpade_trt.export import onnx_files
 from tcpade_trt.runtime.runtime import Runtime
@@ -59,7 +59,7 @@ def test_quantized_builds_with_external_data(external_fp32, everything_external,
     assert manifest.parts["blocks"].extra_files == ["blocks.onnx.data"]
     model = Runtime(tmp_path / "q").model
     _, cond = make_inputs(model, 1, 8, 8)
-    noise = initial_noise(model, model.geometry(1, 8, 8).shape, 0)
+    noise = initial_noise(model, model.family.geometry(1, 8, 8).shape, 0)
     result = Runtime(tmp_path / "q").generate(cond, noise, cache="tcpade-fast", steps=6)
     assert torch.isfinite(result.latents).all()
 

@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from tcpade_trt.engines.build import BuildOptions, build_engines
+from tcpade_trt.builder import BuildOptions, build_engines
 from tcpade_trt.engines.manifest import read_manifest
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.runtime.runtime import Runtime
@@ -32,7 +32,7 @@ def test_an_onnxruntime_build_fuses_gelu_and_rmsnorm_and_still_matches_torch(fp3
 def test_fused_and_unfused_folders_give_the_same_latents(fp32_folders, unfused_flux_folder, models):
     model = models["tiny-flux"]
     _, cond = make_inputs(model, 2, 8, 8)
-    noise = initial_noise(model, model.geometry(2, 8, 8).shape, seed=[1, 2])
+    noise = initial_noise(model, model.family.geometry(2, 8, 8).shape, seed=[1, 2])
     fused = Runtime(fp32_folders["tiny-flux"]).generate(cond, noise, cache="tcpade-fast")
     plain = Runtime(unfused_flux_folder).generate(cond, noise, cache="tcpade-fast")
     assert fused.decisions == plain.decisions

@@ -48,18 +48,20 @@ def test_an_unknown_device_is_named():
 def test_the_tensorrt_provider_caches_in_the_folder_or_beside_a_read_only_one(fp32_folders, monkeypatch):
     import os
 
-    from tcpade_trt.runtime.engine_model import EngineModel
+    from tcpade_trt.engines.manifest import read_manifest
+    from tcpade_trt.runtime.engine_parts import ort_tensorrt_cache
 
-    model = EngineModel(fp32_folders["tiny-dit"], device="cpu")
-    assert model._ort_tensorrt_cache() == fp32_folders["tiny-dit"] / "ort-tensorrt-cache"
+    folder = fp32_folders["tiny-dit"]
+    manifest = read_manifest(folder)
+    assert ort_tensorrt_cache(folder, manifest) == folder / "ort-tensorrt-cache"
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only deployment
-    elsewhere = model._ort_tensorrt_cache()
+    elsewhere = ort_tensorrt_cache(folder, manifest)
     assert elsewhere.parent.name == "tcpade-trt-ort-tensorrt"
-    assert elsewhere.name == model.manifest.parts["blocks"].sha256[:16]
+    assert elsewhere.name == manifest.parts["blocks"].sha256[:16]
 
 
 def test_a_fused_folder_on_the_tensorrt_provider_gets_advice(tmp_path):
-    from tcpade_trt.runtime.engine_model import fusion_advice
+    from tcpade_trt.runtime.engine_parts import fusion_advice
 
     assert "rebuild with --no-ort-fusions" in fusion_advice({"ort_fusions": True}, "tensorrt", tmp_path)
     assert fusion_advice({"ort_fusions": True}, "cuda", tmp_path) is None  # CUDA has the fused kernels

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tcpade_trt.engines.output_folder import (
+from tcpade_trt.builder.output_folder import (
     MARKER,
     building_folder,
     check_destination,

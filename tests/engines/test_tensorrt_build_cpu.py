@@ -9,8 +9,8 @@ from collections import Counter
 import onnx
 import pytest
 
+from tcpade_trt.builder import BuildOptions, build_engines
 from tcpade_trt.engines import trt_backend
-from tcpade_trt.engines.build import BuildOptions, build_engines
 from tcpade_trt.engines.trt_backend import TensorRTError
 
 from ..conftest import SHAPES
@@ -27,7 +27,7 @@ def capture_plans(monkeypatch):
     seen = {}
     monkeypatch.setattr(trt_backend, "check_build_machine", lambda precision: None)
 
-    def fake_build_plans(folder, entries, options, model):
+    def fake_build_plans(folder, entries, options):
         seen["ops"] = Counter(n.op_type for n in onnx.load(str(folder / entries["blocks"].file)).graph.node)
         graph = onnx.load(str(folder / "blocks.onnx")).graph
         seen["inputs"] = {i.name: i.type.tensor_type.elem_type for i in graph.input}

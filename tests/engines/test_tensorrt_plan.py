@@ -55,18 +55,18 @@ def test_missing_tensorrt_is_one_sentence(monkeypatch):
 
 
 def test_plans_from_another_tensorrt_or_gpu_are_refused(monkeypatch, fp32_folders):
+    from tcpade_trt.engines import trt_plans
     from tcpade_trt.engines.manifest import read_manifest
-    from tcpade_trt.runtime import trt_runtime
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
     manifest = read_manifest(fp32_folders["tiny-dit"])
     manifest.versions.update(tensorrt="11.0.0", gpu="NVIDIA H200")
     with pytest.raises(TensorRTError, match="built with TensorRT 11.0.0, this machine has 10.3.0"):
-        trt_runtime.require_tensorrt_runtime(manifest)
+        trt_plans.require_tensorrt_runtime(manifest)
     manifest.versions.update(tensorrt="10.3.0")
-    monkeypatch.setattr(trt_runtime, "gpu_identity", lambda: {"gpu": "NVIDIA L40S"})
+    monkeypatch.setattr(trt_plans, "gpu_identity", lambda: {"gpu": "NVIDIA L40S"})
     with pytest.raises(TensorRTError, match="built for NVIDIA H200, this machine has NVIDIA L40S"):
-        trt_runtime.require_tensorrt_runtime(manifest)
+        trt_plans.require_tensorrt_runtime(manifest)
 
 
 def test_tensorrt_build_on_a_gpu(tmp_path):
@@ -75,7 +75,7 @@ def test_tensorrt_build_on_a_gpu(tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU: TensorRT builds plans on the GPU they run on")
-    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.builder import BuildOptions, build_engines
     from tcpade_trt.export.parts import BuildShape
 
     manifest = build_engines("tiny-dit", tmp_path / "trt", BuildOptions(backend="tensorrt",
@@ -89,7 +89,7 @@ from ..fake_tensorrt import install  # noqa: E402
 
 
 def test_a_tensorrt_build_checks_every_plan_before_sealing_the_folder(tmp_path, monkeypatch, unfused_flux_folder):
-    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.builder import BuildOptions, build_engines
     from tcpade_trt.engines.manifest import read_manifest
 
     fake = install(monkeypatch)
@@ -103,12 +103,11 @@ def test_a_tensorrt_build_checks_every_plan_before_sealing_the_folder(tmp_path, 
 
 
 def test_a_plan_that_disagrees_with_torch_stops_the_build(tmp_path, monkeypatch, unfused_flux_folder):
-    from tcpade_trt.engines import trt_backend
-    from tcpade_trt.engines.build import BuildOptions, build_engines
+    from tcpade_trt.builder import BuildOptions, build_engines, plan_check
     from tcpade_trt.export.onnx_export import ExportError
 
     install(monkeypatch)
-    monkeypatch.setitem(trt_backend.PLAN_TOLERANCE, "fp32", 0.0)  # any difference at all is too much
+    monkeypatch.setitem(plan_check.PLAN_TOLERANCE, "fp32", 0.0)  # any difference at all is too much
     options = BuildOptions(backend="tensorrt", shape=SHAPES["tiny-flux"], reuse_onnx_from=unfused_flux_folder)
     with pytest.raises(ExportError, match="differs from torch by .* more than the 0e\\+00 allowed"):
         build_engines("tiny-flux", tmp_path / "trt", options, progress=False)

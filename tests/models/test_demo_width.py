@@ -21,7 +21,7 @@ def test_a_demo_model_trained_with_two_heads_loads_with_two_heads(tmp_path):
     assert {p.dtype for p in model.transformer.parameters()} == {torch.float32}
     cond = model.class_cond(torch.tensor([0, 5]))
     latents = torch.randn(2, 64, 48)
-    out = model.forward_unsplit(latents, torch.tensor([0.5, 0.5]), cond)
+    out = model.parts.forward_unsplit(latents, torch.tensor([0.5, 0.5]), cond)
     assert out.shape == latents.shape and torch.isfinite(out).all()
 
 

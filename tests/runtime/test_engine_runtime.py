@@ -5,23 +5,24 @@ import threading
 import pytest
 import torch
 
-from tcpade_trt.cache import CacheConfig, apply_cache
+from tcpade_trt.cache import cache_config
 from tcpade_trt.errors import ShapeError, TcpadeError
 from tcpade_trt.models import tiny_model
-from tcpade_trt.runtime.engine_model import EngineError
+from tcpade_trt.runtime.engine_parts import EngineError
+from tcpade_trt.runtime.hooks import apply_cache
 from tcpade_trt.runtime.runtime import Runtime
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 from ..conftest import SHAPES, make_inputs
 
-CASES = [("tiny-flux", None), ("tiny-wan", 5.0), ("tiny-dit", 4.0)]
+CASES = [("tiny-flux", None), ("tiny-wan", 5.0), ("tiny-dit", 4.0), ("tiny-sd3", 7.0)]
 
 
 def inputs(name, batch=2, seed=0):
     model = tiny_model(name)
     s = SHAPES[name]
     _, cond = make_inputs(model, batch, s.height, s.width, s.frames, seed=seed)
-    noise = initial_noise(model, model.geometry(batch, s.height, s.width, s.frames).shape,
+    noise = initial_noise(model, model.family.geometry(batch, s.height, s.width, s.frames).shape,
                           [seed + i for i in range(batch)])
     return model, cond, noise
 
@@ -41,7 +42,7 @@ def test_onnxruntime_fp32_uncached_matches_the_torch_reference(fp32_folders, nam
 @pytest.mark.parametrize("name,guidance", CASES)
 def test_tcpade_on_engines_takes_the_eager_paths_decisions(fp32_folders, name, guidance):
     model, cond, noise = inputs(name)
-    handle = apply_cache(model.transformer, CacheConfig.preset("tcpade-fast"), num_steps=20)
+    handle = apply_cache(model.transformer, cache_config("tcpade-fast"), num_steps=20)
     try:
         eager = sample(model, cond, noise, num_steps=20, guidance_scale=guidance, unsplit=True)
     finally:
@@ -90,7 +91,7 @@ def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_n
     rt = Runtime(fp32_folders["tiny-flux"])
     model, cond, noise = inputs("tiny-flux", batch=1)
     expected = rt.generate(cond, noise, cache="tcpade-fast")
-    blocks = rt.model.parts["blocks"]
+    blocks = rt.model.parts.engines["blocks"]
     blocks.session = FailsOnce(blocks.session, fail_at=3)
     with pytest.raises(EngineError, match="the blocks engine failed"):
         rt.generate(cond, noise, cache="tcpade-fast")
@@ -101,7 +102,7 @@ def test_an_engine_failing_mid_run_raises_one_error_and_the_runtime_serves_the_n
 def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
     rt = Runtime(fp32_folders["tiny-dit"])
     model, cond, noise = inputs("tiny-dit", batch=1)
-    nan_pade = rt.model.pade("rational")  # the real fit engine fed one NaN (not first: ReduceMax's blind spot)
+    nan_pade = rt.model.parts.pade("rational")  # the real fit engine fed one NaN (not first: ReduceMax's blind spot)
     fit = nan_pade.fit
 
     def poisoned_fit(r1, *rest):
@@ -109,7 +110,7 @@ def test_a_non_finite_padé_prediction_becomes_a_full_step(fp32_folders):
         r1[0, 1, 2] = float("nan")
         return fit(r1, *rest)
     nan_pade.fit = poisoned_fit
-    rt.model.pade = lambda variant: nan_pade
+    rt.model.parts.pade = lambda variant: nan_pade
     got = rt.generate(cond, noise, cache="tcpade-fast")
     assert got.decisions == [True] * 20 and torch.isfinite(got.latents).all()
     ref = rt.generate(cond, noise, cache="none")
@@ -129,7 +130,7 @@ def test_io_binding_gives_the_same_latents_as_numpy_feeds(fp32_folders, name, gu
     """The GPU path's I/O binding (device pointers in, DLPack out), exercised on CPU."""
     _, cond, noise = inputs(name)
     bound = Runtime(fp32_folders[name], device="cpu", io_binding=True)
-    assert all(part.io_binding for part in bound.model.parts.values())
+    assert all(part.io_binding for part in bound.model.parts.engines.values())
     got = bound.generate(cond, noise, cache="tcpade-fast", guidance_scale=guidance)
     expected = Runtime(fp32_folders[name], device="cpu").generate(cond, noise, cache="tcpade-fast",
                                                                   guidance_scale=guidance)
@@ -144,14 +145,14 @@ def test_the_blocks_engine_returns_the_residual_the_cache_needs(fp32_folders, na
     rt = Runtime(fp32_folders[name])
     model, cond, noise = inputs(name, batch=2)
     m = rt.model
-    prepared = m.prepare(noise, cond)
-    timesteps = m.make_scheduler(20, m.geometry_for(2)).timesteps
-    step = m.head(noise, m.model_timestep(timesteps, 2)[5], prepared)
-    x_out, residual = m.blocks_with_residual(step)
+    prepared = m.parts.prepare(noise, cond)
+    timesteps = m.family.make_scheduler(20, m.geometry_for(2)).timesteps
+    step = m.parts.head(noise, m.family.model_timestep(timesteps, 2)[5], prepared)
+    x_out, residual = m.parts.blocks_with_residual(step)
     torch.testing.assert_close(residual, x_out - step["hidden_states"], rtol=1e-6, atol=1e-6)
     calls = []
-    blocks = m.parts["blocks"]
-    m.parts["blocks"] = lambda named, outputs=None: calls.append(outputs) or blocks(named, outputs)
+    blocks = m.parts.engines["blocks"]
+    m.parts.engines["blocks"] = lambda named, outputs=None: calls.append(outputs) or blocks(named, outputs)
     rt.generate(cond, noise, cache="none", steps=3)
     assert calls == [("x_out",)] * 3
 
@@ -173,14 +174,13 @@ def test_the_scheduler_lives_where_the_engines_tensors_do(fp32_folders, monkeypa
     """On a GPU the timestep of every step must already be on the device: a host tensor would be copied to
     it per engine call (onnxruntime) or bound as a host pointer (TensorRT). The 'meta' device stands in
     for a GPU here."""
-    from tcpade_trt.runtime.engine_model import EngineModel
+    from tcpade_trt.runtime import engine_parts
 
-    def open_on_a_gpu(self, device, io_binding):  # what opening a folder on a GPU decides: the engines' device
-        self._device = torch.device("meta")
-        return {}
+    def open_on_a_gpu(folder, manifest, device, io_binding):  # what opening a folder on a GPU decides
+        return {}, torch.device("meta"), None
 
-    monkeypatch.setattr(EngineModel, "_open_ort_parts", open_on_a_gpu)
-    model = EngineModel(fp32_folders["tiny-flux"], device="cpu")
-    scheduler = model.make_scheduler(20, model.geometry_for(1))
+    monkeypatch.setattr(engine_parts, "_open_ort_engines", open_on_a_gpu)
+    model = engine_parts.open_engines(fp32_folders["tiny-flux"], device="cpu")
+    scheduler = model.family.make_scheduler(20, model.geometry_for(1))
     assert scheduler.timesteps.device.type == "meta"
-    assert model.model_timestep(scheduler.timesteps, 2).device.type == "meta"
+    assert model.family.model_timestep(scheduler.timesteps, 2).device.type == "meta"

@@ -17,7 +17,7 @@ CASES = [("tiny-flux", (8, 8, 1), None), ("tiny-wan", (8, 8, 3), 5.0), ("tiny-di
 def test_split_sampler_matches_unsplit_sampler(models, name, res, guidance):
     model = models[name]
     _, cond = make_inputs(model, 2, *res)
-    noise = initial_noise(model, model.geometry(2, *res[:2], res[2]).shape, seed=[3, 4])
+    noise = initial_noise(model, model.family.geometry(2, *res[:2], res[2]).shape, seed=[3, 4])
     split = sample(model, cond, noise, num_steps=6, guidance_scale=guidance, policy=AlwaysCompute())
     ref = sample(model, cond, noise, num_steps=6, guidance_scale=guidance, unsplit=True)
     rel = ((split.latents - ref.latents).norm() / ref.latents.norm()).item()
@@ -52,20 +52,20 @@ def test_how_a_batch_decides_each_sample_gets_at_least_what_it_gets_alone():
     so here the batch predicts no step that one of its samples computes alone. With the gate off
     (the presets), decisions are the schedule's and a sample's prediction is exactly what it would
     be alone: all Padé math is per element."""
-    from tcpade_trt.cache import CacheConfig, TCPadeConfig
+    from tcpade_trt.cache import TCPadeConfig, cache_config, make_policy
     from tcpade_trt.models import tiny_model
 
     model = tiny_model("tiny-dit")
     _, cond = make_inputs(model, 3, 8, 8)
     noise = initial_noise(model, (3, 4, 8, 8), seed=[0, 1, 2])
     alone = lambda i, config: sample(model, {"class_labels": cond["class_labels"][i:i + 1]}, noise[i:i + 1],
-                                     num_steps=20, policy=config.make_policy())
-    fast = CacheConfig.preset("tcpade-fast")
-    batch = sample(model, cond, noise, num_steps=20, policy=fast.make_policy())
+                                     num_steps=20, policy=make_policy(config))
+    fast = cache_config("tcpade-fast")
+    batch = sample(model, cond, noise, num_steps=20, policy=make_policy(fast))
     for i in range(3):
         torch.testing.assert_close(batch.latents[i:i + 1], alone(i, fast).latents, rtol=1e-4, atol=1e-5)
     gated = TCPadeConfig(warmup=2, interval=6, threshold=0.5)
-    batch = sample(model, cond, noise, num_steps=20, policy=gated.make_policy())
+    batch = sample(model, cond, noise, num_steps=20, policy=make_policy(gated))
     singles = [alone(i, gated) for i in range(3)]
     for s, decided in enumerate(batch.decisions):
         assert decided or not any(single.decisions[s] for single in singles)

@@ -44,8 +44,8 @@ def test_other_schedulers_keep_their_own_step():
 def test_all_model_timesteps_at_once_equal_one_at_a_time(models, name):
     """The sampler maps every scheduler timestep before its loop ([T, batch] in one op)."""
     model = models[name]
-    scheduler = model.make_scheduler(12, model.geometry(2, 8, 8))
-    at_once = model.model_timestep(scheduler.timesteps, 3)
+    scheduler = model.family.make_scheduler(12, model.family.geometry(2, 8, 8))
+    at_once = model.family.model_timestep(scheduler.timesteps, 3)
     assert at_once.shape == (12, 3)
     for i, t in enumerate(scheduler.timesteps):
-        assert torch.equal(at_once[i], model.model_timestep(t, 3))
+        assert torch.equal(at_once[i], model.family.model_timestep(t, 3))

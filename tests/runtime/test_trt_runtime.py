@@ -12,8 +12,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from tcpade_trt.engines import trt_plans
 from tcpade_trt.engines.trt_backend import TensorRTError
-from tcpade_trt.runtime import trt_runtime
 
 from ..fake_tensorrt import ILLEGAL_ADDRESS, fake_tensorrt, write_fake_plan
 
@@ -47,7 +47,7 @@ def trt(monkeypatch, tmp_path):
 
 
 def load(trt, tmp_path, **kwargs):
-    return trt_runtime.load_trt_parts(tmp_path, {"blocks": "blocks.plan", "head": "head.plan"}, device=trt.device,
+    return trt_plans.load_trt_parts(tmp_path, {"blocks": "blocks.plan", "head": "head.plan"}, device=trt.device,
                                       **kwargs)
 
 
@@ -148,34 +148,34 @@ def test_the_stand_in_refuses_a_capture_before_a_first_launch_and_a_second_graph
 def test_weight_streaming_budget_is_set_before_contexts_and_checked(trt, tmp_path, monkeypatch):
     parts, _ = load(trt, tmp_path)
     with pytest.raises(TensorRTError, match="built without weight streaming"):
-        trt_runtime.set_weight_streaming_budget(parts["blocks"].engine, "50%", cuda_graphs=False)
+        trt_plans.set_weight_streaming_budget(parts["blocks"].engine, "50%", cuda_graphs=False)
     engine = parts["blocks"].engine
     engine.streamable_weights_size = engine._budget = 1000
     with pytest.raises(TensorRTError, match="cannot capture"):
-        trt_runtime.set_weight_streaming_budget(engine, "50%", cuda_graphs=True)
-    assert trt_runtime.set_weight_streaming_budget(engine, "40%", cuda_graphs=False) == 400
+        trt_plans.set_weight_streaming_budget(engine, "50%", cuda_graphs=True)
+    assert trt_plans.set_weight_streaming_budget(engine, "40%", cuda_graphs=False) == 400
     engine.create_execution_context()
     with pytest.raises(TensorRTError, match="did not accept"):  # contexts exist: TensorRT keeps the old budget
-        trt_runtime.set_weight_streaming_budget(engine, "20%", cuda_graphs=False)
+        trt_plans.set_weight_streaming_budget(engine, "20%", cuda_graphs=False)
 
 
 @pytest.mark.parametrize("spec,streamable,expected_bytes", [("40%", 1000, 400), ("1GB", 2 << 30, 1 << 30),
                                                             ("512MiB", 1 << 30, 1 << 29), ("123", 1000, 123)])
 def test_budgets_read_as_share_size_or_bytes(spec, streamable, expected_bytes):
-    assert trt_runtime.parse_budget(spec, streamable) == expected_bytes
+    assert trt_plans.parse_budget(spec, streamable) == expected_bytes
 
 
 @pytest.mark.parametrize("spec,message", [("lots", "give a percentage"), ("150%", "at most 100%")])
 def test_bad_budgets_are_one_sentence(spec, message):
     with pytest.raises(TensorRTError, match=message):
-        trt_runtime.parse_budget(spec, 1000)
+        trt_plans.parse_budget(spec, 1000)
 
 
 def test_tensorrt_11_has_only_the_v2_memory_api_and_the_runtime_uses_it(monkeypatch, tmp_path):
     fake = fake_tensorrt("11.1.0.10")
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     write_fake_plan(fake, scale_and_shift_graph(tmp_path / "g.onnx"), tmp_path / "blocks.plan", PROFILE)
-    parts, _ = trt_runtime.load_trt_parts(tmp_path, {"blocks": "blocks.plan"}, device=fake.device)
+    parts, _ = trt_plans.load_trt_parts(tmp_path, {"blocks": "blocks.plan"}, device=fake.device)
     assert not hasattr(parts["blocks"].engine, "device_memory_size")
     x, t = torch.randn(3, 4, 8), torch.randn(3)
     np.testing.assert_allclose(parts["blocks"]({"x": x, "t": t})["y"].numpy(), expected(x, t).numpy(), rtol=1e-6)
@@ -184,10 +184,10 @@ def test_tensorrt_11_has_only_the_v2_memory_api_and_the_runtime_uses_it(monkeypa
 def test_an_unreadable_plan_is_one_sentence(trt, tmp_path):
     (tmp_path / "bad.plan").write_bytes(b"garbage")
     with pytest.raises(TensorRTError, match="could not deserialize bad.plan.*rebuild"):
-        trt_runtime.load_trt_parts(tmp_path, {"blocks": "bad.plan"}, device=trt.device)
+        trt_plans.load_trt_parts(tmp_path, {"blocks": "bad.plan"}, device=trt.device)
 
 
 def test_plans_built_by_another_tensorrt_release_are_refused(trt):
     manifest = types.SimpleNamespace(versions={"tensorrt": "10.13.0.36"})  # a patch release apart is enough
     with pytest.raises(TensorRTError, match="built with TensorRT 10.13.0.36, this machine has 10.13.0.35"):
-        trt_runtime.require_tensorrt_runtime(manifest)
+        trt_plans.require_tensorrt_runtime(manifest)

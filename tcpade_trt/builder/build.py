@@ -11,6 +11,7 @@ interrupted or failed build leaves nothing that looks complete.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,16 +21,18 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cache.pade import VARIANTS
+from ..engines.manifest import Manifest, PartEntry, build_versions, sha256_state_dict
 from ..errors import ConfigError, TcpadeError
 from ..export.onnx_export import check_part, export_part
 from ..export.onnx_files import copy_model, move_model, referenced_data_files, scratch_folder
 from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
-from ..models.base import SplitModel
+from ..models.model import Model
 from ..models.registry import load_model
 from ..versions import require_torch_for_export
-from .manifest import Manifest, PartEntry, build_versions, sha256_state_dict
 from .output_folder import building_folder, check_destination
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -81,11 +84,11 @@ class BuildOptions:
         if self.backend == "tensorrt" and self.tensorrt.optimization_level not in range(6):
             raise ConfigError("the TensorRT builder optimization level must be 0-5.")
         if self.precision == "fp8" or (self.precision == "int8" and self.backend == "tensorrt"):
-            from .modelopt_quant import require_modelopt
+            from ..engines.modelopt_quant import require_modelopt
 
             require_modelopt(self.precision)
         if self.reuse_onnx_from is not None:
-            from .manifest import read_manifest
+            from ..engines.manifest import read_manifest
 
             source = read_manifest(self.reuse_onnx_from, verify_hashes=False)  # one sentence if it is no folder
             if source.backend != "onnxruntime" or source.precision != "fp32":
@@ -103,11 +106,11 @@ class BuildOptions:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1 (got {value!r}).")
 
-    def validate_for(self, model: SplitModel) -> None:
+    def validate_for(self, model: Model) -> None:
         """The shape against the model's family (FLUX: even sizes; DiT: square, a multiple of the patch;
         Wan: multiples of the patch): one sentence before the export."""
         s = self.shape
-        model.geometry(s.batch_min, s.height, s.width, s.frames)
+        model.family.geometry(s.batch_min, s.height, s.width, s.frames)
 
 
 class _Stages:
@@ -124,8 +127,8 @@ class _Stages:
         result = fn(*args, **kwargs)
         seconds = time.perf_counter() - start
         self.log.append({"stage": name, "seconds": round(seconds, 2)})
-        if self.progress:
-            tqdm.write(f"  {name:<38} {seconds:6.1f} s")
+        if self.progress:  # a line per finished stage, above the bar
+            log.info("  %-38s %6.1f s", name, seconds)
         self.bar.update()
         return result
 
@@ -133,17 +136,17 @@ class _Stages:
         self.bar.close()
 
 
-def model_identity(model: SplitModel) -> dict:
+def model_identity(model: Model) -> dict:
     state = dict(model.transformer.state_dict())
-    if hasattr(model, "conditioner"):
+    if model.conditioner is not None:
         state.update({f"conditioner.{k}": v for k, v in model.conditioner.state_dict().items()})
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.config).items()
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.family.config).items()
               if not k.startswith("_") or k == "_class_name"}
-    return {"name": model.name, "family": model.family, "class": type(model.transformer).__name__,
+    return {"name": model.name, "family": model.family.name, "class": model.family.diffusers_class,
             "config": config, "weights_sha256": sha256_state_dict(state)}
 
 
-def build_engines(model: str | SplitModel, out: str | Path, options: BuildOptions | None = None,
+def build_engines(model: str | Model, out: str | Path, options: BuildOptions | None = None,
                   progress: bool = True, force: bool = False) -> Manifest:
     """Build an engine folder at ``out``, replacing an existing one only once the new one is complete.
 
@@ -156,10 +159,10 @@ def build_engines(model: str | SplitModel, out: str | Path, options: BuildOption
     require_torch_for_export()
     out = Path(out)
     check_destination(out, _model_path(model), force)
-    if isinstance(model, SplitModel):
+    if isinstance(model, Model):
         options.validate_for(model)
     if options.backend == "tensorrt":
-        from . import trt_backend
+        from ..engines import trt_backend
 
         trt_backend.check_build_machine(options.precision)  # TensorRT and a capable GPU, before the export
     with building_folder(out) as tmp:
@@ -177,9 +180,9 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
     shape, precision = options.shape, options.precision
     quantized = precision in ("int8", "fp8")
     exports = 1 if options.reuse_onnx_from else len(PARTS) + len(options.pade_variants) + 2
-    stages = _Stages(1 + exports + quantized + (options.backend == "tensorrt") + 1, progress)
+    stages = _Stages(1 + exports + quantized + 2 * (options.backend == "tensorrt") + 1, progress)
     try:
-        if isinstance(model_ref, SplitModel):
+        if isinstance(model_ref, Model):
             model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
         else:
             model = stages.run(f"load {model_ref}", load_model, model_ref)
@@ -200,9 +203,11 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
                 quantization = stages.run(f"export blocks ({precision})", _export_reduced_precision_blocks, model,
                                           folder, entries["blocks"], options)
             if options.backend == "tensorrt":
-                from .trt_backend import build_plans
+                from ..engines.trt_backend import build_plans
+                from .plan_check import check_plans
 
-                stages.run("build and check TensorRT plans", build_plans, folder, entries, options, model)
+                stages.run("build TensorRT plans", build_plans, folder, entries, options)
+                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
             parts=entries, versions=build_versions(options.backend), quantization=quantization,
@@ -218,13 +223,13 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
         stages.close()
 
 
-def _export_all(model: SplitModel, folder: Path, options: BuildOptions, stages: _Stages) -> dict[str, PartEntry]:
+def _export_all(model: Model, folder: Path, options: BuildOptions, stages: _Stages) -> dict[str, PartEntry]:
     """Every part and Padé variant to fp32 ONNX, each model part checked against torch."""
     shape = options.shape
     axes = batch_axes(model, shape)
     entries: dict[str, PartEntry] = {}
     for part in PARTS:
-        if part == "prepare" and not model.PREPARE_OUTPUTS:
+        if part == "prepare" and not model.family.PREPARE_OUTPUTS:
             continue  # nothing prompt-only to precompute (DiT)
         io = stages.run(f"export {part}", _export_model_part, model, part, folder / f"{part}.onnx", options, axes)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
@@ -244,10 +249,10 @@ def check_batches(shape: BuildShape) -> tuple[int, ...]:
     return tuple(sorted({shape.batch_min, shape.batch_max}))
 
 
-def _export_model_part(model: SplitModel, part: str, path: Path, options: BuildOptions, axes: dict) -> dict:
+def _export_model_part(model: Model, part: str, path: Path, options: BuildOptions, axes: dict) -> dict:
     io = export_part(model, part, options.shape, path, options.opset, axes)
     if options.backend == "onnxruntime" and options.ort_fusions:
-        from .ort_fusions import fuse_for_onnxruntime
+        from ..engines.ort_fusions import fuse_for_onnxruntime
 
         fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
     return io
@@ -255,7 +260,7 @@ def _export_model_part(model: SplitModel, part: str, path: Path, options: BuildO
 
 def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
     """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
-    from .manifest import read_manifest
+    from ..engines.manifest import read_manifest
 
     src = read_manifest(source)
     if src.backend != "onnxruntime" or src.precision != "fp32":
@@ -271,18 +276,18 @@ def _fused(options: BuildOptions) -> bool:
     """Whether the folder's parts carry onnxruntime's fused ops (reused parts: as their source's did)."""
     if options.reuse_onnx_from is None:
         return options.ort_fusions
-    from .manifest import read_manifest
+    from ..engines.manifest import read_manifest
 
     return bool(read_manifest(options.reuse_onnx_from, verify_hashes=False).options.get("ort_fusions"))
 
 
 def _ort_session(path: Path):
-    from .ort_backend import create_session
+    from ..engines.ort_backend import create_session
 
     return create_session(path, providers=["CPUExecutionProvider"])
 
 
-def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
+def _quantize_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
     """Replace blocks.onnx by its quantized version, checked against torch; returns the recipe for the
     manifest.
 
@@ -291,9 +296,9 @@ def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options:
     exported as standard Q/DQ. A graph quantized in bf16 (a model on a GPU) is checked by the TensorRT
     build as a plan: onnxruntime's CPU kernels have no bf16.
     """
+    from ..engines.modelopt_quant import quantize_blocks_modelopt
+    from ..engines.ort_backend import quantize_int8_dynamic, quantize_static_qdq
     from .calibration import collect_block_inputs
-    from .modelopt_quant import quantize_blocks_modelopt
-    from .ort_backend import quantize_int8_dynamic, quantize_static_qdq
 
     dst = folder / "blocks.onnx"
     recipe = {"method": None, "scope": "blocks only: prepare, head (embedders), tail (norm_out, proj_out) and the "
@@ -329,7 +334,7 @@ def _quantize_blocks(model: SplitModel, folder: Path, entry: PartEntry, options:
     return recipe
 
 
-def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
+def _export_reduced_precision_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
     """TensorRT bf16 / fp16: blocks.onnx re-exported from a copy of the model cast to that dtype, so
     that the graph carries its precision (TensorRT 11 builds strongly typed networks only). Its I/O
     is bf16 / fp16; the runtime casts at the boundary. onnxruntime's CPU kernels cannot run it, so
@@ -337,8 +342,9 @@ def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: Par
     import copy
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[options.precision]
-    cast = copy.copy(model)
-    cast.transformer = copy.deepcopy(model.transformer).to(dtype)
+    family = copy.copy(model.family)
+    family.dtype = dtype
+    cast = Model(model.name, family, type(model.parts)(copy.deepcopy(model.transformer).to(dtype), family))
     io = export_part(cast, "blocks", options.shape, folder / "blocks.onnx", options.opset,
                      batch_axes(model, options.shape))
     entry.inputs, entry.outputs = io["inputs"], io["outputs"]
@@ -346,9 +352,9 @@ def _export_reduced_precision_blocks(model: SplitModel, folder: Path, entry: Par
     return {"method": f"blocks exported in {options.precision} (strongly typed)", "scope": "blocks only"}
 
 
-def _write_extras(model: SplitModel, folder: Path) -> dict:
+def _write_extras(model: Model, folder: Path) -> dict:
     """Files besides the engines that a generation needs (the demo's learned class embeddings)."""
-    if not hasattr(model, "conditioner"):
+    if model.conditioner is None:
         return {}
     from safetensors.torch import save_file
 

@@ -65,7 +65,7 @@ def foreign_files(folder: Path) -> str | None:
     entries = sorted(p.name for p in folder.iterdir())
     if not entries:
         return None
-    from .manifest import FORMAT, MANIFEST
+    from ..engines.manifest import FORMAT, MANIFEST
 
     try:
         data = json.loads((folder / MANIFEST).read_text())

@@ -1,6 +1,6 @@
 """The eager path: attach a cache to an unmodified diffusers transformer, and take it off again.
 
-    handle = apply_cache(pipe, CacheConfig.preset("tcpade-fast"))   # steps read from pipe.scheduler
+    handle = apply_cache(pipe, "tcpade-fast")   # a spec or a CacheConfig; steps read from pipe.scheduler
     pipe(...)            # calls transformer(...) as usual; the block stack now runs only on full steps
     handle.stats()       # {"full": 7, "predicted": 13, ...} of the last finished trajectory
     handle.remove()      # the original forward again, bit for bit
@@ -30,11 +30,13 @@ import inspect
 
 import torch
 
+from ..cache.config import CacheConfig
+from ..cache.factory import make_policy
+from ..cache.spec import cache_config
 from ..errors import ConfigError
-from ..models.base import SplitModel
+from ..models.model import Model
 from ..models.registry import split_model
-from .cached_step import cached_forward
-from .config import CacheConfig
+from .step import cached_forward
 
 NO_STEP_COUNT = ("pass the pipeline (its scheduler tells the step count of every call) or num_steps=N, the number "
                  "of steps the pipeline runs.")
@@ -46,18 +48,28 @@ class _Branch:
         self.policy.reset(num_steps)
         self.num_steps = num_steps
         self.step = 0
+        self.prepared, self.prepared_for = None, None  # prompt-only tensors, and the inputs they were made from
+
+    def prepare(self, parts, latents, cond):
+        """parts.prepare once per trajectory (the context embedder, RoPE tables), again only if the pipeline
+        hands this branch other conditioning tensors or another latent shape."""
+        key = (tuple(latents.shape), *((k, v.data_ptr(), tuple(v.shape)) for k, v in cond.items()
+                                       if isinstance(v, torch.Tensor)))
+        if key != self.prepared_for:
+            self.prepared, self.prepared_for = parts.prepare(latents, cond), key
+        return self.prepared
 
 
 class CachedForward:
-    """A diffusers-compatible ``forward`` that runs a SplitModel with a cache, branch by branch.
+    """A diffusers-compatible ``forward`` that runs a Model with a cache, branch by branch.
 
-    Used by ``apply_cache`` (torch model) and by the engine-backed drop-in transformer.
-    ``make_policy`` builds one fresh policy per branch (default: ``config.make_policy``);
+    Used by ``apply_cache`` (torch parts) and by the engine-backed drop-in transformer.
+    ``new_policy`` builds one fresh policy per branch (default: ``make_policy(config)``);
     ``scheduler``: the pipeline's scheduler, read for each trajectory's step count.
     """
 
-    def __init__(self, model: SplitModel, config: CacheConfig, num_steps: int | None, signature: inspect.Signature,
-                 make_policy=None, scheduler=None):
+    def __init__(self, model: Model, config: CacheConfig, num_steps: int | None, signature: inspect.Signature,
+                 new_policy=None, scheduler=None):
         if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 1):
             raise ConfigError(f"num_steps must be a positive integer (got {num_steps!r}): the sampler's step count.")
         self.model = model
@@ -65,7 +77,7 @@ class CachedForward:
         self.num_steps = num_steps
         self.scheduler = scheduler
         self._signature = signature
-        self._make_policy = make_policy or config.make_policy
+        self._new_policy = new_policy or (lambda: make_policy(config))
         self._branches: dict[str, _Branch] = {}
         self._context: tuple[str, dict] | None = None  # the pipeline's cache_context(name, **info) of this call
         self._last_timestep: float | None = None
@@ -112,13 +124,14 @@ class CachedForward:
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise ConfigError(f"this cached {self.model.family} transformer was called with arguments its forward "
-                              f"does not take ({exc}); is it in a pipeline of another model family?") from None
+            raise ConfigError(f"this cached {self.model.family.title} transformer was called with arguments its "
+                              f"forward does not take ({exc}); is it in a pipeline of another model family?") from None
         bound.apply_defaults()
-        latents, timestep, cond, return_dict = self._unpack(bound.arguments)
+        latents, timestep, cond, return_dict = self.model.family.unpack_forward(bound.arguments)
         branch = self._branch_for(timestep)
-        step = self.model.head(latents, timestep, self.model.prepare(latents, cond))
-        out = cached_forward(self.model, branch.policy, step, branch.step, branch.num_steps)
+        parts = self.model.parts
+        step = parts.head(latents, timestep, branch.prepare(parts, latents, cond))
+        out = cached_forward(parts, branch.policy, step, branch.step, branch.num_steps)
         branch.step += 1
         if all(b.step >= b.num_steps for b in self._branches.values()) and self._context is None:
             last = self._last_timestep
@@ -188,30 +201,12 @@ class CachedForward:
             name = str(self._auto_branch)
         self._last_timestep = t
         if name not in self._branches:
-            self._branches[name] = _Branch(self._make_policy(), self._steps_now())
+            self._branches[name] = _Branch(self._new_policy(), self._steps_now())
         branch = self._branches[name]
         if branch.step >= branch.num_steps:
             raise ConfigError(f"the cache was set for {branch.num_steps} steps but the pipeline runs more; pass "
                               "num_steps equal to its num_inference_steps, or pass the pipeline itself.")
         return branch
-
-    def _unpack(self, a: dict):
-        family = self.model.family
-        if family == "flux":
-            cond = {k: a[k] for k in ("encoder_hidden_states", "pooled_projections", "txt_ids", "img_ids")}
-            if a.get("guidance") is not None:
-                cond["guidance"] = a["guidance"]
-            return a["hidden_states"], a["timestep"], cond, a["return_dict"]
-        if family == "wan":
-            cond = {"encoder_hidden_states": a["encoder_hidden_states"]}
-            if a.get("encoder_hidden_states_image") is not None:
-                cond["encoder_hidden_states_image"] = a["encoder_hidden_states_image"]
-            return a["hidden_states"], a["timestep"], cond, a["return_dict"]
-        timestep = a["timestep"]
-        latents = a["hidden_states"]
-        if timestep.ndim == 0:
-            timestep = timestep[None].expand(latents.shape[0])
-        return latents, timestep, {"class_labels": a["class_labels"]}, a["return_dict"]
 
 
 def bind_scheduler(cached: CachedForward, scheduler) -> None:
@@ -273,17 +268,14 @@ class CacheHandle(CachedForward):
             self.removed = True
 
 
-def apply_cache(target, config: CacheConfig | str, num_steps: int | None = None) -> CacheHandle:
+def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: int | None = None) -> CacheHandle:
     """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle.
 
     target: a diffusers pipeline (its transformer is cached and its scheduler tells each call's
         step count), or the transformer itself (then ``num_steps`` is required).
     config: a CacheConfig or a cache spec, 'PRESET[:field=value,...]'.
     """
-    if isinstance(config, str):
-        from .spec import parse_cache_spec
-
-        config = parse_cache_spec(config)
+    config = cache_config(config)
     scheduler = None
     transformer = target
     if hasattr(target, "transformer") and hasattr(target, "scheduler"):  # a pipeline

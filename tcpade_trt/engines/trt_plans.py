@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..engines.trt_backend import TensorRTError, gpu_identity, import_tensorrt
+from .trt_backend import TensorRTError, gpu_identity, import_tensorrt
 
 if TYPE_CHECKING:  # TensorRT's types for the static check (scripts/typecheck_tensorrt.sh); imported lazily at run time
     import tensorrt

@@ -1,0 +1,164 @@
+"""A model family, without weights: everything the sampler, the runtime and the tools need to know
+about FLUX, Wan, DiT... that is not a torch module.
+
+A Family is built from a diffusers config (the transformer's, or the one an engine folder's manifest
+records) and answers:
+
+- geometry: the latent layout a generation holds (``geometry``, ``spatial_size``, ``spatial_latents``);
+- sampling: the scheduler, the model's timestep, classifier-free guidance (``make_scheduler``,
+  ``model_timestep``, ``guidance_scale``, ``uncond``, ``model_output_to_prediction``);
+- conditioning: what a generation needs (``COND_INPUTS``, ``check_inputs``, ``example_cond``, class
+  labels for class-conditional families), and how a diffusers ``forward`` call carries it
+  (``unpack_forward``);
+- the split: the named tensors of each part (``PREPARE_INPUTS`` ... ``MODULATED_INPUTS``), which are
+  the engines' input and output names, and ``unpatchify`` (a reshape, done on the host);
+- building: the latent size a build targets by default and the tiny random config tests use.
+
+The torch modules that compute the parts are the family's ``Parts`` (models/parts.py); engines are
+another implementation of the same Parts (runtime/engine_parts.py). A new family is one file in
+models/families/ holding a Family and a Parts subclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..errors import ConfigError
+
+Tensors = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LatentGeometry:
+    """What a generation's latents look like, in the units the sampler holds them."""
+
+    shape: tuple[int, ...]  # latents as the sampler holds them, batch first
+    tokens: int  # image tokens the block stack sees per sample
+
+
+def per_row(t: torch.Tensor, batch: int) -> torch.Tensor:
+    """t [*S] -> [*S, batch], every value repeated for each row of the batch (a view)."""
+    return t.unsqueeze(-1).expand(*t.shape, batch)
+
+
+class Family:
+    """One model family (subclasses: models/families/*.py)."""
+
+    name: ClassVar[str] = ""  # "flux", "wan", "dit", ...
+    diffusers_class: ClassVar[str] = ""  # the diffusers transformer class it splits
+    title: ClassVar[str] = ""  # for people: "FLUX.1"
+    video: ClassVar[bool] = False  # latents hold frames: a generation is written as a GIF
+    default_guidance: ClassVar[float | None] = None  # classifier-free guidance scale (None: not used)
+    default_build_shape: ClassVar[tuple[int, int, int]] = (32, 32, 1)  # latent height, width, frames
+    tiny_config: ClassVar[dict] = {}  # a tiny random model of the family, for tests and smoke runs
+    # Named tensors of each part, in the order the exported engines take them (export/parts.py):
+    PREPARE_INPUTS: ClassVar[tuple[str, ...]] = ()  # conditioning names (plus "latents" when only its shape matters)
+    PREPARE_OUTPUTS: ClassVar[tuple[str, ...]] = ()  # per-generation tensors prepare() computes
+    HEAD_OUTPUTS: ClassVar[tuple[str, ...]] = ()  # hidden_states (x_in) first, then per-step tensors
+    BLOCK_INPUTS: ClassVar[tuple[str, ...]] = ()  # hidden_states first
+    TAIL_INPUTS: ClassVar[tuple[str, ...]] = ()  # besides x_out
+    MODULATED_INPUTS: ClassVar[tuple[str, ...]] = ()  # what modulated_input() reads (TeaCache's signal)
+
+    def __init__(self, config, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        self.config = config
+        self.device, self.dtype = torch.device(device), dtype
+
+    # ---- the split's names ---------------------------------------------------------------------
+    @property
+    def HEAD_INPUTS(self) -> tuple[str, ...]:  # noqa: N802 (may depend on the config, e.g. FLUX's guidance)
+        """Besides latents and timestep, what head() reads from the prepared dict."""
+        return ()
+
+    @property
+    def COND_INPUTS(self) -> tuple[str, ...]:  # noqa: N802
+        """The conditioning dict's required keys."""
+        return ()
+
+    # ---- conditioning --------------------------------------------------------------------------
+    def check_cond_keys(self, cond: Tensors, what: str = "cond") -> None:
+        """One sentence naming what a conditioning dict lacks (instead of a KeyError deep inside)."""
+        if not isinstance(cond, dict):
+            raise ConfigError(f"{what} must be a dict of tensors with keys {', '.join(self.COND_INPUTS)}.")
+        missing = [k for k in self.COND_INPUTS if cond.get(k) is None]
+        if missing:
+            raise ConfigError(f"{what} lacks {', '.join(repr(k) for k in missing)}; a {self.name} model needs "
+                              f"{', '.join(self.COND_INPUTS)}.")
+
+    def check_inputs(self, latents: torch.Tensor, cond: Tensors) -> None:
+        """Shapes of the latents and the conditioning, with a sentence for anything off."""
+        self.check_cond_keys(cond)
+
+    def example_cond(self, geometry: LatentGeometry, *, height: int, width: int, text_tokens: int = 8,
+                     generator: torch.Generator | None = None) -> Tensors:
+        """Random but well-formed conditioning for a batch of ``geometry.shape[0]`` (tests, smoke runs, export)."""
+        raise NotImplementedError
+
+    def uncond(self, cond: Tensors) -> Tensors:
+        """The unconditional half of a classifier-free-guidance batch for ``cond``."""
+        raise ConfigError(f"{self.title} does not use classifier-free guidance here.")
+
+    @property
+    def num_classes(self) -> int | None:
+        """Class-conditional families: how many classes (labels 0 .. n-1); None for text-conditioned ones."""
+        return None
+
+    def class_cond(self, labels: torch.Tensor) -> Tensors:
+        raise ConfigError(f"{self.title} is conditioned by text, not class labels: use a prompt.")
+
+    pipeline_class: ClassVar[str | None] = None  # the diffusers pipeline whose text encoders and VAE it uses
+
+    def encode_prompt(self, pipe, prompt: str, batch: int, *, height: int, width: int, text_tokens: int,
+                      negative_prompt: str = "", guidance_scale: float | None = None):
+        """(cond, negative_cond or None, guidance scale or None) for ``prompt``, with the text encoders of
+        ``pipe`` (a pipeline of ``pipeline_class`` loaded without its transformer)."""
+        raise ConfigError(f"{self.title} is not conditioned by text: use --class.")
+
+    def decode(self, vae, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """Final latents -> images [B, 3, H, W] in [0, 1] (video: [B, 3, F, H, W]) through ``vae``."""
+        raise NotImplementedError
+
+    def unpack_forward(self, arguments: dict):
+        """(latents, timestep, cond, return_dict) from the bound arguments of the diffusers ``forward``."""
+        raise NotImplementedError
+
+    # ---- geometry ------------------------------------------------------------------------------
+    def geometry(self, batch: int, height: int, width: int, frames: int = 1) -> LatentGeometry:
+        """Latent shape for a generation of ``batch`` samples at a latent resolution (refuses sizes the
+        family cannot take, with the reason)."""
+        raise NotImplementedError
+
+    def spatial_size(self, latents: torch.Tensor) -> tuple[int, ...]:
+        """(height, width[, frames]) of the latent image, from the sampler's latent layout."""
+        return tuple(latents.shape[-2:])
+
+    def spatial_latents(self, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The sampler's latents as a latent image [B, C, H, W] (video: [B, C, F, H, W]), for previews and
+        image metrics (FLUX unpacks its 2x2 token packing)."""
+        return latents
+
+    def unpatchify(self, tokens: torch.Tensor, latent_shape: tuple[int, ...]) -> torch.Tensor:
+        """Projected tokens -> the model output layout (a pure reshape; identity for packed FLUX)."""
+        return tokens
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def make_scheduler(self, num_steps: int, geometry: LatentGeometry):
+        """A diffusers scheduler with its timesteps set for ``num_steps`` steps, on this family's device."""
+        raise NotImplementedError
+
+    def model_timestep(self, t: torch.Tensor, batch: int) -> torch.Tensor:
+        """Scheduler timestep(s) -> the ``timestep`` argument of the model's forward: [batch] for one
+        timestep, [T, batch] for a vector of T (the sampler maps all steps at once, before its loop)."""
+        return per_row(t, batch)
+
+    def model_output_to_prediction(self, output: torch.Tensor, guidance_scale: float | None) -> torch.Tensor:
+        """Model output for the (possibly CFG-doubled) batch -> the scheduler's model_output."""
+        if guidance_scale is None:
+            return output
+        cond, uncond = output.chunk(2)
+        return uncond + guidance_scale * (cond - uncond)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.diffusers_class})"
