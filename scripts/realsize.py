@@ -204,7 +204,6 @@ def main() -> int:
     if not Path("/usr/bin/time").is_file():
         sys.exit("GNU time (/usr/bin/time) measures peak memory here: apt-get install time")
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     json_path = args.out / "realsize.json"
     # models measured by an earlier run into the same OUT stay (a failure late in a long run loses nothing)
     earlier = json.loads(json_path.read_text())["models"] if json_path.is_file() else {}
