@@ -204,12 +204,16 @@ def main() -> int:
     if not Path("/usr/bin/time").is_file():
         sys.exit("GNU time (/usr/bin/time) measures peak memory here: apt-get install time")
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "models": {}}
     json_path = args.out / "realsize.json"
+    # models measured by an earlier run into the same OUT stay (a failure late in a long run loses nothing)
+    earlier = json.loads(json_path.read_text())["models"] if json_path.is_file() else {}
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+               "models": {k: v for k, v in earlier.items() if k not in args.models}}
     for name in args.models:
+        model_started = time.perf_counter()
         results["models"][name] = measure(name, args.out)
-        results["total_minutes"] = (time.perf_counter() - started) / 60
+        results["models"][name]["minutes"] = round((time.perf_counter() - model_started) / 60, 1)
+        results["total_minutes"] = sum(m.get("minutes", 0) for m in results["models"].values())
         json_path.write_text(json.dumps(results, indent=1))  # what is measured so far survives a later failure
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
