@@ -179,8 +179,9 @@ def _model_path(model) -> Path | None:
 def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) -> Manifest:
     shape, precision = options.shape, options.precision
     quantized = precision in ("int8", "fp8")
-    exports = 1 if options.reuse_onnx_from else len(PARTS) + len(options.pade_variants) + 2
-    stages = _Stages(1 + exports + quantized + 2 * (options.backend == "tensorrt") + 1, progress)
+    # each model part is exported, then checked; the Padé graphs are exported
+    exports = 1 if options.reuse_onnx_from else 2 * len(PARTS) + len(options.pade_variants) + 2
+    stages = _Stages(1 + exports + 2 * quantized + 2 * (options.backend == "tensorrt") + 1, progress)
     try:
         if isinstance(model_ref, Model):
             model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
@@ -199,6 +200,8 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             if quantized:
                 quantization = stages.run(f"quantize blocks ({precision})", _quantize_blocks, model, folder,
                                           entries["blocks"], options)
+                stages.run(f"check blocks ({precision}) against torch", _check_quantized_blocks, model, folder,
+                           entries["blocks"], options, quantization)
             elif precision in ("bf16", "fp16"):
                 quantization = stages.run(f"export blocks ({precision})", _export_reduced_precision_blocks, model,
                                           folder, entries["blocks"], options)
@@ -233,14 +236,18 @@ def _export_all(model: Model, folder: Path, options: BuildOptions, stages: _Stag
             continue  # nothing prompt-only to precompute (DiT)
         io = stages.run(f"export {part}", _export_model_part, model, part, folder / f"{part}.onnx", options, axes)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
-        entries[part].check_error = check_part(_ort_session(folder / f"{part}.onnx"), model, part, shape,
-                                               TOLERANCE["fp32"], batches=check_batches(shape))
+        entries[part].check_error = stages.run(f"check {part} against torch", _check_fp32_part, model, part,
+                                               folder / f"{part}.onnx", shape)
     _, tokens, hidden = entries["blocks"].outputs[0]["shape"]  # x_out ["batch", tokens, hidden]
     graphs = [(f"pade-fit-{variant}", "pade-fit", variant) for variant in options.pade_variants]
     for name, graph, variant in [*graphs, ("pade-eval", "pade-eval", "rational"), ("tsi", "tsi", "rational")]:
         stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", graph, variant, hidden=hidden)
         entries[name] = PartEntry(file=f"{name}.onnx", **pade_io(graph, tokens, hidden))
     return entries
+
+
+def _check_fp32_part(model: Model, part: str, path: Path, shape: BuildShape) -> float:
+    return check_part(_ort_session(path), model, part, shape, TOLERANCE["fp32"], batches=check_batches(shape))
 
 
 def check_batches(shape: BuildShape) -> tuple[int, ...]:
@@ -288,16 +295,17 @@ def _ort_session(path: Path):
 
 
 def _quantize_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
-    """Replace blocks.onnx by its quantized version, checked against torch; returns the recipe for the
-    manifest.
+    """Replace blocks.onnx by its quantized version (checked against torch by _check_quantized_blocks);
+    returns the recipe for the manifest.
 
-    int8 on onnxruntime: onnxruntime's quantizer (dynamic per-channel S8, or static QDQ calibrated on
-    trajectories); int8 on TensorRT and fp8 on both: NVIDIA's ModelOpt recipes (modelopt_quant.py),
-    exported as standard Q/DQ. A graph quantized in bf16 (a model on a GPU) is checked by the TensorRT
-    build as a plan: onnxruntime's CPU kernels have no bf16.
+    int8 on onnxruntime: dynamic per-channel S8 written one weight at a time (int8_dynamic.py), or
+    onnxruntime's static QDQ calibrated on trajectories; int8 on TensorRT and fp8 on both: NVIDIA's
+    ModelOpt recipes (modelopt_quant.py), exported as standard Q/DQ. A graph quantized in bf16 (a model
+    on a GPU) is checked by the TensorRT build as a plan: onnxruntime's CPU kernels have no bf16.
     """
+    from ..engines.int8_dynamic import quantize_int8_dynamic
     from ..engines.modelopt_quant import quantize_blocks_modelopt
-    from ..engines.ort_backend import quantize_int8_dynamic, quantize_static_qdq
+    from ..engines.ort_backend import quantize_static_qdq
     from .calibration import collect_block_inputs
 
     dst = folder / "blocks.onnx"
@@ -311,8 +319,12 @@ def _quantize_blocks(model: Model, folder: Path, entry: PartEntry, options: Buil
         move_model(dst, src)
         external = bool(referenced_data_files(src))
         if onnxruntime_int8 and options.int8_mode == "dynamic":
-            quantize_int8_dynamic(src, dst, external)
-            recipe["method"] = "onnxruntime dynamic INT8, per-channel S8 weights (MatMul, Gemm)"
+            report = quantize_int8_dynamic(src, dst, external)
+            recipe["method"] = ("dynamic INT8 (onnxruntime's MatMulInteger form, written one weight at a time): "
+                                "per-column S8 weights of every MatMul / Gemm with a constant weight")
+            recipe["quantized_matmuls"] = report.matmuls
+            if report.skipped:
+                recipe["left_float"] = report.skipped
         else:
             feeds = collect_block_inputs(model, options.shape, options.calibration_samples,
                                          options.calibration_steps, options.calibration_seed)
@@ -326,12 +338,15 @@ def _quantize_blocks(model: Model, folder: Path, entry: PartEntry, options: Buil
             recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
                                      "seed": options.calibration_seed, "feeds": len(feeds)}
     entry.precision = options.precision
+    return recipe
+
+
+def _check_quantized_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions, recipe: dict) -> None:
     if recipe.get("graph_dtype") == "bfloat16":
         entry.check_error = None  # checked as a plan (tensorrt backend only, see BuildOptions.validate)
     else:
-        entry.check_error = check_part(_ort_session(dst), model, "blocks", options.shape, TOLERANCE[options.precision],
-                                       batches=check_batches(options.shape))
-    return recipe
+        entry.check_error = check_part(_ort_session(folder / entry.file), model, "blocks", options.shape,
+                                       TOLERANCE[options.precision], batches=check_batches(options.shape))
 
 
 def _export_reduced_precision_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:

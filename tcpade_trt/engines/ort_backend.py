@@ -1,5 +1,5 @@
 """onnxruntime: sessions (CPU, or CUDA / TensorRT execution providers with onnxruntime-gpu) and
-quantization of the blocks graph (dynamic INT8, static QDQ INT8, FP8 E4M3 QDQ)."""
+static QDQ INT8 quantization of the blocks graph (dynamic INT8: int8_dynamic.py; FP8: modelopt_quant.py)."""
 
 from __future__ import annotations
 
@@ -151,16 +151,6 @@ def _quiet_root_logger():
 
 # MatMul/Gemm carry nearly all of a transformer block's FLOPs; norms and softmax stay float.
 QUANTIZED_OPS = ["MatMul", "Gemm"]
-
-
-def quantize_int8_dynamic(src: Path, dst: Path, external: bool = False) -> None:
-    """Per-channel S8 weights, activations quantized at run time: no calibration data needed.
-    external: write the weights to ``<dst>.data`` (needed over protobuf's 2 GB)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with _quiet_root_logger():
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                         weight_type=QuantType.QInt8, use_external_data_format=external)
 
 
 def quantize_static_qdq(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]], external: bool = False) -> None:

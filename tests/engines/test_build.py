@@ -24,7 +24,7 @@ def test_fp32_folder_holds_checked_parts_and_a_valid_manifest(fp32_folders, name
         assert manifest.parts[part].check_error <= 1e-4
     assert manifest.model["family"] == name.split("-")[1] and len(manifest.model["weights_sha256"]) == 64
     assert manifest.versions["onnxruntime"] and manifest.backend == "onnxruntime"
-    assert {x["stage"] for x in manifest.build_log} >= {"export blocks", "hash files"}
+    assert {x["stage"] for x in manifest.build_log} >= {"export blocks", "check blocks against torch", "hash files"}
     blocks_in = manifest.parts["blocks"].inputs[0]
     assert blocks_in["name"] == "hidden_states" and blocks_in["shape"][0] == "batch"
 
