@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from tcpade_trt.engines.ort_backend import create_session, quantize_int8_dynamic
+from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.ort_backend import create_session
 
 
 class LinearBlock(torch.nn.Module):
@@ -43,7 +44,7 @@ def time_width(width: int, tokens: int, folder: Path, runs: int = 30) -> tuple[f
         warnings.simplefilter("ignore")
         torch.onnx.export(LinearBlock(width).eval(), (x,), str(fp32), input_names=["x"], dynamo=False,
                           opset_version=17)
-    quantize_int8_dynamic(fp32, int8)
+    quantize_int8_dynamic(fp32, int8, external=False)
     sessions = [create_session(f, ["CPUExecutionProvider"]) for f in (fp32, int8)]
     feeds = {"x": x.numpy()}
     for s in sessions:

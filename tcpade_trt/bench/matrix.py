@@ -37,8 +37,11 @@ def torch_backend(model) -> Backend:
     from ..cache import make_policy
     from ..runtime.sampler import sample
 
-    return Backend("torch", "fp32", lambda cond, noise, spec, steps, guidance: sample(
-        model, cond, noise, num_steps=steps, guidance_scale=guidance, policy=make_policy(spec)))
+    def run(cond, noise, spec, steps, guidance):
+        policy = make_policy(spec, calibrated=model.calibrated)  # the model's calibrated schedules, as engines have
+        return sample(model, cond, noise, num_steps=steps, guidance_scale=guidance, policy=policy)
+
+    return Backend("torch", "fp32", run)
 
 
 def engine_backend(runtime, precision: str) -> Backend:

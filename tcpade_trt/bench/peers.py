@@ -31,11 +31,11 @@ def _compute_probe(transformer) -> torch.nn.Module:
     return attention.to_q
 
 
-def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = None):
+def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = None, interval: int | None = None):
     from diffusers import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
-    if name == "diffusers-taylorseer":  # 7 of 20 full: warm-up 3, then every 5th step
-        return TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, max_order=1,
+    if name == "diffusers-taylorseer":  # default 7 of 20 full: warm-up 3, then every 5th step
+        return TaylorSeerCacheConfig(cache_interval=interval or 5, disable_cache_before_step=3, max_order=1,
                                      taylor_factors_dtype=torch.float32)
     if name == "diffusers-fbcache":
         return FirstBlockCacheConfig(threshold=threshold or FBCACHE_THRESHOLD)
@@ -48,7 +48,8 @@ def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = No
 
 
 def run_peer(model: Model, name: str, cond, noise, steps: int, guidance_scale=None,
-             threshold: float | None = None, mag_ratios: list[float] | None = None) -> SampleResult:
+             threshold: float | None = None, mag_ratios: list[float] | None = None,
+             interval: int | None = None) -> SampleResult:
     """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards).
 
     MagCache needs ``mag_ratios`` from ``calibrate_magcache``; without them it calibrates first
@@ -59,7 +60,7 @@ def run_peer(model: Model, name: str, cond, noise, steps: int, guidance_scale=No
     counter = {"full": 0}
     handle = _compute_probe(transformer).register_forward_hook(lambda *a: counter.__setitem__("full",
                                                                                                counter["full"] + 1))
-    transformer.enable_cache(_config(name, steps, mag_ratios, threshold))
+    transformer.enable_cache(_config(name, steps, mag_ratios, threshold, interval))
     try:
         with transformer.cache_context("cond"):
             result = sample(model, cond, noise, num_steps=steps, guidance_scale=guidance_scale, unsplit=True)

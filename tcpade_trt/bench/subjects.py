@@ -43,20 +43,22 @@ class BenchSubject:
     def guidance_scale(self) -> float | None:
         return self.family.default_guidance
 
-    def inputs(self, batch: int) -> tuple[Tensors, torch.Tensor]:
-        """(conditioning, initial noise) for ``batch`` samples; seeds 0..batch-1, the same for every backend."""
+    def inputs(self, batch: int, first_seed: int = 0) -> tuple[Tensors, torch.Tensor]:
+        """(conditioning, initial noise) for ``batch`` samples, seeds first_seed .. first_seed + batch - 1,
+        the same for every backend (the demo model: class = seed % 8)."""
         from ..runtime.sampler import initial_noise
 
         model = self.shape_model
         geometry = self.family.geometry(batch, self.height, self.width, self.frames)
+        seeds = list(range(first_seed, first_seed + batch))
         if model.conditioner is not None:  # the demo model: its classes in turn
             with torch.no_grad():
-                cond = model.class_cond(torch.arange(batch) % len(model.conditioner.tokens))
+                cond = model.class_cond(torch.tensor(seeds) % len(model.conditioner.tokens))
         else:
             cond = self.family.example_cond(geometry, height=self.height, width=self.width,
                                             text_tokens=self.text_tokens,
-                                            generator=torch.Generator().manual_seed(1234 + batch))
-        return cond, initial_noise(model, geometry.shape, list(range(batch)))
+                                            generator=torch.Generator().manual_seed(1234 + batch + first_seed))
+        return cond, initial_noise(model, geometry.shape, seeds)
 
     def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] in about [0, 1]: images for the demo, else latents scaled by the reference's range."""

@@ -217,6 +217,9 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
             extras=_write_extras(model, folder), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt),
                      "ort_fusions": options.backend == "onnxruntime" and _fused(options)},
+            # the model's calibrated TC-Padé schedules travel with its engines (the same weights)
+            calibration={"schedules": [[t, b, list(s)] for t, b, s in model.calibrated], "source": "the model's own"}
+            if model.calibrated else {},
         )
         stages.run("hash files", manifest.seal, folder)
         manifest.build_log = stages.log

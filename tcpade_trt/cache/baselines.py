@@ -18,9 +18,14 @@ class ReusePolicy(CachePolicy):
     def __init__(self, config: ReuseConfig):
         super().__init__(history_len=1)
         self.config = config
+        self.anchors: frozenset[int] = frozenset()
+
+    def reset(self, num_steps: int) -> None:
+        super().reset(num_steps)
+        self.anchors = self.config.full_steps_for(num_steps)
 
     def predict(self, ctx: StepContext) -> Prediction | None:
-        if self.config.is_anchor(ctx.step, ctx.num_steps) or not len(self.history):
+        if ctx.step in self.anchors or not len(self.history):
             return None
         return predicted(ctx, self.history.entries[-1].residual)
 
@@ -40,13 +45,15 @@ class TaylorSeerPolicy(CachePolicy):
         self.config = config
         self.derivatives: list[torch.Tensor] = []
         self.last_full_step: int | None = None
+        self.anchors: frozenset[int] = frozenset()
 
     def reset(self, num_steps: int) -> None:
         super().reset(num_steps)
         self.derivatives, self.last_full_step = [], None
+        self.anchors = self.config.full_steps_for(num_steps)
 
     def predict(self, ctx: StepContext) -> Prediction | None:
-        if self.config.is_anchor(ctx.step, ctx.num_steps) or not self.derivatives:
+        if ctx.step in self.anchors or not self.derivatives:
             return None
         k = ctx.step - self.last_full_step
         return predicted(ctx, sum(d * (k**i / math.factorial(i)) for i, d in enumerate(self.derivatives)))

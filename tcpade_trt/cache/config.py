@@ -52,21 +52,32 @@ class NoCacheConfig(CacheConfig):
     method: ClassVar[str] = "none"
 
 
+Calibrated = tuple[tuple[int, float, tuple[int, ...]], ...]  # ((num_steps, budget, full steps), ...)
+
+
 @dataclass(frozen=True)
 class ScheduleConfig(CacheConfig):
-    """The fixed skeleton of full steps shared by the interval methods.
+    """The fixed skeleton of full steps shared by the interval methods. The first way that is set decides:
 
-    full_steps: an explicit list of full steps for a 20-step run, e.g. (0, 1, 2, 6, 11, 16, 19);
-              other step counts T scale it (round(s * (T - 1) / 19)). When empty (default), the
-              uniform skeleton below applies. The last step is always full.
-    warmup:   uniform skeleton: the first ``warmup`` steps are full (default 2; at least 1).
-    interval: uniform skeleton: after warm-up, every ``interval``-th step is full (an anchor),
-              starting with step ``warmup`` (default 5).
+    full_steps: an explicit list of full steps in the run's own steps, e.g. (0, 1, 3, 7, 12, 16, 19) for
+              20 steps; a run with fewer steps than the list names is refused. The last step is always full.
+    budget:   the share of full steps, in (0, 1]: round(budget * T) of a T-step run, placed by the
+              model's calibrated table (``calibrated``) where it has an entry for (T, budget), else by
+              cache/schedule.budget_schedule. The presets are budgets (tcpade-fast 0.35, tcpade-slow 0.45).
+              0 (default) = not used.
+    warmup, interval: the uniform skeleton: the first ``warmup`` steps are full (default 2; at least 1), then
+              every ``interval``-th step (default 5), starting with step ``warmup``.
+    calibrated: schedules measured for one model (``tcpade-trt calibrate``, stored in its engine folder
+              and filled in by the runtime): ((T, budget, full steps), ...).
+    calibration: whether a budget uses the model's calibrated schedules (default true); false = the formula.
     """
 
     warmup: int = 2
     interval: int = 5
     full_steps: tuple[int, ...] = ()
+    budget: float = 0.0
+    calibrated: Calibrated = ()
+    calibration: bool = True
 
     def __post_init__(self):
         _require(isinstance(self.warmup, int) and self.warmup >= 1,
@@ -74,42 +85,70 @@ class ScheduleConfig(CacheConfig):
         _require(isinstance(self.interval, int) and self.interval >= 1,
                  f"interval must be an integer >= 1 (got {self.interval!r}); 1 means every step is full.")
         steps = self.full_steps
-        _require(all(isinstance(s, int) and 0 <= s <= 19 for s in steps) and (not steps or steps[0] == 0),
-                 f"full_steps must be step indices of a 20-step run, 0-19, starting with 0 (got {steps!r}).")
+        _require(all(isinstance(s, int) and s >= 0 for s in steps) and list(steps) == sorted(set(steps))
+                 and (not steps or steps[0] == 0),
+                 f"full_steps must be increasing step indices of the run, starting with 0 (got {steps!r}).")
+        _number_in("budget (the share of full steps; 0 = not used)", self.budget, 0.0, 1.0)
+        for entry in self.calibrated:
+            ok = (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], int)
+                  and isinstance(entry[2], tuple) and entry[2][:1] == (0,) and entry[2][-1:] == (entry[0] - 1,))
+            _require(ok, f"each calibrated schedule is (num_steps, budget, full steps from 0 to num_steps - 1); "
+                         f"got {entry!r}.")
+
+    def full_steps_for(self, num_steps: int) -> frozenset[int]:
+        """The full steps of a run of ``num_steps`` steps (the last one always included)."""
+        if self.full_steps:
+            _require(self.full_steps[-1] < num_steps,
+                     f"full_steps {'/'.join(map(str, self.full_steps))} names step {self.full_steps[-1]}, but the "
+                     f"run has {num_steps} steps (0-{num_steps - 1}); write the list for this step count, or use "
+                     "budget=B to place round(B * T) full steps for any T.")
+            return frozenset(self.full_steps) | {num_steps - 1}
+        if self.budget:
+            from .schedule import budget_schedule
+
+            for steps, budget, full in self.calibrated:
+                if steps == num_steps and math.isclose(budget, self.budget):
+                    return frozenset(full)
+            return frozenset(budget_schedule(num_steps, self.budget))
+        uniform = {s for s in range(num_steps) if s < self.warmup or (s - self.warmup) % self.interval == 0}
+        return frozenset(uniform) | {num_steps - 1}
 
     def is_anchor(self, step: int, num_steps: int) -> bool:
-        """Full by schedule: the listed (scaled) steps, or warm-up and every interval-th step; the last step."""
-        if step == num_steps - 1:
-            return True
-        if self.full_steps:
-            return step in {round(s * (num_steps - 1) / 19) for s in self.full_steps}
-        return step < self.warmup or (step - self.warmup) % self.interval == 0
+        """Full by schedule (see full_steps_for; policies cache the set per trajectory)."""
+        return step in self.full_steps_for(num_steps)
 
 
 @dataclass(frozen=True)
 class TCPadeConfig(ScheduleConfig):
     """TC-Padé: predict the block-stack residual with a Padé extrapolation at stable steps.
 
-    variant:   "rational" (default; [1/1] Padé in the real step offset over the last three
-               computed residuals, predictions kept out of the history), "paper" (the paper's
+    variant:   "rational" (default; [1/1] Padé fitted per element to the last three computed residuals
+               at their real times, predictions kept out of the history), "paper" (the paper's
                equations) or "reference" (the released code's formula). See cache/pade.py; measured
                quality of each: the README's "Choosing the defaults".
-    threshold: theta in [0, 1]. A non-anchor step is predicted only if the Trajectory Stability
-               Indicator of every sample in the batch is <= theta (TSI 0 = the residual keeps moving
-               in one direction, 1 = it reverses). Lower = stricter = never fewer full steps;
-               1.0 turns the gate off (the schedule alone decides).
+    time:      the rational variant's time axis: "sampler" (default; the timestep the model is given,
+               i.e. sigma for flow matching, whose steps grow several-fold late in a run) or "step" (the
+               step index).
+    threshold: theta of the Trajectory Stability Indicator gate, in [0, 2], as in the paper: a step off
+               the schedule is predicted only if the TSI of every sample in the batch is >= theta
+               (TSI = ||u1 + u2||, u = the unit directions of the last two residual changes: 2 = the
+               residual keeps its direction, 0 = it reverses). A larger theta means more full steps;
+               the paper's presets are 0.7, 1.0 and 1.3. 0 (default) turns the gate off.
     lam:       lambda of the stability factor sigma (paper / reference variants), default 10.
     phase_aware: use the three phases; early (step < early * T): alpha1 r1 + alpha2 r2;
-               middle: Padé; late (step > late * T): Padé + beta (r1 - r2). Off by default (it lowered
-               PSNR on the demo model: README, "Choosing the defaults").
+               middle: Padé; late (step > late * T): Padé + beta (r1 - r2) / d, d = the steps between r1
+               and r2 (the reference's one-step correction). Off by default (README, "Choosing the defaults").
     alpha1, alpha2, beta, early, late: the phase constants (0.9, 0.1, 0.3, 0.3, 0.8).
-    c_max:     largest damping of the rational variant's denominator, per step of offset (0.25).
+    c_max:     the rational variant's largest damping, as a share of the history's span: c <= c_max / span,
+               so the fitted pole stays at least span / c_max before the newest residual, outside the
+               history (default 0.5: at least two spans away).
     input_delta: reference variant only: x_out = x_in + R_hat + input_delta (x_in(s) - x_in(s-1)), 0.2.
     """
 
     method: ClassVar[str] = "tcpade"
     variant: str = "rational"
-    threshold: float = 1.0
+    time: str = "sampler"
+    threshold: float = 0.0
     lam: float = 10.0
     phase_aware: bool = False
     alpha1: float = 0.9
@@ -117,7 +156,7 @@ class TCPadeConfig(ScheduleConfig):
     beta: float = 0.3
     early: float = 0.3
     late: float = 0.8
-    c_max: float = 0.25
+    c_max: float = 0.5
     input_delta: float = 0.2
 
     def __post_init__(self):
@@ -125,14 +164,18 @@ class TCPadeConfig(ScheduleConfig):
         from .pade import VARIANTS
 
         _require(self.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)} (got {self.variant!r}).")
-        _number_in("threshold (the TSI gate's theta: 0 predicts only perfectly straight trajectories, 1 never "
-                   "blocks a prediction)", self.threshold, 0.0, 1.0)
+        _require(self.time in TIME_AXES, f"time must be one of {', '.join(TIME_AXES)} (got {self.time!r}).")
+        _number_in("threshold (the TSI gate's theta, the paper's scale: 0 turns the gate off, 2 predicts only "
+                   "perfectly straight trajectories; the paper uses 0.7, 1.0, 1.3)", self.threshold, 0.0, 2.0)
         _number_in("lam", self.lam, 0.0, low_open=True)
         for name in ("alpha1", "alpha2", "beta", "input_delta", "early", "late"):
             _number_in(name, getattr(self, name), 0.0, 1.0)
         _require(self.early <= self.late, f"need early <= late (got early={self.early}, late={self.late}).")
         _number_in("c_max (0 makes the rational variant linear)", self.c_max, 0.0)
         _require(isinstance(self.phase_aware, bool), f"phase_aware must be true or false (got {self.phase_aware!r}).")
+
+
+TIME_AXES = ("sampler", "step")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .baselines import ReusePolicy, TaylorSeerPolicy, TeaCachePolicy
-from .config import CacheConfig
+from .config import CacheConfig, ScheduleConfig
 from .policy import AlwaysCompute, CachePolicy
 from .spec import cache_config
 from .tcpade import TCPadePolicy
@@ -12,14 +12,19 @@ POLICIES = {"none": AlwaysCompute, "tcpade": TCPadePolicy, "reuse": ReusePolicy,
             "taylorseer": TaylorSeerPolicy}
 
 
-def make_policy(cache: str | CacheConfig, pade=None) -> CachePolicy:
+def make_policy(cache: str | CacheConfig, pade=None, calibrated=()) -> CachePolicy:
     """A fresh policy (one per trajectory owner) for a spec 'PRESET[:field=value,...]' or a config.
 
     pade: variant -> the Padé math TC-Padé runs (pade.PadePredictor's interface), e.g. an engine folder's
     Padé engines (runtime/engine_parts.EngineParts.pade); the torch modules when None. Other methods
     have no Padé math.
+    calibrated: the model's calibrated schedules ((T, budget, full steps), ...; an engine folder's
+    manifest or ``load_calibration``), used by a budget config that carries none of its own.
     """
     config = cache_config(cache)
+    if calibrated and isinstance(config, ScheduleConfig) and config.budget and config.calibration \
+            and not config.calibrated:
+        config = config.with_(calibrated=tuple(calibrated))
     cls = POLICIES[config.method]
     if cls is TCPadePolicy:
         return cls(config, predictor=pade(config.variant) if pade is not None else None)

@@ -15,15 +15,15 @@ runtime's loop does no arithmetic of its own on a predicted step.
 
 r1, r2, r3: the most recent, second and third most recent residuals in the history, [B, S, D].
 fit_params [7] float32, set on the host (one graph serves every step, phase and setting):
-    k2, k3           offsets of r2 and r3 from r1's step (< 0)
+    k2, k3           offsets of r2 and r3 from r1's time (< 0; the sampler's time or the step index)
     c_pade, c1, c2   phase mixing: prediction = c_pade * core + c1 * r1 + c2 * r2
                      early (1 - paper's 0.7T): (0, alpha1, alpha2); middle: (1, 0, 0);
-                     late: (1, beta, -beta)  i.e. core + beta (r1 - r2)
+                     late: (1, beta/d, -beta/d)  i.e. core + beta (r1 - r2) / d, d = steps from r2 to r1
     lam              lambda of the stability factor sigma (paper, reference)
-    c_max            largest damping of the rational variant
-k [1] float32: offset of the predicted step from r1's step (> 0).
+    c_max            largest damping of the rational variant (the config's c_max / the history's span)
+k [1] float32: offset of the predicted step from r1's time (> 0).
 Variants of the core (see TCPADE.md and the tcpade module for why each exists):
-    rational  [1/1] Padé in the step offset fitted per element to r1, r2, r3 at their real steps:
+    rational  [1/1] Padé in the time offset fitted per element to r1, r2, r3 at their real times:
               core(k) = r1 + a k / (1 + c k), c clamped to [0, c_max] (damping only). Reproduces
               linear sequences exactly (c = 0) and saturating ones better than any polynomial.
     paper     the paper's equations: global stability factor sigma per sample,
@@ -33,8 +33,9 @@ Variants of the core (see TCPADE.md and the tcpade module for why each exists):
               values replaced by r1 + 0.5 (r1 - r2).
     paper and reference do not depend on k: their fit returns the prediction as ``base`` with
     scale = damping = 0 (they refit every step anyway, since their predictions join the history).
-TSI (trajectory stability indicator), per sample: u_i = (r_i - r_{i+1}) / ||r_i - r_{i+1}||,
-tsi = 0.5 ||u_1 - u_2|| in [0, 1]: 0 = the residual keeps moving in one direction, 1 = it reverses.
+TSI (trajectory stability indicator), per sample, in the paper's scale: u_i = (r_i - r_{i+1}) / ||r_i - r_{i+1}||,
+tsi = ||u_1 + u_2|| in [0, 2]: 2 = the residual keeps moving in one direction, 0 = it reverses. The paper
+predicts a step when tsi >= theta (0.7 fast, 1.0, 1.3 slow).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def trajectory_stability(r1: torch.Tensor, r2: torch.Tensor, r3: torch.Tensor) -
     d2 = (r2 - r3).flatten(1)
     u1 = d1 / (d1.norm(dim=1, keepdim=True) + _EPS)
     u2 = d2 / (d2.norm(dim=1, keepdim=True) + _EPS)
-    return 0.5 * (u1 - u2).norm(dim=1)
+    return (u1 + u2).norm(dim=1)
 
 
 def rational_fit(r1, r2, r3, k2, k3, c_max):

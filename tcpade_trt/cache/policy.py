@@ -38,6 +38,7 @@ class HistoryEntry:
     step: int
     residual: torch.Tensor  # [B, tokens, hidden]
     computed: bool  # True: the blocks ran; False: a prediction
+    time: float = 0.0  # the step's sampler time (StepContext.time)
 
 
 class ResidualHistory:
@@ -47,8 +48,8 @@ class ResidualHistory:
         self.maxlen = maxlen
         self.entries: list[HistoryEntry] = []
 
-    def append(self, step: int, residual: torch.Tensor, computed: bool) -> None:
-        self.entries.append(HistoryEntry(step, residual, computed))
+    def append(self, step: int, residual: torch.Tensor, computed: bool, time: float | None = None) -> None:
+        self.entries.append(HistoryEntry(step, residual, computed, float(step) if time is None else time))
         del self.entries[: -self.maxlen]
 
     def computed(self) -> list[HistoryEntry]:
@@ -67,6 +68,9 @@ class StepContext:
     num_steps: int
     x_in: torch.Tensor  # [B, tokens, hidden] block-stack input of this step
     modulated_input: Callable[[], torch.Tensor] | None = None  # first block's modulated input, lazily
+    # the sampler's time at this step, increasing through the run: minus the timestep the model is given
+    # (flow matching: -1000 sigma). None: the step index. Only differences and ratios of times are used.
+    time: float | None = None
 
     @property
     def is_last(self) -> bool:
@@ -110,7 +114,7 @@ class CachePolicy(ABC):
         """Record what this step used. Predictions enter the history only if ``keeps_predictions``."""
         self.decisions.append(computed)
         if residual is not None and (computed or self.keeps_predictions):
-            self.history.append(ctx.step, residual, computed)
+            self.history.append(ctx.step, residual, computed, ctx.time)
 
     def stats(self) -> dict:
         full = sum(self.decisions)

@@ -1,9 +1,8 @@
 """Named presets, resolvable everywhere by name (Python: cache_config, make_policy; CLI: --cache).
 
-Defined by behaviour at 20 steps and chosen by measurement on the shipped demo model (16 seeds,
-PSNR of the final image against the uncached image of the same seed; README, "Choosing the
-defaults"). Interval methods share one schedule per budget so that comparisons are like for like.
-Other step counts scale the schedule (cache/config.py, ScheduleConfig).
+Chosen by measurement on the shipped demo model (16 seeds, PSNR of the final image against the
+uncached image of the same seed; README, "Choosing the defaults"). Interval methods share one budget
+per preset so that comparisons are like for like.
 """
 
 from __future__ import annotations
@@ -12,41 +11,42 @@ from collections.abc import Callable
 
 from .config import CacheConfig, NoCacheConfig, ReuseConfig, TaylorSeerConfig, TCPadeConfig, TeaCacheConfig
 
-# Full steps of a 20-step run. Dense at the start (structure forms), then every 4-5 steps.
-SCHEDULE_7 = (0, 1, 2, 6, 11, 16, 19)  # 7 full: the paper's "fast" budget (2.86x ideal)
-SCHEDULE_9 = (0, 1, 2, 4, 7, 10, 13, 16, 19)  # 9 full: the paper's "slow" budget (2.22x ideal)
+# Budgets: the share of full steps, resolved for any step count T (cache/schedule.py, or the model's calibrated
+# table). Interval methods share one budget per preset, so that at equal T they run the same full steps.
+FAST = 0.35  # 7 full steps of 20, 10 of 28, 18 of 50: about the paper's "fast" (2.88x at 20 steps)
+SLOW = 0.45  # 9 of 20, 13 of 28, 23 of 50: about the paper's "slow" (2.20x at 20 steps)
 
 
 def none() -> CacheConfig:
-    """No caching: 20 of 20 steps full."""
+    """No caching: every step full."""
     return NoCacheConfig()
 
 
 def tcpade_slow() -> CacheConfig:
-    """TC-Padé for quality (the paper's 'slow', 2.20x): 9 full steps of 20 (SCHEDULE_9), rational
-    variant, TSI gate off."""
-    return TCPadeConfig(full_steps=SCHEDULE_9, threshold=1.0)
+    """TC-Padé for quality (the paper's 'slow'): 45% of the steps full (9 of 20), rational fit in the
+    sampler's time, TSI gate off."""
+    return TCPadeConfig(budget=SLOW)
 
 
 def tcpade_fast() -> CacheConfig:
-    """TC-Padé for speed (the paper's 'fast', 2.88x): 7 full steps of 20 (SCHEDULE_7), rational
-    variant, TSI gate off."""
-    return TCPadeConfig(full_steps=SCHEDULE_7, threshold=1.0)
+    """TC-Padé for speed (the paper's 'fast'): 35% of the steps full (7 of 20), rational fit in the
+    sampler's time, TSI gate off."""
+    return TCPadeConfig(budget=FAST)
 
 
 def reuse() -> CacheConfig:
-    """Reuse the last residual on tcpade-fast's schedule: 7 full steps of 20."""
-    return ReuseConfig(full_steps=SCHEDULE_7)
+    """Reuse the last residual on tcpade-fast's full steps."""
+    return ReuseConfig(budget=FAST)
 
 
 def taylorseer() -> CacheConfig:
-    """TaylorSeer order 1 on tcpade-fast's schedule: 7 full steps of 20."""
-    return TaylorSeerConfig(full_steps=SCHEDULE_7, order=1)
+    """TaylorSeer order 1 on tcpade-fast's full steps."""
+    return TaylorSeerConfig(budget=FAST, order=1)
 
 
 def taylorseer_o2() -> CacheConfig:
-    """TaylorSeer order 2 on tcpade-fast's schedule: 7 full steps of 20."""
-    return TaylorSeerConfig(full_steps=SCHEDULE_7, order=2)
+    """TaylorSeer order 2 on tcpade-fast's full steps."""
+    return TaylorSeerConfig(budget=FAST, order=2)
 
 
 def teacache() -> CacheConfig:

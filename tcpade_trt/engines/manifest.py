@@ -24,8 +24,9 @@ import torch
 from ..errors import ManifestError
 
 FORMAT = "tcpade-trt-engines"
-FORMAT_VERSION = 3  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi; 3: the step
-# arithmetic moved into engines (blocks also return the residual, pade-eval returns x_out, the fit its magnitude)
+FORMAT_VERSION = 4  # 2: the Padé engine split into pade-fit-VARIANT / pade-eval / tsi; 3: the step
+# arithmetic moved into engines (blocks also return the residual, pade-eval returns x_out, the fit its magnitude);
+# 4: tsi in the paper's scale (||u1 + u2|| in [0, 2]) and calibrated schedules in the manifest
 MANIFEST = "manifest.json"
 
 
@@ -72,6 +73,8 @@ class Manifest:
     extra_sha256: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)  # build options beyond backend / precision / shape
     build_log: list = field(default_factory=list)  # stage -> seconds
+    # `tcpade-trt calibrate`: {"schedules": [[T, budget, [full steps]], ...], "seeds", "validation", "created"}
+    calibration: dict = field(default_factory=dict)
     created: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -84,6 +87,11 @@ class Manifest:
             out.update(p.extra_sha256)
         out.update(self.extra_sha256)
         return out
+
+    def calibrated_schedules(self) -> tuple:
+        """The folder's calibrated schedules as ScheduleConfig.calibrated wants them (empty if never calibrated)."""
+        return tuple((int(t), float(b), tuple(int(s) for s in steps))
+                     for t, b, steps in self.calibration.get("schedules", []))
 
     def seal(self, folder: Path) -> None:
         """Hash every file (call when the folder is complete, before writing the manifest): each part's

@@ -119,4 +119,9 @@ def load_demo_model(path=None) -> Model:
     model.conditioner.load_state_dict({k[len("conditioner."):]: v for k, v in state.items()
                                        if k.startswith("conditioner.")})
     model.transformer.eval()
+    calibration = path.with_name("calibration.json")  # `tcpade-trt calibrate demo --out ...` for these weights
+    if path == weights_path() and calibration.is_file():
+        from ..builder.schedules import load_calibration
+
+        model.calibrated = load_calibration(calibration)
     return model

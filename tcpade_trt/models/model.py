@@ -28,6 +28,9 @@ class Model:
     parts: Parts
     conditioner: nn.Module | None = None  # the demo model's class -> (text tokens, pooled vector)
     latent_size: tuple[int, int, int] | None = None  # (height, width, frames) it generates at, where fixed
+    # TC-Padé schedules calibrated for this model ((steps, budget, full steps), ...; `tcpade-trt calibrate`):
+    # the shipped demo model's file, an engine folder's manifest; budget presets use them where they apply
+    calibrated: tuple = ()
 
     @property
     def transformer(self) -> nn.Module:

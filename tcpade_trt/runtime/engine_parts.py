@@ -159,7 +159,8 @@ def open_engines(folder: str | Path, device: str = "auto", verify: bool = True, 
     family = family_for(manifest.model["class"], config, device=engine_device)
     s = manifest.shape
     return Model(manifest.model["name"], family, EngineParts(folder, manifest, family, engines, stream),
-                 conditioner=_load_conditioner(folder, manifest), latent_size=(s["height"], s["width"], s["frames"]))
+                 conditioner=_load_conditioner(folder, manifest), latent_size=(s["height"], s["width"], s["frames"]),
+                 calibrated=manifest.calibrated_schedules())
 
 
 def _open_ort_engines(folder: Path, manifest: Manifest, device: str, io_binding: bool | None):

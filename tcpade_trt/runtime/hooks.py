@@ -77,7 +77,7 @@ class CachedForward:
         self.num_steps = num_steps
         self.scheduler = scheduler
         self._signature = signature
-        self._new_policy = new_policy or (lambda: make_policy(config))
+        self._new_policy = new_policy or (lambda: make_policy(config, calibrated=model.calibrated))
         self._branches: dict[str, _Branch] = {}
         self._context: tuple[str, dict] | None = None  # the pipeline's cache_context(name, **info) of this call
         self._last_timestep: float | None = None
@@ -131,7 +131,9 @@ class CachedForward:
         branch = self._branch_for(timestep)
         parts = self.model.parts
         step = parts.head(latents, timestep, branch.prepare(parts, latents, cond))
-        out = cached_forward(parts, branch.policy, step, branch.step, branch.num_steps)
+        # the policy's time axis: minus the timestep (read on the host by _branch_for already)
+        out = cached_forward(parts, branch.policy, step, branch.step, branch.num_steps,
+                             None if self._last_timestep is None else -self._last_timestep)
         branch.step += 1
         if all(b.step >= b.num_steps for b in self._branches.values()) and self._context is None:
             last = self._last_timestep
@@ -229,9 +231,10 @@ def unbind_scheduler(scheduler) -> None:
 class CacheHandle(CachedForward):
     """What ``apply_cache`` returns: statistics, reset and removal."""
 
-    def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None):
-        super().__init__(split_model(transformer), config, num_steps, inspect.signature(transformer.forward),
-                         scheduler=scheduler)
+    def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None, calibrated=()):
+        model = split_model(transformer)
+        model.calibrated = calibrated
+        super().__init__(model, config, num_steps, inspect.signature(transformer.forward), scheduler=scheduler)
         self.transformer = transformer
         self.removed = False
         original_context = getattr(transformer, "cache_context", None)
@@ -268,14 +271,21 @@ class CacheHandle(CachedForward):
             self.removed = True
 
 
-def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: int | None = None) -> CacheHandle:
+def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: int | None = None,
+                calibration=None) -> CacheHandle:
     """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle.
 
     target: a diffusers pipeline (its transformer is cached and its scheduler tells each call's
         step count), or the transformer itself (then ``num_steps`` is required).
     config: a CacheConfig or a cache spec, 'PRESET[:field=value,...]'.
+    calibration: the model's calibrated schedules, a file from `tcpade-trt calibrate MODEL --out FILE`
+        (or its rows); budget presets then use them at the step counts they cover.
     """
     config = cache_config(config)
+    if calibration is not None and not isinstance(calibration, tuple):
+        from ..builder.schedules import load_calibration
+
+        calibration = load_calibration(calibration)
     scheduler = None
     transformer = target
     if hasattr(target, "transformer") and hasattr(target, "scheduler"):  # a pipeline
@@ -287,4 +297,4 @@ def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: in
     if "forward" in vars(transformer):
         raise ConfigError("this transformer already has a cache (or another forward override) attached; "
                           "call handle.remove() first.")
-    return CacheHandle(transformer, config, num_steps, scheduler)
+    return CacheHandle(transformer, config, num_steps, scheduler, calibration or ())

@@ -42,8 +42,9 @@ class Runtime:
         return self.model.parts.manifest
 
     def make_policy(self, cache: str | CacheConfig):
-        """A fresh policy whose Padé math runs in this folder's Padé engines."""
-        return make_policy(cache, pade=self.model.parts.pade)
+        """A fresh policy whose Padé math runs in this folder's Padé engines, on the folder's calibrated
+        schedules when it has them (`tcpade-trt calibrate`)."""
+        return make_policy(cache, pade=self.model.parts.pade, calibrated=self.model.calibrated)
 
     def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = "tcpade-fast",
                  steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,

@@ -90,6 +90,8 @@ def sample(
     # per-step work that needs no model output is done up front, away from the engine calls
     update = scheduler_update(scheduler)
     model_timesteps = family.model_timestep(scheduler.timesteps, rows)  # [T, rows]
+    # the policy's time axis: minus the model's timestep, increasing (one transfer per generation, not per step)
+    times = (-model_timesteps[:, 0].double()).tolist()
     scale_input = getattr(scheduler, "scale_model_input", None)  # DDIM has one; flow matching does not
     clock = step_clock(latents.device) if on_step else None
 
@@ -102,7 +104,7 @@ def sample(
         if unsplit:
             out = parts.forward_unsplit(x, timestep, model_cond)
         else:
-            out = cached_forward(parts, policy, parts.head(x, timestep, prepared), step, num_steps)
+            out = cached_forward(parts, policy, parts.head(x, timestep, prepared), step, num_steps, times[step])
         prediction = family.model_output_to_prediction(out, guidance_scale)
         latents = update(step, prediction, t, latents)
         if on_step:

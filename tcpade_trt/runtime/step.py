@@ -22,10 +22,13 @@ from ..models.parts import Parts
 
 
 def cached_forward(parts: Parts, policy: CachePolicy, step_tensors: Tensors, step: int,
-                   num_steps: int) -> torch.Tensor:
-    """tail(x_out), where x_out comes from the blocks or from the policy's prediction."""
+                   num_steps: int, time: float | None = None) -> torch.Tensor:
+    """tail(x_out), where x_out comes from the blocks or from the policy's prediction.
+
+    time: the step's sampler time for the policy's fit, minus the timestep the model is given (a host float,
+    so that no step pays a device sync for it); None = the step index."""
     ctx = StepContext(step=step, num_steps=num_steps, x_in=step_tensors["hidden_states"],
-                      modulated_input=lambda: parts.modulated_input(step_tensors))
+                      modulated_input=lambda: parts.modulated_input(step_tensors), time=time)
     prediction = policy.predict(ctx)
     if prediction is not None:
         x_out = prediction.x_out

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from tcpade_trt.cache import cache_config, make_policy
-from tcpade_trt.cache.presets import SCHEDULE_7
+from tcpade_trt.cache.presets import FAST
+from tcpade_trt.cache.schedule import budget_schedule
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models import tiny_model
 from tcpade_trt.runtime.hooks import apply_cache
@@ -13,7 +14,7 @@ from tcpade_trt.runtime.sampler import initial_noise, sample
 from ..conftest import make_inputs
 from ..pipelines import PIPELINES
 
-FAST_FULL = list(SCHEDULE_7)
+FAST_FULL = list(budget_schedule(20, FAST))
 
 
 @pytest.mark.parametrize("name,res,guidance", [("tiny-flux", (8, 8, 1), None), ("tiny-dit", (8, 8, 1), 4.0)])

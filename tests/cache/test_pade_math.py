@@ -14,12 +14,16 @@ def predict(variant, r1, r2, r3, k, k2=-1.0, k3=-2.0, mix=(1.0, 0.0, 0.0), lam=1
     return PadeEval()(base, scale, damping, torch.tensor([float(k)]), x_in)
 
 
-def test_tsi_is_zero_on_a_straight_line_and_one_on_a_reversal():
+def test_tsi_is_two_on_a_straight_line_and_zero_on_a_reversal():
+    """The paper's scale: ||u1 + u2|| in [0, 2], large = stable (the paper predicts when TSI >= theta)."""
     r = linear_sequence()
-    assert torch.allclose(trajectory_stability(r(3), r(2), r(1)), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(trajectory_stability(r(3), r(2), r(1)), torch.full((2,), 2.0), atol=1e-6)
     base, step = torch.randn(2, 6, 8), torch.randn(2, 6, 8)
     there_and_back = trajectory_stability(base, base + step, base)  # r3 -> r2 -> r1 reverses
-    assert torch.allclose(there_and_back, torch.ones(2), atol=1e-6)
+    assert torch.allclose(there_and_back, torch.zeros(2), atol=1e-6)
+    turn = torch.zeros(1, 1, 2)
+    right_angle = trajectory_stability(turn + torch.tensor([1.0, 1.0]), turn + torch.tensor([1.0, 0.0]), turn)
+    assert torch.allclose(right_angle, torch.tensor([2**0.5]))  # a quarter turn: sqrt(2)
 
 
 def test_rational_variant_reproduces_a_linear_sequence_at_any_offset():
@@ -28,7 +32,7 @@ def test_rational_variant_reproduces_a_linear_sequence_at_any_offset():
     for target in (8, 9, 10):
         pred = predict("rational", r(7), r(4), r(2), target - 7, 4 - 7, 2 - 7)
         torch.testing.assert_close(pred, r(target), rtol=1e-5, atol=1e-5)
-    assert trajectory_stability(r(7), r(4), r(2)).max() < 1e-3
+    assert trajectory_stability(r(7), r(4), r(2)).min() > 2 - 1e-3
 
 
 def test_reference_variant_keeps_its_prediction_within_the_clamp_around_m():

@@ -32,24 +32,70 @@ def counted_policy(spec):
 def test_the_fit_runs_once_per_run_of_predicted_steps_and_the_tsi_not_at_all_with_the_gate_off():
     policy = counted_policy({})
     full, predicted = run_policy(policy, linear_sequence())
-    assert full == [0, 1, 2, 6, 11, 16, 19]
-    runs = 4  # predicted steps 3-5, 7-10, 12-15, 17-18
+    assert full == [0, 2, 5, 10, 14, 17, 19]
+    runs = 6  # predicted steps 1 (one residual: reuse), 3-4 (two: a line), 6-9, 11-13, 15-16, 18
     assert policy.predictor.calls == {"fit": runs, "eval": len(predicted), "tsi": 0}
 
 
 def test_with_the_gate_on_the_tsi_is_measured_once_per_fit():
-    policy = counted_policy({"threshold": 0.5})
-    run_policy(policy, linear_sequence())
-    assert policy.predictor.calls["tsi"] == policy.predictor.calls["fit"] > 0
-    assert policy.last_tsi.shape == (2,) and policy.last_tsi.max() < 0.5  # a straight line is stable
+    policy = counted_policy({"threshold": 0.7})
+    full, _ = run_policy(policy, linear_sequence())
+    assert full == [0, 1, 2, 5, 10, 14, 17, 19]  # step 1 computes: the gate needs three residuals to judge
+    assert policy.predictor.calls["tsi"] == policy.predictor.calls["fit"] == 5
+    assert policy.last_tsi.shape == (2,) and policy.last_tsi.min() > 1.99  # a straight line: TSI 2, stable
 
 
 def test_the_phase_mix_changing_within_a_run_forces_a_refit():
-    """phase_aware with late=0.65: 'late' is step > 13, so the run 12-15 changes phase after step 13."""
-    policy = counted_policy({"phase_aware": True, "late": 0.65})
+    """phase_aware with late=0.6: 'late' is step > 12, so the run 11-13 changes phase after step 12."""
+    policy = counted_policy({"phase_aware": True, "late": 0.6})
     _, predicted = run_policy(policy, linear_sequence())
-    assert policy.predictor.calls["fit"] == 5 and len(predicted) == 13
-    torch.testing.assert_close(predicted[13], linear_sequence()(13), rtol=1e-4, atol=1e-4)
+    assert policy.predictor.calls["fit"] == 7 and len(predicted) == 13
+    r = linear_sequence()
+    torch.testing.assert_close(predicted[12], r(12), rtol=1e-4, atol=1e-4)  # middle: the line itself
+
+
+def test_the_late_correction_is_one_steps_change_however_far_apart_the_residuals_are():
+    """Late phase: core + beta (r1 - r2) / d. With r1, r2 at steps 10 and 5 (d = 5) on a line of slope b the
+    correction is beta * b, as the reference applies to consecutive steps (not 5 beta b)."""
+    policy = counted_policy({"phase_aware": True, "late": 0.6})
+    _, predicted = run_policy(policy, linear_sequence())
+    r = linear_sequence()
+    torch.testing.assert_close(predicted[13], r(13) + 0.3 * (r(1) - r(0)), rtol=1e-4, atol=1e-4)
+
+
+def test_the_damping_bound_scales_with_the_span_of_the_history():
+    """History at steps 2, 6, 11 (span 9), a residual that saturates hard: the clamp keeps c <= c_max / span,
+    so the pole -1/c stays two spans before the newest residual, outside the history."""
+    values = {2: -5.0, 6: 0.999, 11: 1.0}
+    policy = make_policy(cache_config("tcpade-fast").with_(full_steps=(0, 2, 6, 11), time="step"))
+    full, _ = run_policy(policy, lambda s: torch.full((1, 2, 2), values.get(s, 0.0)), num_steps=14)
+    assert full == [0, 2, 6, 11, 13] and policy._fit_key[0] == (2, 6, 11)  # step 12 was fitted on 2, 6, 11
+    *_, damping, _ = policy._fit
+    assert 0 < damping.max() <= 0.5 / 9 + 1e-7  # the clamp is reached (unclamped c would exceed 1 / 9)
+
+
+def test_the_fit_runs_in_the_samplers_time():
+    """A residual linear in the sampler's time (whose steps grow late in a run, as sigma's do) is predicted
+    exactly in that time, and not in the step index."""
+    from tcpade_trt.cache import StepContext
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1, 4, 4, generator=gen), torch.randn(1, 4, 4, generator=gen)
+    time_at = lambda s: float(s * s)
+    errors = {}
+    for axis in ("sampler", "step"):
+        policy = make_policy(cache_config("tcpade-fast").with_(time=axis))
+        policy.reset(20)
+        worst = 0.0
+        for s in range(20):
+            ctx = StepContext(step=s, num_steps=20, x_in=torch.zeros(1, 4, 4), time=time_at(s))
+            prediction = policy.predict(ctx)
+            truth = a + b * time_at(s)
+            if prediction is not None and s > 5:
+                worst = max(worst, float((prediction.x_out - truth).abs().max() / truth.abs().max()))
+            policy.update(ctx, truth if prediction is None else None, computed=prediction is None)
+        errors[axis] = worst
+    assert errors["sampler"] < 1e-5 < 0.05 < errors["step"], errors
 
 
 def count_host_transfers(monkeypatch):
@@ -68,11 +114,11 @@ def count_host_transfers(monkeypatch):
 def test_the_non_finite_guard_runs_once_per_fit_and_covers_that_fits_predictions(monkeypatch):
     """Every prediction comes out of the policy already checked (the loop has no check of its own), and
     the only host transfers are one per fit: predicted steps that reuse a fit cross nothing to the host."""
-    policy = counted_policy({"threshold": 0.5})
+    policy = counted_policy({"threshold": 0.7})
     transfers = count_host_transfers(monkeypatch)
     full, predicted = run_policy(policy, linear_sequence())
-    assert len(predicted) == 13 and all(torch.isfinite(p).all() for p in predicted.values())
-    assert transfers["n"] == policy.predictor.calls["fit"] == 4  # gate and guard share one transfer
+    assert len(predicted) == 12 and all(torch.isfinite(p).all() for p in predicted.values())
+    assert transfers["n"] == policy.predictor.calls["fit"] == 5  # gate and guard share one transfer
 
 
 def test_a_fit_that_could_predict_non_finite_values_is_refused():
@@ -93,7 +139,7 @@ def test_a_fit_that_could_predict_non_finite_values_is_refused():
 
 
 def test_with_the_gate_on_a_non_finite_fit_is_refused_by_the_policy_itself():
-    policy = counted_policy({"threshold": 0.5})
+    policy = counted_policy({"threshold": 0.7})
     fit = policy.predictor.inner.fit
     policy.predictor.inner.fit = lambda *args: tuple(torch.full_like(t, float("nan")) for t in fit(*args))
     full, predicted = run_policy(policy, linear_sequence())

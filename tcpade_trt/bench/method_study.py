@@ -1,0 +1,174 @@
+"""The method table: TC-Padé against its baselines and independent peers at several step counts and budgets.
+
+    python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md
+
+On the shipped demo model (eager torch, 16 seeds, every class twice), for each step count T and budget b
+(the share of full steps: 0.35 = tcpade-fast, 0.45 = tcpade-slow):
+
+- TC-Padé (the default: rational fit in the sampler's time) on the model's calibrated schedule and on the
+  formula schedule of the same budget (``calibration=false``);
+- on the calibrated full steps, the same steps for every interval method: TaylorSeer order 1 and 2 (this
+  project's, on the full-block residual), reuse, and TC-Padé with the step index as its time axis (what the
+  sampler's time adds);
+- the paper's equations and the released reference code as variants on the same steps;
+- independent peers on the same model, each counted by its measured full steps: diffusers' TaylorSeer
+  hook (warm-up 3, interval chosen to meet the budget), FirstBlockCache and MagCache at two thresholds,
+  and cache-dit where it is installed (bench/cachedit_peer.py).
+
+Quality: PSNR and SSIM of each final image against the uncached image of the same seed (mean over seeds);
+compute: full steps (block-stack executions per image). No timing: this is about what each method's
+full steps buy; the speed of a full step against a predicted one is in the demo and bench tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from ..cache.schedule import full_step_count
+from ..paths import write_text_atomic
+from .machine import machine_info
+from .metrics import psnr, ssim
+
+BUDGETS = {0.35: "tcpade-fast", 0.45: "tcpade-slow"}
+# the released code's configuration at 20 steps (TCPADE.md): full steps 0-4, 8, 12, 16, 19, phases on
+REFERENCE_20 = "0/1/2/3/4/8/12/16/19"
+
+
+def cache_specs(steps: int, budget: float) -> dict[str, str]:
+    """Row name -> cache spec, every interval method on the budget's calibrated full steps unless named."""
+    preset = BUDGETS[budget]
+    specs = {
+        "TC-Padé (default), calibrated steps": preset,
+        "TC-Padé (default), formula steps": f"{preset}:calibration=false",
+        "TaylorSeer order 1, calibrated steps": f"taylorseer:budget={budget}",
+        "TaylorSeer order 1, formula steps": f"taylorseer:budget={budget},calibration=false",
+        "TaylorSeer order 2, calibrated steps": f"taylorseer-o2:budget={budget}",
+        "reuse, calibrated steps": f"reuse:budget={budget}",
+        "TC-Padé in step-index time, calibrated steps": f"{preset}:time=step",
+        "paper equations, calibrated steps": f"{preset}:variant=paper",
+        "released code (reference variant, phases on), calibrated steps":
+            f"{preset}:variant=reference,phase_aware=true",
+    }
+    if steps == 20 and budget == 0.45:  # the released configuration itself, and the default on its steps
+        specs["released configuration: reference variant, phases, steps 0-4,8,12,16,19"] = \
+            f"tcpade-slow:variant=reference,phase_aware=true,full_steps={REFERENCE_20}"
+        specs["TC-Padé (default) on the released configuration's steps"] = f"tcpade-slow:full_steps={REFERENCE_20}"
+        specs["TaylorSeer order 1 on the released configuration's steps"] = f"taylorseer:full_steps={REFERENCE_20}"
+    return specs
+
+
+def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[int]) -> dict:
+    """Peer name -> a run (SampleResult), configured for about the budget's full steps where a knob allows."""
+    from .peers import calibrate_magcache, run_peer
+
+    full = full_step_count(steps, budget)
+    interval = max(1, math.ceil((steps - 3) / max(1, full - 3)))  # warm-up 3, then every interval-th step
+    ratios = calibrate_magcache(model, cond, noise, steps)
+    runs = {f"diffusers TaylorSeer hook (warm-up 3, interval {interval})":
+            lambda: run_peer(model, "diffusers-taylorseer", cond, noise, steps, interval=interval)}
+    for threshold in (0.15, 0.25):
+        runs[f"diffusers FirstBlockCache, threshold {threshold}"] = \
+            lambda t=threshold: run_peer(model, "diffusers-fbcache", cond, noise, steps, threshold=t)
+    for threshold in (0.25, 0.5):
+        runs[f"diffusers MagCache, threshold {threshold}"] = \
+            lambda t=threshold: run_peer(model, "diffusers-magcache", cond, noise, steps, threshold=t,
+                                         mag_ratios=ratios)
+    from .cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
+
+    if not cachedit_available():
+        return runs
+    for name in CACHEDIT_PEERS:  # dynamic: its default threshold; static: TC-Padé's full steps of this budget
+        static = name.endswith("-static")
+        runs[f"cache-dit {name}" + (" (TC-Padé's full steps)" if static else "")] = \
+            lambda name=name, static=static: run_cachedit(model, name, cond, noise, steps,
+                                                          full_steps=full_steps if static else None)
+    return runs
+
+
+def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers: bool = True) -> dict:
+    from ..cache import make_policy
+    from ..models.demo import latents_to_images, load_demo_model
+    from ..runtime.sampler import initial_noise, sample
+    from .metrics import to_unit
+
+    model = load_demo_model()
+    cond = model.class_cond(torch.arange(seeds) % 8)
+    noise = initial_noise(model, model.geometry_for(seeds).shape, list(range(seeds)))
+    images = lambda latents: to_unit(latents_to_images(latents))
+    blocks = model.transformer.config.num_layers + model.transformer.config.num_single_layers
+    rows = []
+    for steps in steps_list:
+        reference = images(sample(model, cond, noise, num_steps=steps).latents)
+
+        def score(name, result, budget, spec=None):
+            image = images(result.latents)
+            # FirstBlockCache and cache-dit run the first block on every step to decide: 1 / blocks of a full one
+            probe = (steps - result.full_steps) / blocks if ("FirstBlock" in name or "cache-dit" in name) else 0.0
+            rows.append({"steps": steps, "budget": budget, "method": name, "spec": spec,
+                         "full_steps": result.full_steps, "compute": round(result.full_steps + probe, 2),
+                         "psnr_db": round(float(psnr(image, reference).mean()), 2),
+                         "ssim": round(float(ssim(image, reference).mean()), 4),
+                         "decisions": "".join("F" if d else "." for d in result.decisions)})
+            print(f"T={steps} b={budget} {name}: {rows[-1]['full_steps']} full, {rows[-1]['psnr_db']} dB", flush=True)
+
+        for budget in budgets:
+            for name, spec in cache_specs(steps, budget).items():
+                policy = make_policy(spec, calibrated=model.calibrated)
+                score(name, sample(model, cond, noise, num_steps=steps, policy=policy), budget, spec)
+            if peers:
+                policy = make_policy(BUDGETS[budget], calibrated=model.calibrated)
+                policy.reset(steps)
+                for name, run in peer_runs(model, cond, noise, steps, budget, sorted(policy.anchors)).items():
+                    score(name, run(), budget)
+    return {"model": "demo", "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
+            "machine": machine_info(), "rows": rows}
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = ["# TC-Padé against its baselines and peers, by step count and budget", "",
+             f"Made by `python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md` on "
+             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: the shipped demo model, eager torch, "
+             f"{results['seeds']} seeds (every class twice). PSNR / SSIM of each final image against the uncached "
+             "image of the same seed (mean over seeds); full = block-stack executions per image (peers: counted on "
+             "a leaf of the last block); compute = full plus the first-block probes FirstBlockCache and cache-dit "
+             "run on every other step (1 of the demo's 6 blocks each), in full-step units. Calibrated steps: "
+             "`tcpade-trt calibrate demo` (chosen on seeds 100-103, validated on 200-203; "
+             "tcpade_trt/models/demo_weights/calibration.json); the seeds here are 0-15.", ""]
+    for steps in sorted({r["steps"] for r in results["rows"]}):
+        for budget in sorted({r["budget"] for r in results["rows"] if r["steps"] == steps}):
+            lines += [f"## {steps} steps, budget {budget} ({full_step_count(steps, budget)} full steps)", "",
+                      "| method | full | compute | PSNR dB | SSIM | steps (F = full) |", "|---|---|---|---|---|---|"]
+            for r in (r for r in results["rows"] if r["steps"] == steps and r["budget"] == budget):
+                lines.append(f"| {r['method']} | {r['full_steps']} | {r['compute']:.2f} | {r['psnr_db']:.2f} | "
+                             f"{r['ssim']:.4f} | "
+                             f"`{r['decisions'] or '-'}` |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("method-out"))
+    p.add_argument("--markdown", type=Path)
+    p.add_argument("--steps", type=int, nargs="+", default=[20, 28, 50])
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.45])
+    p.add_argument("--seeds", type=int, default=16)
+    p.add_argument("--no-peers", action="store_true")
+    args = p.parse_args(argv)
+    torch.set_grad_enabled(False)
+    results = study(tuple(args.steps), tuple(args.budgets), args.seeds, peers=not args.no_peers)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
+    if args.markdown:
+        write_text_atomic(args.markdown, markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Choose the full steps of TC-Padé for one model, per step count and compute budget, from a few uncached
+runs (seeds 100..), and check them closed-loop on other seeds (200..) against the formula schedule,
+keeping the better one per step count and budget.
+
+    tcpade-trt calibrate engines/demo-fp32                      # stored in the folder's manifest
+    tcpade-trt calibrate demo --out demo-calibration.json       # a torch model: a file for apply_cache
+    tcpade-trt calibrate tiny-flux --steps 20 --budget 0.35 --out tiny.json
+
+Budget presets (tcpade-fast 0.35, tcpade-slow 0.45) then use the calibrated schedule at every step count
+the calibration covers, and the formula (cache/schedule.py) at the others."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .args import finite_float, positive_int
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="demo | tiny-flux | tiny-wan | tiny-dit | tiny-sd3 | a diffusers FOLDER | an ENGINE "
+                                 "folder (onnxruntime)")
+    p.add_argument("--steps", type=positive_int, nargs="+", default=[20, 28, 50], help="step counts (default 20 28 50)")
+    p.add_argument("--budget", type=finite_float, nargs="+", default=[0.35, 0.45],
+                   help="shares of full steps, in (0, 1] (default 0.35 0.45: tcpade-fast, tcpade-slow)")
+    p.add_argument("--runs", type=positive_int, default=4, help="uncached calibration runs per step count (4)")
+    p.add_argument("--validation-seeds", type=positive_int, default=4, help="held-out seeds checked closed-loop (4)")
+    p.add_argument("--out", type=Path, help="write the calibration JSON here (required for a torch model; an "
+                                            "engine folder keeps it in its manifest)")
+
+
+def _subject(name: str):
+    from ..bench.subjects import BenchSubject, engines_subject
+
+    path = Path(name)
+    if (path / "manifest.json").is_file():
+        return engines_subject([path]), path
+    if name == "demo":
+        from ..models.demo import LATENT_SIZE, load_demo_model
+
+        model = load_demo_model()
+        return BenchSubject("demo", model, {}, model, LATENT_SIZE, LATENT_SIZE, text_tokens=4), None
+    from ..models.registry import default_build_shape, load_model
+
+    model = load_model(name)
+    height, width, frames = default_build_shape(name, type(model.family))
+    return BenchSubject(path.name, model, {}, model, height, width, frames), None
+
+
+def run(args) -> int:
+    from ..builder.schedules import calibrate
+    from ..engines.manifest import read_manifest
+    from ..errors import ConfigError
+    from ..paths import write_text_atomic
+
+    for b in args.budget:
+        if not 0 < b <= 1:
+            raise ConfigError(f"--budget takes shares of full steps in (0, 1] (got {b}).")
+    if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
+        raise ConfigError(f"--out names the calibration file to write, e.g. calibration.json (got {args.out}).")
+    subject, folder = _subject(args.model)
+    if folder is None and args.out is None:
+        raise ConfigError("a torch model has no folder of ours to keep the calibration in: pass --out FILE.json.")
+    logging.getLogger("tcpade_trt").setLevel(logging.INFO)
+    result = calibrate(subject, steps=tuple(args.steps), budgets=tuple(args.budget), runs=args.runs,
+                       validation_seeds=args.validation_seeds)
+    print(f"calibrated {subject.name} in {result.seconds:.0f} s (schedules chosen on seeds "
+          f"{result.seeds['calibration']}, validated on seeds {result.seeds['validation']}); PSNR of TC-Padé vs the "
+          "uncached run, validation seeds:")
+    print("| steps | budget | full | calibrated full steps | PSNR calibrated | PSNR formula schedule | kept |")
+    print("|---|---|---|---|---|---|---|")
+    for row in result.validation:
+        print(f"| {row['steps']} | {row['budget']} | {row['full']} | {','.join(map(str, row['calibrated_steps']))} | "
+              f"{row['calibrated_psnr_db']:.2f} dB | {row['formula_psnr_db']:.2f} dB | {row['kept']} |")
+    data = result.as_dict()
+    if args.out is not None:
+        write_text_atomic(args.out, json.dumps(data, indent=1))
+        print(f"wrote {args.out} (use: apply_cache(pipe, 'tcpade-fast', calibration='{args.out}'), or "
+              "make_policy(spec, calibrated=load_calibration(FILE)))")
+    if folder is not None:
+        manifest = read_manifest(folder)
+        manifest.calibration = data
+        manifest.write(folder)
+        print(f"stored in {folder}/manifest.json: the runtime uses it for every budget preset at these step counts")
+    return 0

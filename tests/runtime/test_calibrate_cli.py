@@ -1,0 +1,55 @@
+"""`tcpade-trt calibrate`: schedules chosen for one model, kept in its engine folder or a file, and used."""
+
+import json
+import shutil
+
+import pytest
+
+from tcpade_trt.cli import main
+from tcpade_trt.engines.manifest import read_manifest
+from tcpade_trt.runtime.runtime import Runtime
+
+
+def test_an_engine_folder_keeps_its_calibration_and_the_runtime_uses_it(fp32_folders, tmp_path, capsys):
+    folder = tmp_path / "flux"
+    shutil.copytree(fp32_folders["tiny-flux"], folder)  # the shared folder stays as built
+    assert main(["calibrate", str(folder), "--steps", "10", "--budget", "0.4", "--runs", "2",
+                 "--validation-seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 10 | 0.4 | 4 |" in out and "stored in" in out
+    manifest = read_manifest(folder)  # still a valid folder: every hash matches
+    ((steps, budget, full),) = manifest.calibrated_schedules()
+    assert (steps, budget, len(full), full[0], full[-1]) == (10, 0.4, 4, 0, 9)
+    runtime = Runtime(folder)
+    policy = runtime.make_policy("tcpade-fast:budget=0.4")
+    policy.reset(10)
+    assert policy.anchors == frozenset(full)
+    formula = runtime.make_policy("tcpade-fast:budget=0.4,calibration=false")
+    formula.reset(10)
+    assert formula.anchors == {0, 2, 7, 9}  # the formula: what a folder without calibration runs
+
+
+def test_a_torch_model_writes_a_file_that_apply_cache_reads(tmp_path, capsys):
+    from tcpade_trt.builder.schedules import load_calibration
+
+    out = tmp_path / "tiny.json"
+    assert main(["calibrate", "tiny-dit", "--steps", "8", "--budget", "0.5", "--runs", "2",
+                 "--validation-seeds", "1", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["seeds"] == {"calibration": [100, 101], "validation": [200, 200]}
+    (row,) = data["validation"]
+    assert row["kept"] in ("calibrated", "formula") and len(load_calibration(out)[0][2]) == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["calibrate", "tiny-flux"], "pass --out FILE.json"),
+    (["calibrate", "tiny-flux", "--budget", "0", "--out", "x.json"], r"--budget takes shares of full steps in"),
+    (["calibrate", "tiny-flux", "--out", "x.txt"], "--out names the calibration file"),
+])
+def test_wrong_requests_are_one_sentence(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    import re
+
+    assert re.search(message, err), err
