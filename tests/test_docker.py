@@ -12,7 +12,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 IMAGES = {"Dockerfile.cpu": ("cpu", "demo"), "Dockerfile.gpu": ("gpu",)}
-FROM_BASE_IMAGE = {"Dockerfile.gpu": {"torch", "tensorrt", "numpy"}}  # the NVIDIA PyTorch container ships these, built together
+# the NVIDIA PyTorch container ships these, built together
+FROM_BASE_IMAGE = {"Dockerfile.gpu": {"torch", "tensorrt", "numpy"}}
 
 
 def pinned(requirements: Path) -> dict[str, str]:
