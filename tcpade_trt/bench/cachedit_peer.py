@@ -131,6 +131,9 @@ def _cached(transformer, cache_config, calibrator_config):
 
     # disable_cache rebinds the original forward as an instance attribute: remember whether there was one
     own_forward = transformer.__dict__.get("forward")
+    # the dummy-blocks swap re-registers the block lists at the end of the module order; diffusers'
+    # FirstBlockCache takes the first block in that order as its head, so the order is restored too
+    order = list(transformer._modules)
     with _quiet_cachedit():
         adapter = _adapter(transformer)
     try:
@@ -145,6 +148,8 @@ def _cached(transformer, cache_config, calibrator_config):
             transformer.__dict__.pop("forward", None)
         else:
             transformer.forward = own_forward
+        modules = transformer._modules
+        transformer._modules = type(modules)((name, modules[name]) for name in order if name in modules)
 
 
 class _StepProbe:

@@ -45,9 +45,10 @@ def first_runs(demo):
 
 
 def transformer_state(transformer) -> dict:
-    """What cache-dit could leave behind: attributes, hooks and the class of every submodule."""
-    return {name: (type(m), sorted(vars(m)), list(m._forward_hooks), list(m._forward_pre_hooks))
-            for name, m in transformer.named_modules()}
+    """What cache-dit could leave behind: attributes, hooks and the class of every submodule, in module order
+    (diffusers' FirstBlockCache takes the first block in that order as its head block)."""
+    return [(name, type(m), sorted(vars(m)), list(m._forward_hooks), list(m._forward_pre_hooks))
+            for name, m in transformer.named_modules()]
 
 
 def images(latents):
@@ -147,3 +148,14 @@ def test_without_cachedit_the_module_imports_and_running_says_so(monkeypatch, de
     finally:
         monkeypatch.undo()
         importlib.reload(cachedit_peer)
+
+
+@requires_cachedit
+def test_diffusers_first_block_cache_still_works_after_a_cachedit_run(demo):
+    """The block lists keep their order: FirstBlockCache after cache-dit found a single-stream block first and
+    failed on a missing head-block output."""
+    from tcpade_trt.bench.peers import run_peer
+
+    model, cond, noise, _ = demo
+    run_cachedit(model, "cache-dit-dbcache", cond, noise, STEPS, threshold=THRESHOLD)
+    assert run_peer(model, "diffusers-fbcache", cond, noise, STEPS).full_steps >= 1
