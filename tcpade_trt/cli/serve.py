@@ -1,0 +1,75 @@
+"""Serve an engine folder over HTTP on Ray Serve: POST /v1/generate, GET /healthz, Prometheus metrics.
+
+    tcpade-trt serve --engines engines/demo-int8                        # http://127.0.0.1:8000, this machine only
+    TCPADE_API_KEY=... tcpade-trt serve --engines DIR --host 0.0.0.0    # reachable from elsewhere: a key is required
+    curl -s localhost:8000/v1/generate -d '{"class": "astronaut", "seed": 3}' -o out.png
+
+Joins a running Ray cluster if there is one (`ray start --head` here, `ray start --address HEAD:6379` on the
+others; replicas then spread over the nodes), else starts Ray on this machine. Bound to 127.0.0.1 unless
+--host says otherwise; any other address needs an API key in TCPADE_API_KEY (clients send
+`Authorization: Bearer KEY`) or --insecure-no-auth, which the log states loudly. Metrics: Ray's Prometheus
+endpoint (`ray start --head --metrics-export-port 8080`), Ray Serve's own and the tcpade_* series."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from .args import finite_float, positive_int
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--engines", type=Path, required=True, help="the engine folder to serve (class-conditional)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--replicas", type=positive_int, default=1, help="server replicas, each with its own engines")
+    p.add_argument("--max-batch", type=positive_int, default=8, help="requests per batched generation (8)")
+    p.add_argument("--batch-wait-ms", type=finite_float, default=10.0,
+                   help="how long a batch waits for more requests (10 ms)")
+    p.add_argument("--max-queued", type=positive_int, default=64, help="queued requests before 503 (64)")
+    p.add_argument("--timeout-s", type=finite_float, default=120.0, help="end-to-end request timeout (120 s)")
+    p.add_argument("--max-steps", type=positive_int, default=100, help="largest steps a request may ask for")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="serve a non-loopback address without an API key (anyone who reaches it may generate)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args) -> int:
+    from ..engines.manifest import read_manifest
+    from ..errors import ConfigError
+
+    read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
+    has_key = bool(os.environ.get("TCPADE_API_KEY"))
+    if not is_loopback(args.host) and not has_key and not args.insecure_no_auth:
+        raise ConfigError(f"--host {args.host} is reachable from other machines: set TCPADE_API_KEY (clients send "
+                          "Authorization: Bearer KEY), or pass --insecure-no-auth to serve without one.")
+    if args.insecure_no_auth and not has_key:
+        log.warning("SERVING WITHOUT AUTHENTICATION on %s:%d: anyone who can reach it may generate", args.host,
+                    args.port)
+    import ray
+    from ray import serve
+
+    from ..serve.app import build_app
+
+    ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, runtime_env={
+        "env_vars": {"TCPADE_API_KEY": os.environ["TCPADE_API_KEY"]} if has_key else {}})
+    serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout_s})
+    app = build_app({"folder": str(args.engines.resolve()), "device": args.device, "max_batch": args.max_batch,
+                     "batch_wait_s": args.batch_wait_ms / 1000, "max_steps": args.max_steps, "replicas": args.replicas,
+                     "max_queued_requests": args.max_queued, "require_api_key": has_key})
+    print(f"serving {args.engines} on http://{args.host}:{args.port} (POST /v1/generate, GET /healthz); Ctrl-C stops")
+    serve.run(app, blocking=True)
+    return 0

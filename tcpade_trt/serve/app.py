@@ -1,0 +1,152 @@
+"""The Ray Serve application: HTTP routes, request-level batching, who may call, metrics.
+
+    POST /v1/generate   a JSON body (serve/request.py) -> image/png, or {"image_png_base64", "stats"} with
+                        "format": "json"; statistics also in the X-Tcpade-* headers of a PNG answer
+    GET  /healthz       {"status": "ok", model, precision, backend}
+
+Requests that arrive within ``batch_wait_s`` of each other are batched by Ray Serve (up to ``max_batch``),
+then grouped by steps, cache and guidance (serve/worker.py), so a full step runs the block-stack engine
+once for the whole group. A full queue answers 503 (Ray Serve's ``max_queued_requests``), a slow request
+408 (``request_timeout_s``), a bad one 4xx with one sentence; the replica keeps serving after any of them.
+
+Deploy from a config file: ``serve deploy docs/serve_config.yaml`` (it calls ``build_app``).
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the routes' annotations (Request) at runtime, and as
+# strings inside Ray Serve's ingress wrapper they are not resolved (the request became a query parameter: 422)
+import asyncio
+import base64
+import hmac
+import os
+import time
+from dataclasses import asdict
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from ray import serve
+from ray.util import metrics
+
+from ..errors import TcpadeError
+from .request import GenerateRequest, Limits, RequestError, parse_request
+from .worker import Generator
+
+API_KEY_ENV = "TCPADE_API_KEY"
+api = FastAPI(title="tcpade-trt", description="TC-Padé cached diffusion on an engine folder")
+
+
+def _metrics() -> dict:
+    seconds = [0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]
+    return {
+        "requests": metrics.Counter("tcpade_requests", "requests answered, by HTTP status", tag_keys=("status",)),
+        "batch": metrics.Histogram("tcpade_batch_size", "requests per batched generation", boundaries=[1, 2, 4, 8, 16]),
+        "full": metrics.Counter("tcpade_full_steps", "block-stack steps run, summed over requests"),
+        "predicted": metrics.Counter("tcpade_predicted_steps", "steps predicted by the cache, summed over requests"),
+        "queue": metrics.Histogram("tcpade_queue_seconds", "arrival to start of its generation", boundaries=seconds),
+        "compute": metrics.Histogram("tcpade_compute_seconds", "generation time of a batch", boundaries=seconds),
+        "waiting": metrics.Gauge("tcpade_requests_in_flight", "requests accepted and not yet answered"),
+    }
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class TcpadeServer:
+    def __init__(self, folder: str, device: str = "auto", max_batch: int = 8, batch_wait_s: float = 0.01,
+                 max_steps: int = 100, require_api_key: bool = False):
+        self.generator = Generator(folder, device=device)
+        self.limits = Limits(max_steps=max_steps)
+        key = os.environ.get(API_KEY_ENV, "")
+        if require_api_key and not key:
+            raise TcpadeError(f"this server must check an API key but {API_KEY_ENV} is not set in its environment.")
+        self.api_key = key.encode() if key else None
+        self._batched.set_max_batch_size(max_batch)
+        self._batched.set_batch_wait_timeout_s(batch_wait_s)
+        self.metrics = _metrics()
+        self.in_flight = 0
+        manifest = self.generator.runtime.manifest
+        self.info = {"model": manifest.model["name"], "precision": manifest.precision, "backend": manifest.backend}
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok", **self.info}
+
+    @api.post("/v1/generate")
+    async def generate(self, http: Request) -> Response:
+        arrived = time.perf_counter()
+        try:
+            self._authorize(http)
+            request = parse_request(await self._json(http), self.generator.classes, self.generator.num_classes,
+                                    self.limits)
+            self.generator.check(request)
+        except RequestError as exc:
+            return self._answer(JSONResponse({"error": exc.message}, status_code=exc.status))
+        self.in_flight += 1
+        self.metrics["waiting"].set(self.in_flight)
+        try:
+            result, started, batch_s = await self._batched((request, arrived))
+        except TcpadeError as exc:  # e.g. a non-finite generation: reported, never an image
+            return self._answer(JSONResponse({"error": str(exc)}, status_code=500))
+        finally:
+            self.in_flight -= 1
+            self.metrics["waiting"].set(self.in_flight)
+        stats = {"full_steps": result.full_steps, "predicted_steps": result.predicted_steps,
+                 "queue_s": round(started - arrived, 4), "compute_s": round(batch_s, 4), "batch": result.batch,
+                 "total_s": round(time.perf_counter() - arrived, 4)}
+        self.metrics["queue"].observe(started - arrived)
+        if request.format == "json":
+            body = {"image_png_base64": base64.b64encode(result.png).decode(), "stats": stats,
+                    "request": asdict(request)}
+            return self._answer(JSONResponse(body))
+        headers = {f"X-Tcpade-{k.replace('_', '-')}": str(v) for k, v in stats.items()}
+        return self._answer(Response(result.png, media_type="image/png", headers=headers))
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _batched(self, items: "list[tuple[GenerateRequest, float]]") -> list:
+        """Ray Serve's batch of concurrent requests -> one result each (grouped further in the worker)."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        # the generation runs off the event loop, so /healthz and new arrivals are answered meanwhile
+        results = await loop.run_in_executor(None, self.generator.generate, [r for r, _ in items])
+        seconds = time.perf_counter() - started
+        self.metrics["compute"].observe(seconds)
+        self.metrics["batch"].observe(len(items))
+        for r in results:
+            self.metrics["full"].inc(r.full_steps)
+            self.metrics["predicted"].inc(r.predicted_steps)
+        return [(r, started, seconds) for r in results]
+
+    def _authorize(self, http: Request) -> None:
+        if self.api_key is None:
+            return
+        header = http.headers.get("authorization", "")
+        given = header[len("Bearer "):].encode() if header.startswith("Bearer ") else b""
+        if not hmac.compare_digest(given, self.api_key):  # constant time: no timing oracle on the key
+            raise RequestError(401, "missing or wrong API key; send the header Authorization: Bearer KEY.")
+
+    async def _json(self, http: Request):
+        import json
+
+        declared = http.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limits.max_body_bytes):
+            raise RequestError(413, f"the body is larger than {self.limits.max_body_bytes} bytes.")
+        body = await http.body()
+        if len(body) > self.limits.max_body_bytes:
+            raise RequestError(413, f"the body is larger than {self.limits.max_body_bytes} bytes.")
+        try:
+            return json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RequestError(400, "the body is not valid JSON.") from None
+
+    def _answer(self, response: Response) -> Response:
+        self.metrics["requests"].inc(tags={"status": str(response.status_code)})
+        return response
+
+
+def build_app(args: dict):
+    """The application for ``serve run`` / ``serve deploy``: args {folder, device, max_batch, batch_wait_s,
+    max_steps, replicas, max_queued_requests, require_api_key}."""
+    args = dict(args)
+    replicas = int(args.pop("replicas", 1))
+    queued = int(args.pop("max_queued_requests", 64))
+    options = {"num_replicas": replicas, "max_queued_requests": queued,
+               "max_ongoing_requests": max(2 * int(args.get("max_batch", 8)), 16)}
+    return TcpadeServer.options(**options).bind(**args)

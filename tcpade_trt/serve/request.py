@@ -1,0 +1,97 @@
+"""What a client may ask for, checked before any work: POST /v1/generate's JSON body.
+
+    {"class": "astronaut" | 3, "seed": 0, "steps": 20, "cache": "tcpade-fast", "guidance_scale": null,
+     "format": "png" | "json"}
+
+Every field is optional. A mistake is a RequestError: an HTTP status (400 bad value, 413 too large, 422 not
+servable by this folder) and one sentence that says what to send instead. A request can name no file,
+folder or engine: the server serves the one folder it was started with, within its limits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SEED_MAX = 2**63 - 1
+FIELDS = ("class", "seed", "steps", "cache", "guidance_scale", "format")
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts; the folder sets the rest (classes, batch range)."""
+
+    max_steps: int = 100
+    max_body_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    label: int  # class index
+    seed: int
+    steps: int
+    cache: str  # a cache spec, checked
+    guidance_scale: float | None
+    format: str  # "png" or "json"
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys may share one batched generation (same steps, schedule and guidance)."""
+        return self.steps, self.cache, self.guidance_scale
+
+
+def parse_request(body, classes: list[str] | None, num_classes: int | None, limits: Limits) -> GenerateRequest:
+    """A checked request from a decoded JSON body. classes: the folder's class names (the demo model), or
+    num_classes: how many labels it takes (DiT); None for both: a folder this server cannot condition."""
+    from ..cache import cache_config
+    from ..errors import ConfigError
+
+    if not isinstance(body, dict):
+        raise RequestError(400, "the body must be a JSON object, e.g. {\"class\": 0, \"seed\": 1}.")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}.")
+    if classes is None and num_classes is None:
+        raise RequestError(422, "this server's engine folder is not class-conditional; it serves class-conditional "
+                                "folders (the demo model, DiT).")
+    label = _label(body.get("class", 0), classes, num_classes)
+    seed = body.get("seed", 0)
+    if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
+        raise RequestError(400, f"seed must be a whole number from 0 to {SEED_MAX} (got {seed!r}).")
+    steps = body.get("steps", 20)
+    if not _is_int(steps) or not 2 <= steps <= limits.max_steps:
+        raise RequestError(400, f"steps must be a whole number from 2 to {limits.max_steps} (got {steps!r}).")
+    cache = body.get("cache", "tcpade-fast")
+    if not isinstance(cache, str) or len(cache) > 200:
+        raise RequestError(400, "cache must be a cache spec string such as \"tcpade-fast\".")
+    try:
+        cache_config(cache)
+    except ConfigError as exc:
+        raise RequestError(400, f"cache: {exc}") from None
+    guidance = body.get("guidance_scale")
+    if guidance is not None and (not isinstance(guidance, (int, float)) or isinstance(guidance, bool)
+                                 or not math.isfinite(guidance) or not 0 <= guidance <= 50):
+        raise RequestError(400, f"guidance_scale must be a number from 0 to 50, or null (got {guidance!r}).")
+    fmt = body.get("format", "png")
+    if fmt not in ("png", "json"):
+        raise RequestError(400, f"format must be \"png\" or \"json\" (got {fmt!r}).")
+    return GenerateRequest(label, seed, steps, cache.strip(), None if guidance is None else float(guidance), fmt)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _label(value, classes: list[str] | None, num_classes: int | None) -> int:
+    count = len(classes) if classes is not None else num_classes
+    if isinstance(value, str) and classes is not None and value in classes:
+        return classes.index(value)
+    if _is_int(value) and 0 <= value < count:
+        return value
+    names = f" or one of {', '.join(classes)}" if classes is not None else ""
+    raise RequestError(400, f"class must be an index from 0 to {count - 1}{names} (got {value!r}).")

@@ -1,0 +1,53 @@
+"""Request bodies: what a client may ask for, and one sentence with a 4xx status for everything else."""
+
+import pytest
+
+from tcpade_trt.serve.request import Limits, RequestError, parse_request
+
+DEMO_CLASSES = ["astronaut", "coffee", "chelsea"]
+
+
+def parse(body, classes=DEMO_CLASSES, num_classes=None):
+    return parse_request(body, classes, num_classes, Limits(max_steps=50))
+
+
+def test_defaults_and_class_names():
+    request = parse({"class": "coffee"})
+    assert (request.label, request.seed, request.steps, request.cache, request.format) == (1, 0, 20, "tcpade-fast",
+                                                                                          "png")
+    assert parse({}, classes=None, num_classes=1000).label == 0
+    assert parse({"class": 999, "guidance_scale": 4}, classes=None, num_classes=1000).guidance_scale == 4.0
+
+
+def test_requests_that_may_share_a_generation_have_equal_keys():
+    a, b = parse({"seed": 1, "class": 0}), parse({"seed": 2, "class": 2})
+    assert a.batch_key() == b.batch_key() != parse({"steps": 28}).batch_key()
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ([1, 2], 400, "must be a JSON object"),
+    ({"prompt": "a cat"}, 400, "unknown field"),
+    ({"path": "/etc/passwd"}, 400, "unknown field"),  # a request names no files
+    ({"class": "dog"}, 400, "class must be an index from 0 to 2 or one of astronaut"),
+    ({"class": -1}, 400, "class must be"),
+    ({"class": True}, 400, "class must be"),
+    ({"seed": -1}, 400, "seed must be a whole number"),
+    ({"seed": 2**64}, 400, "seed must be"),
+    ({"steps": 1}, 400, "steps must be a whole number from 2 to 50"),
+    ({"steps": 51}, 400, "from 2 to 50"),
+    ({"steps": 20.5}, 400, "steps must be"),
+    ({"cache": "turbo"}, 400, "cache: unknown cache preset"),
+    ({"cache": "tcpade-fast:threshold=nan"}, 400, "threshold"),
+    ({"guidance_scale": float("inf")}, 400, "guidance_scale must be"),
+    ({"format": "jpeg"}, 400, "format must be"),
+])
+def test_bad_requests_are_one_sentence_with_a_status(body, status, message):
+    with pytest.raises(RequestError, match=message) as info:
+        parse(body)
+    assert info.value.status == status and "\n" not in info.value.message
+
+
+def test_a_folder_without_classes_is_refused_as_unservable():
+    with pytest.raises(RequestError) as info:
+        parse({}, classes=None, num_classes=None)
+    assert info.value.status == 422

@@ -1,0 +1,54 @@
+"""Batched serving gives every request the image it would get alone."""
+
+import pytest
+import torch
+
+from tcpade_trt.serve.request import GenerateRequest, RequestError
+from tcpade_trt.serve.worker import Generator
+
+
+def request(label, seed, steps=6, cache="tcpade-fast", guidance=4.0):
+    return GenerateRequest(label, seed, steps, cache, guidance, "png")
+
+
+@pytest.fixture(scope="module")
+def dit(fp32_folders):
+    return Generator(fp32_folders["tiny-dit"], device="cpu")  # class-conditional, CFG doubles the rows
+
+
+def test_batched_requests_get_the_images_they_get_alone(dit, monkeypatch):
+    requests = [request(1, 10), request(3, 11), request(5, 12, steps=8), request(7, 13)]
+    generated = []
+    original = dit.runtime.generate
+
+    def spy(cond, noise, **kwargs):
+        result = original(cond, noise, **kwargs)
+        generated.append((noise.shape[0], result.latents))
+        return result
+
+    monkeypatch.setattr(dit.runtime, "generate", spy)
+    together = dit.generate(requests)
+    # 6 steps: requests 0, 1, 3 (2 per call: CFG doubles them to the folder's 4 rows), then 3 alone; 8 steps: 2
+    assert [n for n, _ in generated] == [2, 1, 1]
+    batched_latents = torch.cat([latents for _, latents in generated])
+    generated.clear()
+    alone = [dit.generate([r])[0] for r in requests]
+    alone_latents = torch.cat([latents for _, latents in generated])
+    order = [0, 1, 3, 2]  # the grouped order of the batched calls
+    torch.testing.assert_close(batched_latents, alone_latents[order], rtol=1e-4, atol=1e-5)
+    assert [r.full_steps for r in together] == [r.full_steps for r in alone]
+    assert [r.batch for r in together] == [2, 2, 1, 1] and all(r.png.startswith(b"\x89PNG") for r in together)
+
+
+def test_batch_dependent_caches_run_each_request_alone(dit):
+    teacache = [request(0, 1, cache="teacache"), request(1, 2, cache="teacache")]
+    gated = [request(0, 1, cache="tcpade-fast:threshold=1.0"), request(1, 2, cache="tcpade-fast:threshold=1.0")]
+    assert dit.groups(teacache) == [[0], [1]] and dit.groups(gated) == [[0], [1]]
+    assert dit.groups([request(0, 1), request(1, 2)]) == [[0, 1]]
+
+
+def test_guidance_for_a_model_that_takes_none_is_refused(fp32_folders):
+    flux = Generator(fp32_folders["tiny-flux"], device="cpu")
+    assert flux.classes is None and flux.num_classes is None  # not class-conditional: parse_request refuses it
+    with pytest.raises(RequestError, match="takes no guidance_scale"):
+        flux.check(request(0, 1, guidance=3.0))
