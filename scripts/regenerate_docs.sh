@@ -3,14 +3,14 @@
 # commands the README quotes next to each figure. Run it after retraining the demo model, on an
 # otherwise idle machine (the figures are timings). About 25 minutes on a 2-core CPU.
 #
-#   bash scripts/regenerate_docs.sh [bench] [demo] [tuning] [fp8]     # default: all four
+#   bash scripts/regenerate_docs.sh [bench] [demo] [method] [fp8]     # default: all four
 #
 # Engine folders (docs/*/engines, git-ignored) are removed first so every build is part of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCPADE=${TCPADE:-.venv/bin/tcpade-trt}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(bench demo tuning fp8)
+[ ${#targets[@]} -eq 0 ] && targets=(bench demo method fp8)
 
 run() {  # name, command...: the command, timed, with its wall time printed
   local name=$1 start=$SECONDS
@@ -28,18 +28,13 @@ for target in "${targets[@]}"; do
     demo)
       rm -rf docs/demo/engines
       run demo "$TCPADE" demo --full --out docs/demo ;;
-    tuning)
-      run tuning "$TCPADE" demo --torch-only --out docs/tuning --seeds 16 --repeats 1 --caches none tcpade-fast \
-        tcpade-fast:variant=paper tcpade-fast:variant=reference tcpade-fast:phase_aware=true tcpade-fast:c_max=0 \
-        tcpade-slow tcpade-slow:phase_aware=true "tcpade-fast:full_steps=,warmup=1,interval=4" \
-        "tcpade-fast:full_steps=,warmup=1,interval=7,threshold=0.5" "tcpade-fast:full_steps=,warmup=2,interval=5" \
-        taylorseer taylorseer-o2 reuse teacache "taylorseer:full_steps=0/1/2/4/7/10/13/16/19" \
-        "reuse:full_steps=0/1/2/4/7/10/13/16/19" "teacache:threshold=0.2" ;;
+    method)  # TC-Padé against its baselines and peers at 20 / 28 / 50 steps and two budgets (about 25 minutes)
+      run method .venv/bin/python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md ;;
     fp8)
       rm -rf docs/fp8/engines
       run fp8 "$TCPADE" demo --out docs/fp8 --precisions fp32 int8 fp8 --seeds 16 --repeats 3 --caches none tcpade-fast ;;
     *)
-      echo "unknown target '$target'; choose from bench, demo, tuning, fp8." >&2
+      echo "unknown target '$target'; choose from bench, demo, method, fp8." >&2
       exit 2 ;;
   esac
 done
