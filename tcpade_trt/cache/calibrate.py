@@ -16,10 +16,13 @@ n-anchor set with the least total cost in O(T G^3) fits (G = the largest gap con
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from .pade import evaluate, rational_fit
 
 State = tuple[int | None, int | None, int]  # the last three anchors, oldest first (None before step 0)
@@ -95,3 +98,16 @@ def dp_schedule(costs: GapCosts, num_steps: int, full: int, gap: int | None = No
     if not finals:  # the gap limit leaves no way to spread this few anchors: allow longer gaps
         return dp_schedule(costs, num_steps, full, gap=min(last, 2 * gap))
     return min(finals)[1]
+
+
+def load_calibration(path: str | Path) -> tuple:
+    """The calibrated schedules of a JSON file written by `tcpade-trt calibrate --out FILE`, as
+    ScheduleConfig.calibrated wants them (make_policy(..., calibrated=...) or config.with_(calibrated=...))."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        return tuple((int(t), float(b), tuple(int(s) for s in steps)) for t, b, steps in data["schedules"])
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; make it with `tcpade-trt calibrate MODEL --out {path}`.") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a calibration file written by `tcpade-trt calibrate` ({exc}).") from None

@@ -51,7 +51,7 @@ def _subject(name: str):
 
 
 def run(args) -> int:
-    from ..builder.schedules import calibrate
+    from ..bench.schedules import calibrate
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
     from ..paths import write_text_atomic

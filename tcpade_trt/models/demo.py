@@ -121,7 +121,7 @@ def load_demo_model(path=None) -> Model:
     model.transformer.eval()
     calibration = path.with_name("calibration.json")  # `tcpade-trt calibrate demo --out ...` for these weights
     if path == weights_path() and calibration.is_file():
-        from ..builder.schedules import load_calibration
+        from ..cache.calibrate import load_calibration
 
         model.calibrated = load_calibration(calibration)
     return model

@@ -283,7 +283,7 @@ def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: in
     """
     config = cache_config(config)
     if calibration is not None and not isinstance(calibration, tuple):
-        from ..builder.schedules import load_calibration
+        from ..cache.calibrate import load_calibration
 
         calibration = load_calibration(calibration)
     scheduler = None

@@ -30,7 +30,7 @@ def test_an_engine_folder_keeps_its_calibration_and_the_runtime_uses_it(fp32_fol
 
 
 def test_a_torch_model_writes_a_file_that_apply_cache_reads(tmp_path, capsys):
-    from tcpade_trt.builder.schedules import load_calibration
+    from tcpade_trt.cache.calibrate import load_calibration
 
     out = tmp_path / "tiny.json"
     assert main(["calibrate", "tiny-dit", "--steps", "8", "--budget", "0.5", "--runs", "2",

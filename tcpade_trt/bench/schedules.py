@@ -12,16 +12,14 @@
 
 The result is a list of (T, budget, full steps) rows. An engine folder keeps it in its manifest (the
 runtime then uses it for every budget preset at those T); for a torch model it is a JSON file that
-``generate --calibration FILE`` and ``load_calibration`` read.
+``apply_cache(..., calibration=FILE)`` and ``cache.calibrate.load_calibration`` read.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -31,6 +29,7 @@ from ..cache.factory import make_policy
 from ..cache.policy import AlwaysCompute, StepContext
 from ..cache.schedule import budget_schedule, full_step_count
 from ..errors import ConfigError
+from .metrics import psnr
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,6 @@ def calibrate(subject, steps=(20, 28, 50), budgets=(0.35, 0.45), runs: int = 4, 
               c_max: float = 0.5) -> Calibration:
     """Calibrated schedules for ``subject`` (bench.subjects.BenchSubject: the model, its conditioning and its
     quality space). runs: uncached calibration runs per step count (one batch); validation_seeds: held out."""
-    from ..bench.metrics import psnr
     from ..runtime.sampler import sample
 
     for b in budgets:
@@ -113,16 +111,3 @@ def calibrate(subject, steps=(20, 28, 50), budgets=(0.35, 0.45), runs: int = 4, 
                      num_steps, budget, found, row["calibrated_psnr_db"], formula, row["formula_psnr_db"], row["kept"])
     result.seconds = time.perf_counter() - started
     return result
-
-
-def load_calibration(path: str | Path) -> tuple:
-    """The calibrated schedules of a JSON file written by `tcpade-trt calibrate --out FILE`, as
-    ScheduleConfig.calibrated wants them (pass to make_policy(..., calibrated=...) or config.with_(calibrated=...))."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        return tuple((int(t), float(b), tuple(int(s) for s in steps)) for t, b, steps in data["schedules"])
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; make it with `tcpade-trt calibrate MODEL --out {path}`.") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a calibration file written by `tcpade-trt calibrate` ({exc}).") from None

@@ -1,0 +1,116 @@
+"""`tcpade-trt serve`'s application on a real local Ray Serve: routes, batching, keys, limits, errors."""
+
+import base64
+import json
+import os
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray Serve is not installed (pip install 'tcpade-trt[serve]')")
+serve = pytest.importorskip("ray.serve")
+
+pytestmark = pytest.mark.filterwarnings("ignore")  # Ray's own deprecation and resource warnings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+KEY = "s3cret"
+
+
+@pytest.fixture(scope="module")
+def server(fp32_folders):
+    """One replica serving tiny-dit (class-conditional, CFG) that wants an API key; Ray started for this module."""
+    from tcpade_trt.serve.app import build_app
+
+    port = free_port()
+    # on a loaded 2-core machine the HTTP proxy can take longer than Ray's 5-10 s health checks to start
+    for name in ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"):
+        os.environ.setdefault(name, "120")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+             runtime_env={"env_vars": {"TCPADE_API_KEY": KEY}})
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "max_batch": 4,
+                         "batch_wait_s": 0.3, "max_steps": 12, "require_api_key": True}), name="tiny-dit")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    ray.shutdown()
+
+
+def call(url, body=None, headers=None, raw=None, key=KEY):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = {"Content-Type": "application/json", **auth, **(headers or {})}
+    req = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_health_and_a_png(server):
+    status, _, body = call(f"{server}/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, headers, png = call(f"{server}/v1/generate", {"class": 3, "seed": 1, "steps": 6,
+                                                                "guidance_scale": 4})
+    assert status == 200 and png.startswith(b"\x89PNG") and headers["content-type"] == "image/png"
+    assert int(headers["x-tcpade-full-steps"]) + int(headers["x-tcpade-predicted-steps"]) == 6
+
+
+def test_json_answers_carry_the_image_and_the_statistics(server):
+    status, _, body = call(f"{server}/v1/generate", {"class": 3, "seed": 1, "steps": 6, "guidance_scale": 4,
+                                                           "format": "json"})
+    answer = json.loads(body)
+    assert status == 200 and base64.b64decode(answer["image_png_base64"]).startswith(b"\x89PNG")
+    assert set(answer["stats"]) == {"full_steps", "predicted_steps", "queue_s", "compute_s", "batch", "total_s"}
+
+
+def test_concurrent_requests_share_a_batched_generation_and_get_their_own_images(server):
+    bodies = [{"class": c, "seed": 20 + c, "steps": 6, "guidance_scale": 4} for c in range(3)]
+    answers = [None] * 3
+
+    def send(i):
+        answers[i] = call(f"{server}/v1/generate", bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a[0] == 200 for a in answers)
+    assert max(int(a[1]["x-tcpade-batch"]) for a in answers) >= 2  # arrivals within 0.3 s were batched
+    alone = call(f"{server}/v1/generate", bodies[1])[2]
+    assert answers[1][2] == alone  # the same PNG as its request alone
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"class": 5000}, 400, "class must be an index from 0 to"),
+    ({"steps": 50}, 400, "steps must be a whole number from 2 to 12"),
+    ({"file": "/etc/passwd"}, 400, "unknown field"),
+])
+def test_bad_requests_are_4xx_with_one_sentence_and_the_server_keeps_serving(server, body, status, message):
+    code, _, answer = call(f"{server}/v1/generate", body)
+    assert code == status and message in json.loads(answer)["error"]
+    assert call(f"{server}/healthz")[0] == 200
+
+
+def test_oversized_and_malformed_bodies(server):
+    assert call(f"{server}/v1/generate", raw=b"{" + b" " * 20000 + b"}")[0] == 413
+    assert call(f"{server}/v1/generate", raw=b"{not json")[0] == 400
+
+
+def test_a_keyed_server_wants_the_bearer_token(server):
+    url = f"{server}/v1/generate"
+    body = {"class": 1, "steps": 4, "guidance_scale": 4}
+    code, _, answer = call(url, body, key=None)
+    assert code == 401 and "Authorization: Bearer KEY" in json.loads(answer)["error"]
+    assert call(url, body, key="wrong")[0] == 401
+    assert call(url, body)[0] == 200
