@@ -1,0 +1,185 @@
+"""Load test of `tcpade-trt serve` on this machine (loopback only, bounded in requests and time).
+
+    python scripts/serve_load_test.py --fp32 docs/demo/engines/demo-fp32 --int8 docs/demo/engines/demo-int8 \
+        --out docs/serving --requests 32
+
+For each precision (FP32, INT8) and batching mode (off: one request per generation; request-level: Ray Serve
+batches up to 16 requests that arrive within 20 ms, grouped by steps and cache), one server replica is
+deployed; then, per cache (none, tcpade-fast), N requests (demo classes and seeds in turn, 20 steps) are sent
+at closed-loop concurrency 1, 4 and 16, and open-loop at a Poisson rate. Recorded per request: the client's
+latency and the server's own split (queue, compute). Reported: p50 / p95 / p99 latency, images per second
+(requests / wall time of the cell), and at concurrency 1 the server's overhead (client latency minus
+compute, as a share of compute). Writes OUT/load.json, OUT/load.md and OUT/latency_throughput.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import statistics
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+CONCURRENCY = (1, 4, 16)
+CACHES = ("none", "tcpade-fast")
+BATCHING = {"off": (1, 0.0), "request-level": (16, 0.02)}  # max_batch, batch wait (s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict) -> tuple[float, dict]:
+    started = time.perf_counter()
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        stats = json.loads(answer.read())["stats"]
+    return time.perf_counter() - started, stats
+
+
+def closed_loop(url: str, bodies: list[dict], concurrency: int) -> tuple[list, float]:
+    results, lock, queue = [], threading.Lock(), list(bodies)
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                body = queue.pop()
+            result = post(url, body)
+            with lock:
+                results.append(result)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - started
+
+
+def open_loop(url: str, bodies: list[dict], rate: float, seed: int = 0) -> tuple[list, float]:
+    """Poisson arrivals at ``rate`` per second, each request on its own thread."""
+    rng, results, lock, threads = random.Random(seed), [], threading.Lock(), []
+
+    def send(body):
+        result = post(url, body)
+        with lock:
+            results.append(result)
+
+    started = time.perf_counter()
+    for body in bodies:
+        threads.append(threading.Thread(target=send, args=(body,)))
+        threads[-1].start()
+        time.sleep(rng.expovariate(rate))
+    for t in threads:
+        t.join()
+    return results, time.perf_counter() - started
+
+
+def summary(results: list, wall: float) -> dict:
+    latencies = sorted(r[0] for r in results)
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    overhead = [(lat - s["compute_s"]) / s["compute_s"] for lat, s in results]
+    return {"requests": len(results), "p50_s": round(q[49], 3), "p95_s": round(q[94], 3), "p99_s": round(q[98], 3),
+            "images_per_s": round(len(results) / wall, 3), "mean_batch": round(statistics.mean(
+                s["batch"] for _, s in results), 2), "median_overhead": round(statistics.median(overhead), 4),
+            "median_queue_s": round(statistics.median(s["queue_s"] for _, s in results), 3)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fp32", type=Path, required=True)
+    p.add_argument("--int8", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("serve-load-out"))
+    p.add_argument("--requests", type=int, default=32, help="requests per cell (default 32)")
+    p.add_argument("--rate", type=float, default=None, help="Poisson rate per second (default: 60%% of the "
+                                                            "uncached FP32 server's throughput at concurrency 16)")
+    args = p.parse_args()
+
+    import ray
+    from ray import serve
+
+    from tcpade_trt.bench.machine import machine_info
+    from tcpade_trt.serve.app import build_app
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}/v1/generate"
+    bodies = {cache: [{"class": i % 8, "seed": i, "steps": 20, "cache": cache, "format": "json"}
+                      for i in range(args.requests)] for cache in CACHES}
+    cells, rate = [], args.rate
+    for precision, folder in (("fp32", args.fp32), ("int8", args.int8)):
+        for batching, (max_batch, wait) in BATCHING.items():
+            serve.run(build_app({"folder": str(folder.resolve()), "device": "cpu", "max_batch": max_batch,
+                                 "batch_wait_s": wait, "max_queued_requests": 4 * args.requests}), name="load")
+            post(url, bodies["none"][0])  # warm-up: the replica's first generation
+            for cache in CACHES:
+                for concurrency in CONCURRENCY:
+                    row = summary(*closed_loop(url, bodies[cache], concurrency))
+                    cells.append({"precision": precision, "batching": batching, "cache": cache,
+                                  "arrivals": f"concurrency {concurrency}", **row})
+                    print(cells[-1], flush=True)
+                    if rate is None and (precision, batching, cache, concurrency) == ("fp32", "off", "none", 16):
+                        rate = round(0.6 * row["images_per_s"], 3)
+                row = summary(*open_loop(url, bodies[cache], rate))
+                cells.append({"precision": precision, "batching": batching, "cache": cache,
+                              "arrivals": f"Poisson {rate}/s", **row})
+                print(cells[-1], flush=True)
+            serve.delete("load")
+    serve.shutdown()
+    ray.shutdown()
+    results = {"machine": machine_info(), "requests_per_cell": args.requests, "poisson_rate": rate, "cells": cells}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.json").write_text(json.dumps(results, indent=1))
+    (args.out / "load.md").write_text(markdown(results))
+    plot(results, args.out / "latency_throughput.png")
+    return 0
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Load test on {m['cpu']}, {m['cores']} cores, loopback, one replica, demo model, 20 steps, "
+             f"{results['requests_per_cell']} requests per cell (`scripts/serve_load_test.py`).", "",
+             "| precision | batching | cache | arrivals | p50 | p95 | p99 | images/s | mean batch | median queue | "
+             "overhead at c=1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in results["cells"]:
+        overhead = f"{100 * c['median_overhead']:.1f}%" if c["arrivals"] == "concurrency 1" else "-"
+        lines.append(f"| {c['precision']} | {c['batching']} | {c['cache']} | {c['arrivals']} | {c['p50_s']:.2f} s | "
+                     f"{c['p95_s']:.2f} s | {c['p99_s']:.2f} s | {c['images_per_s']:.2f} | {c['mean_batch']} | "
+                     f"{c['median_queue_s']:.2f} s | {overhead} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (precision, batching, cache) in sorted({(c["precision"], c["batching"], c["cache"]) for c in results["cells"]}):
+        cells = [c for c in results["cells"] if (c["precision"], c["batching"], c["cache"]) == (precision, batching,
+                                                                                                 cache)
+                 and c["arrivals"].startswith("concurrency")]
+        ax.plot([c["images_per_s"] for c in cells], [c["p95_s"] for c in cells], marker="o",
+                label=f"{precision}, {cache}, batching {batching}")
+    ax.set_xlabel("images per second (concurrency 1, 4, 16)")
+    ax.set_ylabel("p95 latency (s)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
