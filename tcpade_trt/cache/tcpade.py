@@ -66,8 +66,16 @@ class TCPadePolicy(CachePolicy):
         return 1.0, 0.0, 0.0
 
     def _time(self, step: int, sampler_time: float | None) -> float:
-        """A step's position on the fit's time axis (config.time)."""
-        return float(step) if self.config.time == "step" or sampler_time is None else sampler_time
+        """A step's position on the fit's time axis: config.time, or the step index when the sampler's times
+        cannot order the history (none given, or two residuals at one time: a Heun-type scheduler's
+        predictor and corrector calls share a timestep)."""
+        if self.config.time == "step" or sampler_time is None or self._times_tied():
+            return float(step)
+        return sampler_time
+
+    def _times_tied(self) -> bool:
+        times = [e.time for e in self.history.entries]
+        return len(set(times)) < len(times)
 
     def _fit_history(self) -> tuple[list[torch.Tensor], list[float]]:
         """(r1, r2, r3) newest first and their times. With fewer than three residuals the oldest is repeated:
@@ -81,7 +89,7 @@ class TCPadePolicy(CachePolicy):
         damping bound c_max is divided by the history's span, so the pole stays outside the history."""
         _, (t1, t2, t3) = self._fit_history()
         k2, k3 = t2 - t1, t3 - t1
-        if k2 == 0:  # a single residual: any offsets do, the differences are zero (reuse)
+        if len(self.history) == 1:  # a single residual: any offsets do, the differences are zero (reuse)
             k2 = k3 = -1.0
         span = -k3
         c = self.config

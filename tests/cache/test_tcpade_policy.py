@@ -145,3 +145,20 @@ def test_with_the_gate_on_a_non_finite_fit_is_refused_by_the_policy_itself():
     full, predicted = run_policy(policy, linear_sequence())
     # every refused step computes, which changes the history, so the next step refits and refuses too
     assert full == list(range(20)) and predicted == {}
+
+
+def test_residuals_that_share_a_time_fall_back_to_the_step_index():
+    """Heun-type schedulers call the model twice per timestep: with two residuals at one time, the sampler's
+    time cannot order them, so the fit runs in steps (finite, and exact on a line in the step index)."""
+    from tcpade_trt.cache import StepContext
+
+    r = linear_sequence()
+    policy = make_policy(cache_config("tcpade-fast").with_(full_steps=(0, 1, 2, 3), budget=0.0))
+    policy.reset(8)
+    for s in range(8):
+        ctx = StepContext(step=s, num_steps=8, x_in=torch.zeros(2, 6, 8), time=float(s // 2))  # 0, 0, 1, 1, ...
+        prediction = policy.predict(ctx)
+        if prediction is not None:
+            torch.testing.assert_close(prediction.x_out, r(s), rtol=1e-4, atol=1e-4)
+        policy.update(ctx, r(s) if prediction is None else None, computed=prediction is None)
+    assert policy.decisions == [True, True, True, True, False, False, False, True]
