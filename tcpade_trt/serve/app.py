@@ -109,9 +109,10 @@ class TcpadeServer:
         seconds = time.perf_counter() - started
         self.metrics["compute"].observe(seconds)
         self.metrics["batch"].observe(len(items))
-        for r in results:
-            self.metrics["full"].inc(r.full_steps)
-            self.metrics["predicted"].inc(r.predicted_steps)
+        for r in results:  # Ray's counters refuse an increment of 0 (an uncached run predicts nothing)
+            for name, steps in (("full", r.full_steps), ("predicted", r.predicted_steps)):
+                if steps:
+                    self.metrics[name].inc(steps)
         return [(r, started, seconds) for r in results]
 
     def _authorize(self, http: Request) -> None:

@@ -65,6 +65,13 @@ def test_health_and_a_png(server):
     assert int(headers["x-tcpade-full-steps"]) + int(headers["x-tcpade-predicted-steps"]) == 6
 
 
+def test_an_uncached_request_predicts_nothing_and_is_answered(server):
+    """Every step full (predicted 0): the step counters must not be asked to add 0 (Ray refuses that: a 500)."""
+    status, headers, png = call(f"{server}/v1/generate", {"class": 2, "steps": 4, "cache": "none",
+                                                           "guidance_scale": 4})
+    assert status == 200 and headers["x-tcpade-predicted-steps"] == "0" and png.startswith(b"\x89PNG")
+
+
 def test_json_answers_carry_the_image_and_the_statistics(server):
     status, _, body = call(f"{server}/v1/generate", {"class": 3, "seed": 1, "steps": 6, "guidance_scale": 4,
                                                            "format": "json"})
