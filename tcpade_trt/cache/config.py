@@ -1,7 +1,7 @@
 """One dataclass per cache method, validated on construction.
 
     cache_config("tcpade-fast")                      -> TCPadeConfig(...)   (cache/spec.py: presets, overrides)
-    make_policy("tcpade-fast:threshold=0.5")         -> a fresh policy for one trajectory (cache/factory.py)
+    make_policy("tcpade-fast:threshold=1.0")         -> a fresh policy for one trajectory (cache/factory.py)
 
 Every field's default and meaning is in its class docstring; a bad value raises ConfigError with
 a sentence that says which values are allowed.

@@ -3,7 +3,7 @@ a preset name, optionally with field overrides.
 
     tcpade-fast                         the preset
     tcpade-fast:variant=paper           the preset with one field changed
-    tcpade-slow:threshold=0.3,warmup=3  several fields
+    tcpade-slow:threshold=1.3,budget=0.5  several fields
 """
 
 from __future__ import annotations
