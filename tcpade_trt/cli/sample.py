@@ -28,8 +28,9 @@ def run(args) -> int:
     from ..models import load_model
     from ..runtime.sampler import initial_noise, sample
 
-    policy = make_policy(args.cache)  # a bad spec is one sentence before the model loads
+    make_policy(args.cache)  # a bad spec is one sentence before the model loads
     model = load_model(args.model)
+    policy = make_policy(args.cache, calibrated=model.calibrated)  # the demo model's calibrated schedules
     geometry = model.family.geometry(args.batch, args.height, args.width, args.frames)
     cond = model.family.example_cond(geometry, height=args.height, width=args.width,
                                      generator=torch.Generator().manual_seed(args.seed))
