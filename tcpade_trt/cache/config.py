@@ -113,10 +113,6 @@ class ScheduleConfig(CacheConfig):
         uniform = {s for s in range(num_steps) if s < self.warmup or (s - self.warmup) % self.interval == 0}
         return frozenset(uniform) | {num_steps - 1}
 
-    def is_anchor(self, step: int, num_steps: int) -> bool:
-        """Full by schedule (see full_steps_for; policies cache the set per trajectory)."""
-        return step in self.full_steps_for(num_steps)
-
 
 @dataclass(frozen=True)
 class TCPadeConfig(ScheduleConfig):
