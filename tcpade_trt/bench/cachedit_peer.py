@@ -1,4 +1,4 @@
-"""Independent peers: cache-dit's DBCache (github.com/vipshop/cache-dit) on the same eager FLUX model.
+"""Independent peers: cache-dit's DBCache (github.com/vipshop/cache-dit) on the same eager FLUX or DiT model.
 
     cache-dit-dbcache                 DBCache alone: a cached step reuses the last computed residual
     cache-dit-dbcache-taylorseer      DBCache + TaylorSeerCalibratorConfig (order 1): the residual is extrapolated
@@ -99,9 +99,18 @@ def _calibrator_config(calibrator: str):
 
 
 def _adapter(transformer):
-    """All blocks as one cached list, the single-stream list replaced by an empty one while cached
-    (diffusers >= 0.35: both block kinds take and return (encoder_hidden_states, hidden_states))."""
+    """FLUX: all blocks as one cached list, the single-stream list replaced by an empty one while cached
+    (diffusers >= 0.35: both block kinds take and return (encoder_hidden_states, hidden_states)).
+    DiT: cache-dit's own DiT adapter (blocks take and return hidden_states only; its patch functor
+    rewrites the transformer's forward, which ``_cached`` puts back)."""
     from cache_dit import BlockAdapter, ForwardPattern
+
+    if not hasattr(transformer, "single_transformer_blocks"):
+        from cache_dit.caching.patch_functors import DiTPatchFunctor
+
+        return BlockAdapter(transformer=transformer, blocks=transformer.transformer_blocks,
+                            forward_pattern=ForwardPattern.Pattern_3, patch_functor=DiTPatchFunctor(),
+                            check_forward_pattern=True)
 
     blocks = torch.nn.ModuleList([*transformer.transformer_blocks, *transformer.single_transformer_blocks])
     return BlockAdapter(transformer=transformer, blocks=blocks, blocks_name="transformer_blocks",
@@ -131,6 +140,9 @@ def _cached(transformer, cache_config, calibrator_config):
 
     # disable_cache rebinds the original forward as an instance attribute: remember whether there was one
     own_forward = transformer.__dict__.get("forward")
+    # patch functors (DiT) mark the transformer (_is_patched, _norm1_emb); left behind, the next enable would
+    # skip patching and run diffusers' own forward on the cached block list
+    own_attributes = set(transformer.__dict__)
     # the dummy-blocks swap re-registers the block lists at the end of the module order; diffusers'
     # FirstBlockCache takes the first block in that order as its head, so the order is restored too
     order = list(transformer._modules)
@@ -144,6 +156,8 @@ def _cached(transformer, cache_config, calibrator_config):
         with _quiet_cachedit():
             if BlockAdapter.is_normalized(adapter):  # normalised in place once enable_cache got that far
                 cache_dit.disable_cache(adapter)
+        for name in set(transformer.__dict__) - own_attributes:
+            del transformer.__dict__[name]
         if own_forward is None:
             transformer.__dict__.pop("forward", None)
         else:
@@ -157,8 +171,10 @@ class _StepProbe:
     forward per step: cond and uncond share a batch), a hook on the last block's query projection marks it."""
 
     def __init__(self, transformer):
+        from .peers import _compute_probe
+
         self.decisions: list[bool] = []
-        leaf = transformer.single_transformer_blocks[-1].attn.to_q
+        leaf = _compute_probe(transformer)
         self.handles = [transformer.register_forward_pre_hook(lambda *a: self.decisions.append(False)),
                         leaf.register_forward_hook(lambda *a: self.decisions.__setitem__(-1, True))]
 
@@ -178,8 +194,9 @@ def run_cachedit(model: Model, name: str, cond, noise, steps: int, guidance_scal
         raise ImportError("cache-dit is not installed; install it with `pip install cache-dit` to run its peers.")
     calibrator, static = _parse(name)
     transformer = model.transformer
-    if not hasattr(transformer, "single_transformer_blocks"):
-        raise ConfigError(f"cache-dit peers are set up for FLUX transformers; {model.name!r} is not one.")
+    if type(transformer).__name__ not in ("FluxTransformer2DModel", "DiTTransformer2DModel"):
+        raise ConfigError(f"cache-dit peers are set up for FLUX and DiT transformers; {model.name!r} is a "
+                          f"{type(transformer).__name__}.")
     cache_config = _cache_config(steps, static, threshold, full_steps)
     probe = _StepProbe(transformer)
     try:

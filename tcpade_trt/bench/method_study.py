@@ -1,8 +1,10 @@
 """The method table: TC-Padé against its baselines and independent peers at several step counts and budgets.
 
     python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md
+    python -m tcpade_trt.bench.method_study --model demo-dit --out docs/method-dit --markdown docs/method-dit.md
 
-On the shipped demo model (eager torch, 16 seeds, every class twice), for each step count T and budget b
+On a shipped trained model (demo: FLUX, rectified flow, Euler; demo-dit: DiT, epsilon prediction, DDIM with
+classifier-free guidance 4.0), eager torch, 16 seeds (every class twice), for each step count T and budget b
 (the share of full steps: 0.35 = tcpade-fast, 0.45 = tcpade-slow):
 
 - TC-Padé (the default: rational fit in the sampler's time) on the model's calibrated schedule and on the
@@ -62,21 +64,21 @@ def cache_specs(steps: int, budget: float) -> dict[str, str]:
     return specs
 
 
-def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[int]) -> dict:
+def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[int], guidance=None) -> dict:
     """Peer name -> a run (SampleResult), configured for about the budget's full steps where a knob allows."""
     from .peers import calibrate_magcache, run_peer
 
     full = full_step_count(steps, budget)
     interval = max(1, math.ceil((steps - 3) / max(1, full - 3)))  # warm-up 3, then every interval-th step
-    ratios = calibrate_magcache(model, cond, noise, steps)
+    ratios = calibrate_magcache(model, cond, noise, steps, guidance)
     runs = {f"diffusers TaylorSeer hook (warm-up 3, interval {interval})":
-            lambda: run_peer(model, "diffusers-taylorseer", cond, noise, steps, interval=interval)}
+            lambda: run_peer(model, "diffusers-taylorseer", cond, noise, steps, guidance, interval=interval)}
     for threshold in (0.15, 0.25):
         runs[f"diffusers FirstBlockCache, threshold {threshold}"] = \
-            lambda t=threshold: run_peer(model, "diffusers-fbcache", cond, noise, steps, threshold=t)
+            lambda t=threshold: run_peer(model, "diffusers-fbcache", cond, noise, steps, guidance, threshold=t)
     for threshold in (0.25, 0.5):
         runs[f"diffusers MagCache, threshold {threshold}"] = \
-            lambda t=threshold: run_peer(model, "diffusers-magcache", cond, noise, steps, threshold=t,
+            lambda t=threshold: run_peer(model, "diffusers-magcache", cond, noise, steps, guidance, threshold=t,
                                          mag_ratios=ratios)
     from .cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
 
@@ -85,25 +87,30 @@ def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[in
     for name in CACHEDIT_PEERS:  # dynamic: its default threshold; static: TC-Padé's full steps of this budget
         static = name.endswith("-static")
         runs[f"cache-dit {name}" + (" (TC-Padé's full steps)" if static else "")] = \
-            lambda name=name, static=static: run_cachedit(model, name, cond, noise, steps,
+            lambda name=name, static=static: run_cachedit(model, name, cond, noise, steps, guidance,
                                                           full_steps=full_steps if static else None)
     return runs
 
 
-def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers: bool = True) -> dict:
-    from ..cache import make_policy
-    from ..models.demo import latents_to_images, load_demo_model
-    from ..runtime.sampler import initial_noise, sample
-    from .metrics import to_unit
+def block_count(transformer) -> int:
+    """Transformer blocks of a FLUX (double + single stream) or DiT model."""
+    return sum(len(getattr(transformer, name, ())) for name in ("transformer_blocks", "single_transformer_blocks"))
 
-    model = load_demo_model()
-    cond = model.class_cond(torch.arange(seeds) % 8)
-    noise = initial_noise(model, model.geometry_for(seeds).shape, list(range(seeds)))
-    images = lambda latents: to_unit(latents_to_images(latents))
-    blocks = model.transformer.config.num_layers + model.transformer.config.num_single_layers
+
+def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers: bool = True,
+          model_name: str = "demo") -> dict:
+    from ..cache import make_policy
+    from ..runtime.sampler import sample
+    from .subjects import trained_subject
+
+    subject = trained_subject(model_name)
+    model, guidance = subject.torch_model, subject.guidance_scale
+    cond, noise = subject.inputs(seeds)  # seeds 0.., class = seed % 8
+    images = lambda latents: subject.quality_space(latents, latents)  # decoded images in [0, 1]
+    blocks = block_count(model.transformer)
     rows = []
     for steps in steps_list:
-        reference = images(sample(model, cond, noise, num_steps=steps).latents)
+        reference = images(sample(model, cond, noise, num_steps=steps, guidance_scale=guidance).latents)
 
         def score(name, result, budget, spec=None):
             image = images(result.latents)
@@ -119,27 +126,38 @@ def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers:
         for budget in budgets:
             for name, spec in cache_specs(steps, budget).items():
                 policy = make_policy(spec, calibrated=model.calibrated)
-                score(name, sample(model, cond, noise, num_steps=steps, policy=policy), budget, spec)
+                score(name, sample(model, cond, noise, num_steps=steps, guidance_scale=guidance, policy=policy),
+                      budget, spec)
             if peers:
                 policy = make_policy(BUDGETS[budget], calibrated=model.calibrated)
                 policy.reset(steps)
-                for name, run in peer_runs(model, cond, noise, steps, budget, sorted(policy.anchors)).items():
+                for name, run in peer_runs(model, cond, noise, steps, budget, sorted(policy.anchors),
+                                           guidance).items():
                     score(name, run(), budget)
-    return {"model": "demo", "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
+    return {"model": model_name, "family": model.family.title, "guidance": guidance, "blocks": blocks,
+            "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
             "machine": machine_info(), "rows": rows}
 
 
 def markdown(results: dict) -> str:
-    m = results["machine"]
+    m, name = results["machine"], results.get("model", "demo")
+    command = ("python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md" if name == "demo"
+               else f"python -m tcpade_trt.bench.method_study --model {name} --out docs/method-{name.split('-')[-1]} "
+                    f"--markdown docs/method-{name.split('-')[-1]}.md")
+    about = {"demo": "the shipped demo model (FLUX, rectified flow, Euler)",
+             "demo-dit": "the shipped demo-dit model (DiT, epsilon prediction, DDIM, classifier-free guidance "
+                         f"{results.get('guidance')})"}.get(name, name)
+    weights = "demo_weights" if name == "demo" else "demo_dit_weights"
+    blocks = results.get("blocks", 6)
     lines = ["# TC-Padé against its baselines and peers, by step count and budget", "",
-             f"Made by `python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md` on "
-             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: the shipped demo model, eager torch, "
+             f"Made by `{command}` on "
+             f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: {about}, eager torch, "
              f"{results['seeds']} seeds (every class twice). PSNR / SSIM of each final image against the uncached "
              "image of the same seed (mean over seeds); full = block-stack executions per image (peers: counted on "
              "a leaf of the last block); compute = full plus the first-block probes FirstBlockCache and cache-dit "
-             "run on every other step (1 of the demo's 6 blocks each), in full-step units. Calibrated steps: "
-             "`tcpade-trt calibrate demo` (chosen on seeds 100-103, validated on 200-203; "
-             "tcpade_trt/models/demo_weights/calibration.json); the seeds here are 0-15.", ""]
+             f"run on every other step (1 of the model's {blocks} blocks each), in full-step units. Calibrated steps: "
+             f"`tcpade-trt calibrate {name}` (chosen on seeds 100-103, validated on 200-203; "
+             f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", ""]
     for steps in sorted({r["steps"] for r in results["rows"]}):
         for budget in sorted({r["budget"] for r in results["rows"] if r["steps"] == steps}):
             lines += [f"## {steps} steps, budget {budget} ({full_step_count(steps, budget)} full steps)", "",
@@ -160,9 +178,11 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", type=float, nargs="+", default=[0.35, 0.45])
     p.add_argument("--seeds", type=int, default=16)
     p.add_argument("--no-peers", action="store_true")
+    p.add_argument("--model", choices=("demo", "demo-dit"), default="demo", help="which shipped model (demo)")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
-    results = study(tuple(args.steps), tuple(args.budgets), args.seeds, peers=not args.no_peers)
+    results = study(tuple(args.steps), tuple(args.budgets), args.seeds, peers=not args.no_peers,
+                    model_name=args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=1))
     if args.markdown:

@@ -10,6 +10,7 @@ other models the latent image (``Family.spatial_latents``, frames folded into ch
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,9 @@ class BenchSubject:
     frames: int = 1
     text_tokens: int = 8
     notes: list[str] = field(default_factory=list)
+    # the trained demo models: their classes in turn (seed % classes) and latents -> images [B, 3, 32, 32]
+    classes: int | None = None
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def family(self):
@@ -45,15 +49,15 @@ class BenchSubject:
 
     def inputs(self, batch: int, first_seed: int = 0) -> tuple[Tensors, torch.Tensor]:
         """(conditioning, initial noise) for ``batch`` samples, seeds first_seed .. first_seed + batch - 1,
-        the same for every backend (the demo model: class = seed % 8)."""
+        the same for every backend (the demo models: class = seed % 8)."""
         from ..runtime.sampler import initial_noise
 
         model = self.shape_model
         geometry = self.family.geometry(batch, self.height, self.width, self.frames)
         seeds = list(range(first_seed, first_seed + batch))
-        if model.conditioner is not None:  # the demo model: its classes in turn
+        if self.classes is not None:  # the demo models: their classes in turn
             with torch.no_grad():
-                cond = model.class_cond(torch.tensor(seeds) % len(model.conditioner.tokens))
+                cond = model.class_cond(torch.tensor(seeds) % self.classes)
         else:
             cond = self.family.example_cond(geometry, height=self.height, width=self.width,
                                             text_tokens=self.text_tokens,
@@ -61,26 +65,37 @@ class BenchSubject:
         return cond, initial_noise(model, geometry.shape, seeds)
 
     def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] in about [0, 1]: images for the demo, else latents scaled by the reference's range."""
-        if self.name == "demo":
-            from ..models.demo import latents_to_images
+        """[B, C, H, W] in about [0, 1]: images for the demo models, else latents scaled by the reference's range."""
+        if self.decode is not None:
             from .metrics import to_unit
 
-            return to_unit(latents_to_images(latents))
+            return to_unit(self.decode(latents))
         lo, hi = reference.min(), reference.max()
         image = self.family.spatial_latents(latents, self.height, self.width)
         image = image.flatten(1, 2) if image.ndim == 5 else image  # video: frames into channels
         return (image - lo) / (hi - lo).clamp(min=1e-12)
 
 
-def demo_subject(root: Path, batch_max: int, precisions, progress: bool) -> BenchSubject:
-    from ..models.demo import LATENT_SIZE, load_demo_model
+def trained_subject(name: str) -> BenchSubject:
+    """A shipped trained model ("demo": FLUX, "demo-dit": DiT) in eager torch, scored on its decoded images."""
+    from ..models import demo
+    from ..models.registry import load_model
 
-    model = load_demo_model()
+    model = load_model(name)
+    classes, decode = _demo_decoding(name)
+    return BenchSubject(name, model, {}, model, demo.LATENT_SIZE, demo.LATENT_SIZE,
+                        text_tokens=demo.TEXT_TOKENS if name == "demo" else 8, classes=classes, decode=decode)
+
+
+def demo_subject(root: Path, batch_max: int, precisions, progress: bool) -> BenchSubject:
+    from ..models.demo import LATENT_SIZE
+
+    subject = trained_subject("demo")
     shape = BuildShape(height=LATENT_SIZE, width=LATENT_SIZE, text_tokens=4, batch_min=1, batch_opt=batch_max,
                        batch_max=max(batch_max, 16))
-    folders = ensure_engines(model, root, "demo", shape, tuple(precisions), progress) if precisions else {}
-    return BenchSubject("demo", model, folders, model, LATENT_SIZE, LATENT_SIZE, text_tokens=4)
+    if precisions:
+        subject.folders = ensure_engines(subject.torch_model, root, "demo", shape, tuple(precisions), progress)
+    return subject
 
 
 def model_subject(name: str, root: Path, batches, precisions, progress: bool) -> BenchSubject:
@@ -93,7 +108,10 @@ def model_subject(name: str, root: Path, batches, precisions, progress: bool) ->
     shape = BuildShape(height=height, width=width, frames=frames, text_tokens=8, batch_min=1,
                        batch_opt=max(batches), batch_max=rows)
     folders = ensure_engines(model, root, Path(name).name, shape, precisions, progress)
-    return BenchSubject(Path(name).name, model, folders, model, height, width, frames)
+    subject = BenchSubject(Path(name).name, model, folders, model, height, width, frames)
+    if name == "demo-dit":
+        subject.classes, subject.decode = _demo_decoding(name)
+    return subject
 
 
 def engines_subject(folders: list[Path]) -> BenchSubject:
@@ -114,10 +132,19 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
     if len(by_precision) != len(manifests):
         raise ConfigError("give one engine folder per precision.")
     s = first.shape
-    return BenchSubject(first.model["name"], None, by_precision, open_engines(first_folder), s["height"], s["width"],
-                        s["frames"], text_tokens=s.get("text_tokens", 8),
-                        notes=["no eager torch backend (engine folders given): x-torch and the diffusers peers "
-                               "are left out"])
+    subject = BenchSubject(first.model["name"], None, by_precision, open_engines(first_folder), s["height"],
+                           s["width"], s["frames"], text_tokens=s.get("text_tokens", 8),
+                           notes=["no eager torch backend (engine folders given): x-torch and the diffusers peers "
+                                  "are left out"])
+    if subject.name in ("demo", "demo-dit"):  # scored on images, classes in turn, as the torch model is
+        subject.classes, subject.decode = _demo_decoding(subject.name)
+    return subject
+
+
+def _demo_decoding(name: str):
+    from ..models import demo, demo_dit
+
+    return len(demo.CLASSES), (demo.latents_to_images if name == "demo" else demo_dit.latents_to_images)
 
 
 def ensure_engines(model: Model, root: Path, prefix: str, shape: BuildShape, precisions, progress: bool,

@@ -4,6 +4,7 @@ keeping the better one per step count and budget.
 
     tcpade-trt calibrate engines/demo-fp32                      # stored in the folder's manifest
     tcpade-trt calibrate demo --out demo-calibration.json       # a torch model: a file for apply_cache
+    tcpade-trt calibrate demo-dit --out tcpade_trt/models/demo_dit_weights/calibration.json   # the shipped table
     tcpade-trt calibrate tiny-flux --steps 20 --budget 0.35 --out tiny.json
 
 Budget presets (tcpade-fast 0.35, tcpade-slow 0.45) then use the calibrated schedule at every step count
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="demo | tiny-flux | tiny-wan | tiny-dit | tiny-sd3 | a diffusers FOLDER | an ENGINE "
+    p.add_argument("model", help="demo | demo-dit | tiny-flux | tiny-wan | tiny-dit | tiny-sd3 | a diffusers FOLDER | an ENGINE "
                                  "folder (onnxruntime)")
     p.add_argument("--steps", type=positive_int, nargs="+", default=[20, 28, 50], help="step counts (default 20 28 50)")
     p.add_argument("--budget", type=finite_float, nargs="+", default=[0.35, 0.45],
@@ -33,17 +34,15 @@ def add_arguments(p) -> None:
 
 
 def _subject(name: str):
-    from ..bench.subjects import BenchSubject, engines_subject
+    from ..bench.subjects import BenchSubject, engines_subject, trained_subject
 
     path = Path(name)
     if (path / "manifest.json").is_file():
         return engines_subject([path]), path
-    if name == "demo":
-        from ..models.demo import LATENT_SIZE, load_demo_model
+    from ..models.registry import DEMO_MODELS, default_build_shape, load_model
 
-        model = load_demo_model()
-        return BenchSubject("demo", model, {}, model, LATENT_SIZE, LATENT_SIZE, text_tokens=4), None
-    from ..models.registry import default_build_shape, load_model
+    if name in DEMO_MODELS:
+        return trained_subject(name), None
 
     model = load_model(name)
     height, width, frames = default_build_shape(name, type(model.family))

@@ -120,17 +120,22 @@ def _conditioning(args, model) -> _Conditioning:
     family = model.family
     height, width, _ = model.latent_size
     preview = lambda latents, path: save_latent_preview(family.spatial_latents(latents, height, width), path)
-    if model.conditioner is not None:  # the demo model: its classes by name or index
+    if model.conditioner is not None or model.name == "demo-dit":  # the demo models: classes by name or index
         from ..bench.metrics import to_unit
-        from ..models.demo import CLASSES, class_index, latents_to_images
+        from ..models import demo, demo_dit
+        from ..models.demo import CLASSES, class_index
 
         if args.prompt:
-            raise ConfigError("the demo model is class-conditional: use --class NAME, not --prompt.")
+            raise ConfigError(f"the {model.name} model is class-conditional: use --class NAME, not --prompt.")
         labels = [class_index(c) for c in (args.classes or [CLASSES[0]])]
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        decode = lambda lat, path: save_images(to_unit(latents_to_images(lat)), path, args.scale)
-        return _Conditioning(model.class_cond(labels), decode, batch)
+        to_images = demo.latents_to_images if model.conditioner is not None else demo_dit.latents_to_images
+        decode = lambda lat, path: save_images(to_unit(to_images(lat)), path, args.scale)
+        # demo-dit was trained for classifier-free guidance: its family's scale unless --guidance-scale says otherwise
+        guidance = None if model.conditioner is not None else (
+            args.guidance_scale if args.guidance_scale is not None else family.default_guidance)
+        return _Conditioning(model.class_cond(labels), decode, batch, guidance)
     if args.classes:
         if family.num_classes is None:
             raise ConfigError(f"--class works with class-conditional models (the demo model, DiT); this folder "

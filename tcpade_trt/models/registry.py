@@ -21,8 +21,10 @@ from .family import Family
 from .model import Model
 from .parts import TorchParts
 
-# built-in models besides "demo": "tiny-" + a family's name, from its tiny_config
+# built-in models besides the trained demos ("demo": FLUX, "demo-dit": DiT): "tiny-" + a family's name,
+# from its tiny_config
 TINY_PREFIX = "tiny-"
+DEMO_MODELS = ("demo", "demo-dit")
 
 
 @cache
@@ -98,6 +100,8 @@ def model_family(name_or_path: str | Path) -> type[Family]:
     name = str(name_or_path)
     if name == "demo":
         return family_classes()["FluxTransformer2DModel"][0]
+    if name == "demo-dit":
+        return family_classes()["DiTTransformer2DModel"][0]
     for family, _ in family_classes().values():
         if name == TINY_PREFIX + family.name:
             return family
@@ -113,7 +117,7 @@ def _folder_class(name: str) -> tuple[Path, str]:
                 f"'{name}' looks like a model-hub id, but tcpade-trt never downloads: download the model "
                 "(e.g. `huggingface-cli download " + name + "`) and pass its local folder."
             )
-        builtin = ", ".join([*tiny_names(), "demo"])
+        builtin = ", ".join([*tiny_names(), *DEMO_MODELS])
         raise ModelNotFoundError(f"'{name}' is neither a local folder nor a built-in model ({builtin}).")
     if not path.is_dir():
         raise ModelNotFoundError(f"{path} is a file; pass a diffusers model folder (with config.json) or a built-in "
@@ -130,7 +134,7 @@ def _folder_class(name: str) -> tuple[Path, str]:
 
 def default_build_shape(name: str, family: type[Family]) -> tuple[int, int, int]:
     """The latent (height, width, frames) a build targets when none is given."""
-    if name == "demo":
+    if name in DEMO_MODELS:  # both: 32 x 32 images as 16 x 16 latents
         from .demo import LATENT_SIZE
 
         return (LATENT_SIZE, LATENT_SIZE, 1)
@@ -141,12 +145,16 @@ def default_build_shape(name: str, family: type[Family]) -> tuple[int, int, int]
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> Model:
-    """A model by built-in name (tiny-*, demo) or local diffusers folder."""
+    """A model by built-in name (tiny-*, demo, demo-dit) or local diffusers folder."""
     name = str(name_or_path)
     if name == "demo":
         from .demo import load_demo_model
 
         return load_demo_model().to(device, dtype)
+    if name == "demo-dit" and not Path(name).exists():
+        from .demo_dit import load_demo_dit
+
+        return load_demo_dit().to(device, dtype)
     if name.startswith(TINY_PREFIX) and not Path(name).exists():
         return tiny_model(name).to(device, dtype)
     folder, cls_name = _folder_class(name)

@@ -66,53 +66,104 @@ def sample(
     on_step: called after every step as on_step(step, timestep, computed, seconds) (for --verbose); on a
         GPU the device is synchronised around each step so that ``seconds`` is the step's real time.
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ConfigError(f"num_steps must be a whole number >= 1 (got {num_steps!r}).")
-    family, parts = model.family, model.parts
-    family.check_cond_keys(cond)
-    if negative_cond is not None:
-        family.check_cond_keys(negative_cond, "negative_cond")
-    check_inputs_finite(latents, cond, negative_cond)
-    batch = latents.shape[0]
-    if guidance_scale is not None:  # one batch of [cond; uncond] rows
-        uncond = negative_cond if negative_cond is not None else family.uncond(cond)
-        model_cond = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
-    else:
-        model_cond = cond
-    rows = batch * (2 if guidance_scale is not None else 1)
-
-    geometry = family.geometry(batch, *family.spatial_size(latents))
-    scheduler = family.make_scheduler(num_steps, geometry)
-    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)  # flow matching has none
-    policy = policy or AlwaysCompute()
-    policy.reset(num_steps)
-    prepared = None if unsplit else parts.prepare(_doubled(latents, rows), model_cond)
-    # per-step work that needs no model output is done up front, away from the engine calls
-    update = scheduler_update(scheduler)
-    model_timesteps = family.model_timestep(scheduler.timesteps, rows)  # [T, rows]
-    # the policy's time axis: minus the model's timestep, increasing (one transfer per generation, not per step)
-    times = (-model_timesteps[:, 0].double()).tolist()
-    scale_input = getattr(scheduler, "scale_model_input", None)  # DDIM has one; flow matching does not
+    run = Trajectory(model, cond, latents, num_steps=num_steps, guidance_scale=guidance_scale,
+                     negative_cond=negative_cond, policy=policy, unsplit=unsplit)
     clock = step_clock(latents.device) if on_step else None
-
-    for step, t in enumerate(tqdm(scheduler.timesteps, desc="sampling", disable=not progress, leave=False)):
+    for step in tqdm(range(run.total), desc="sampling", disable=not progress, leave=False):
         if on_step:
             started = clock()
-        scaled = scale_input(latents, t) if scale_input is not None else latents
-        x = _doubled(scaled, rows)
-        timestep = model_timesteps[step]
-        if unsplit:
-            out = parts.forward_unsplit(x, timestep, model_cond)
-        else:
-            out = cached_forward(parts, policy, parts.head(x, timestep, prepared), step, num_steps, times[step])
-        prediction = family.model_output_to_prediction(out, guidance_scale)
-        latents = update(step, prediction, t, latents)
+        t = run.timestep
+        run.step()
         if on_step:
-            computed = True if unsplit else policy.decisions[-1]
+            computed = True if unsplit else run.policy.decisions[-1]
             on_step(step, float(t), computed, clock() - started)
+    return run.result()
 
-    stats = policy.stats() if not unsplit else {"full": num_steps, "predicted": 0, "decisions": [True] * num_steps}
-    return SampleResult(latents, stats["full"], stats["predicted"], stats["decisions"])
+
+class Trajectory:
+    """One generation's denoising state, advanced a step at a time: the body of ``sample``'s loop, and what
+    step-level batching (serve/step_batcher.py) interleaves with other requests' trajectories.
+
+        run = Trajectory(model, cond, noise, num_steps=20, policy=policy)
+        while not run.done:
+            run.step()                                  # alone: head, blocks-or-prediction, tail, update
+        # or, batched with others: tensors = run.head(); ...the block stack for several runs...; run.finish(out)
+        run.result()
+    """
+
+    def __init__(self, model: Model, cond: Tensors, latents: torch.Tensor, *, num_steps: int = 20,
+                 guidance_scale: float | None = None, negative_cond: Tensors | None = None,
+                 policy: CachePolicy | None = None, unsplit: bool = False):
+        if not isinstance(num_steps, int) or num_steps < 1:
+            raise ConfigError(f"num_steps must be a whole number >= 1 (got {num_steps!r}).")
+        family, parts = model.family, model.parts
+        family.check_cond_keys(cond)
+        if negative_cond is not None:
+            family.check_cond_keys(negative_cond, "negative_cond")
+        check_inputs_finite(latents, cond, negative_cond)
+        batch = latents.shape[0]
+        if guidance_scale is not None:  # one batch of [cond; uncond] rows
+            uncond = negative_cond if negative_cond is not None else family.uncond(cond)
+            self.model_cond = {k: torch.cat([cond[k], uncond[k]]) for k in cond}
+        else:
+            self.model_cond = cond
+        self.family, self.parts, self.num_steps, self.guidance_scale = family, parts, num_steps, guidance_scale
+        self.unsplit = unsplit
+        self.rows = batch * (2 if guidance_scale is not None else 1)
+        geometry = family.geometry(batch, *family.spatial_size(latents))
+        self.scheduler = family.make_scheduler(num_steps, geometry)
+        self.latents = latents * getattr(self.scheduler, "init_noise_sigma", 1.0)  # flow matching has none
+        self.policy = policy or AlwaysCompute()
+        self.policy.reset(num_steps)
+        self.prepared = None if unsplit else parts.prepare(_doubled(self.latents, self.rows), self.model_cond)
+        # per-step work that needs no model output is done up front, away from the engine calls
+        self._update = scheduler_update(self.scheduler)
+        self.model_timesteps = family.model_timestep(self.scheduler.timesteps, self.rows)  # [T, rows]
+        # the policy's time axis: minus the model's timestep, increasing (one transfer per generation, not per step)
+        self.times = (-self.model_timesteps[:, 0].double()).tolist()
+        self._scale_input = getattr(self.scheduler, "scale_model_input", None)  # DDIM has one; flow matching not
+        self.total = len(self.scheduler.timesteps)  # model calls: num_steps for every family's scheduler
+        self.step_index = 0
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.total
+
+    @property
+    def timestep(self) -> torch.Tensor:
+        """The scheduler's timestep of the current step."""
+        return self.scheduler.timesteps[self.step_index]
+
+    def _model_input(self) -> torch.Tensor:
+        """The current latents as the model takes them: scaled (DDIM), doubled for guidance [rows, ...]."""
+        t = self.timestep
+        scaled = self._scale_input(self.latents, t) if self._scale_input is not None else self.latents
+        return _doubled(scaled, self.rows)
+
+    def head(self) -> Tensors:
+        """The current step's tensors (x_in as ``hidden_states``, the per-step conditioning)."""
+        return self.parts.head(self._model_input(), self.model_timesteps[self.step_index], self.prepared)
+
+    def step(self) -> None:
+        """The current step alone: the block stack or the policy's prediction, then the scheduler's update."""
+        step = self.step_index
+        if self.unsplit:
+            out = self.parts.forward_unsplit(self._model_input(), self.model_timesteps[step], self.model_cond)
+        else:
+            out = cached_forward(self.parts, self.policy, self.head(), step, self.num_steps, self.times[step])
+        self.finish(out)
+
+    def finish(self, out: torch.Tensor) -> None:
+        """The model's output for the current step (what ``transformer(...).sample`` returns) -> next latents."""
+        prediction = self.family.model_output_to_prediction(out, self.guidance_scale)
+        self.latents = self._update(self.step_index, prediction, self.timestep, self.latents)
+        self.step_index += 1
+
+    def result(self) -> SampleResult:
+        if self.unsplit:
+            return SampleResult(self.latents, self.num_steps, 0, [True] * self.num_steps)
+        stats = self.policy.stats()
+        return SampleResult(self.latents, stats["full"], stats["predicted"], stats["decisions"])
 
 
 def step_clock(device: torch.device):

@@ -27,8 +27,7 @@ def cached_forward(parts: Parts, policy: CachePolicy, step_tensors: Tensors, ste
 
     time: the step's sampler time for the policy's fit, minus the timestep the model is given (a host float,
     so that no step pays a device sync for it); None = the step index."""
-    ctx = StepContext(step=step, num_steps=num_steps, x_in=step_tensors["hidden_states"],
-                      modulated_input=lambda: parts.modulated_input(step_tensors), time=time)
+    ctx = step_context(parts, step_tensors, step, num_steps, time)
     prediction = policy.predict(ctx)
     if prediction is not None:
         x_out = prediction.x_out
@@ -40,3 +39,10 @@ def cached_forward(parts: Parts, policy: CachePolicy, step_tensors: Tensors, ste
         x_out = parts.blocks(step_tensors)
         policy.update(ctx, None, computed=True)
     return parts.tail(x_out, step_tensors)
+
+
+def step_context(parts: Parts, step_tensors: Tensors, step: int, num_steps: int,
+                 time: float | None = None) -> StepContext:
+    """What a policy sees of one step: x_in, the step, its time, and TeaCache's signal on demand."""
+    return StepContext(step=step, num_steps=num_steps, x_in=step_tensors["hidden_states"],
+                       modulated_input=lambda: parts.modulated_input(step_tensors), time=time)

@@ -40,7 +40,7 @@ class Generator:
         self.family = self.model.family
         shape = self.runtime.manifest.shape
         self.rows_max = shape["batch_max"]
-        if self.model.conditioner is not None:  # the demo model
+        if self.model.conditioner is not None or self.model.name == "demo-dit":  # the demo models: named classes
             from ..models.demo import CLASSES
 
             self.classes, self.num_classes = list(CLASSES), None
@@ -95,12 +95,13 @@ class Generator:
                 for image in images]
 
     def to_images(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [0, 1]: the demo's decoded images; other folders (no VAE) preview their latents."""
-        if self.model.conditioner is not None:
+        """[B, 3, H, W] in [0, 1]: the demo models' decoded images; other folders (no VAE) preview their latents."""
+        if self.classes is not None:
             from ..bench.metrics import to_unit
-            from ..models.demo import latents_to_images
+            from ..models import demo, demo_dit
 
-            return to_unit(latents_to_images(latents))
+            decode = demo.latents_to_images if self.model.conditioner is not None else demo_dit.latents_to_images
+            return to_unit(decode(latents))
         height, width, _ = self.model.latent_size
         x = self.family.spatial_latents(latents, height, width).float()[:, :3]
         low, high = x.flatten(1).amin(1), x.flatten(1).amax(1)

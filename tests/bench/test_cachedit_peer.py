@@ -159,3 +159,47 @@ def test_diffusers_first_block_cache_still_works_after_a_cachedit_run(demo):
     model, cond, noise, _ = demo
     run_cachedit(model, "cache-dit-dbcache", cond, noise, STEPS, threshold=THRESHOLD)
     assert run_peer(model, "diffusers-fbcache", cond, noise, STEPS).full_steps >= 1
+
+
+@pytest.fixture(scope="module")
+def tiny_dit():
+    """A DiT (tiny-dit, seeded random weights) with classifier-free guidance, as the demo-dit model runs."""
+    from tcpade_trt.models.registry import load_model
+
+    model = load_model("tiny-dit")
+    cond = model.class_cond(torch.tensor([3, 7]))
+    noise = initial_noise(model, model.family.geometry(2, 8, 8).shape, [0, 1])
+    reference = sample(model, cond, noise, num_steps=STEPS, guidance_scale=4.0, unsplit=True).latents
+    return model, cond, noise, reference
+
+
+@requires_cachedit
+def test_dit_peer_runs_twice_and_leaves_no_trace(tiny_dit):
+    """cache-dit's DiT patch functor marks the transformer (_is_patched): left behind, the second enable skipped
+    patching and diffusers' own forward failed on the cached block list."""
+    model, cond, noise, reference = tiny_dit
+    before = transformer_state(model.transformer)
+    static = [0, 1, 2, 5, 8, 9]
+    for _ in range(2):
+        result = run_cachedit(model, "cache-dit-dbcache-taylorseer-static", cond, noise, STEPS, 4.0, full_steps=static)
+        assert result.full_steps == len(static) and torch.isfinite(result.latents).all()
+    assert transformer_state(model.transformer) == before
+    again = sample(model, cond, noise, num_steps=STEPS, guidance_scale=4.0, unsplit=True).latents
+    assert torch.equal(again, reference)
+
+
+def test_diffusers_hooks_cache_a_dit(tiny_dit):
+    """DiT's transformer has no CacheMixin (no enable_cache), and diffusers' TaylorSeer default patterns miss its
+    attn1 modules (it computed every step): every hook must really skip steps on it and be removed after."""
+    from tcpade_trt.bench.peers import PEERS, run_peer
+
+    model, cond, noise, reference = tiny_dit
+    for name in PEERS:
+        result = run_peer(model, name, cond, noise, STEPS, 4.0, threshold=0.5)
+        assert 1 <= result.full_steps < STEPS, name
+        assert torch.isfinite(result.latents).all(), name
+    # diffusers keeps an (empty) hook registry on every module it hooked, as CacheMixin.disable_cache does
+    registries = [m._diffusers_hook for m in model.transformer.modules() if hasattr(m, "_diffusers_hook")]
+    assert registries and not any(r.hooks for r in registries)
+    assert torch.equal(sample(model, cond, noise, num_steps=STEPS, guidance_scale=4.0, unsplit=True).latents,
+                       reference)

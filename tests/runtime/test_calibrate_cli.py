@@ -41,6 +41,18 @@ def test_a_torch_model_writes_a_file_that_apply_cache_reads(tmp_path, capsys):
     assert row["kept"] in ("calibrated", "formula") and len(load_calibration(out)[0][2]) == 4
 
 
+@pytest.mark.parametrize("name", ["tiny-flux", "tiny-wan"])
+def test_every_family_calibrates(name, tmp_path):
+    """FLUX (flow matching) and Wan (video, guidance) too; DiT above, the demo models in tests/demo."""
+    from tcpade_trt.cache.calibrate import load_calibration
+
+    out = tmp_path / f"{name}.json"
+    assert main(["calibrate", name, "--steps", "6", "--budget", "0.5", "--runs", "1", "--validation-seeds", "1",
+                 "--out", str(out)]) == 0
+    ((steps, budget, full),) = load_calibration(out)
+    assert (steps, budget, len(full), full[0], full[-1]) == (6, 0.5, 3, 0, 5)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["calibrate", "tiny-flux"], "pass --out FILE.json"),
     (["calibrate", "tiny-flux", "--budget", "0", "--out", "x.json"], r"--budget takes shares of full steps in"),

@@ -1,0 +1,212 @@
+"""Step-level continuous batching: generations join and leave at step boundaries, and at every tick the
+ones at a full step share one block-stack call while the others take their cache's prediction.
+
+    batcher = StepBatcher(model, make_policy=runtime.make_policy, rows_max=16)
+    future = batcher.submit(cond, noise, steps=20, cache="tcpade-fast")    # from any thread
+    result = future.result()                                               # a SampleResult
+    batcher.close()
+
+Request-level batching (serve/worker.py) runs a group of requests from first step to last: a request
+that arrives a moment later waits for the whole group, and requests with another step count or cache
+cannot share it. Here every request is its own ``Trajectory`` (runtime/sampler.py) with its own scheduler
+and cache policy; a tick advances every active trajectory by one step:
+
+    for each trajectory:   tensors = head();  prediction = policy.predict(ctx)       (per request, cheap)
+    full = those without a prediction:  one blocks call on their rows, concatenated   (the expensive part)
+    for each trajectory:   policy.update(...);  tail(x_out);  scheduler update         (per request, cheap)
+
+Rows of different requests sit at different timesteps in one block call: every block input that grows
+with the batch (the manifest's "batch" axis: hidden states, temb, timestep, labels) is per row, so each
+sample's block output is what it would be alone (within the engines' batch-size rounding; tested).
+Tensors without a batch axis (FLUX's RoPE tables) depend only on the folder's resolution and are shared.
+Per-request policies also mean that caches whose decisions depend on the batch (TeaCache, the TSI gate)
+batch here too. Admission keeps the active rows within ``rows_max`` (the folder's batch_max), so a tick's
+block call never exceeds the engines' profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+from ..models.family import Tensors
+from ..models.model import Model
+from .sampler import SampleResult, Trajectory
+from .step import step_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    kwargs: dict
+    future: Future
+    rows: int
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class StepBatchResult:
+    result: SampleResult
+    queue_s: float  # submitted -> first step
+    compute_s: float  # first step -> last step (shared with the requests it ran beside)
+    mean_rows: float  # mean rows of the block calls it took part in
+
+
+class StepBatcher:
+    """A thread that runs every submitted generation, one tick (one step of each) at a time."""
+
+    def __init__(self, model: Model, make_policy, rows_max: int, idle_wait_s: float = 0.05):
+        self.model, self.make_policy, self.rows_max = model, make_policy, rows_max
+        self._shared = _shared_block_inputs(model)
+        self._waiting: deque[_Pending] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._idle_wait_s = idle_wait_s
+        self.ticks = 0
+        self._thread = threading.Thread(target=self._loop, name="tcpade-step-batcher", daemon=True)
+        self._thread.start()
+
+    # ---- the caller's side ------------------------------------------------------------------------
+    def submit(self, cond: Tensors, noise: torch.Tensor, *, steps: int, cache="tcpade-fast",
+               guidance_scale: float | None = None) -> Future:
+        """A future of StepBatchResult; errors of this request (bad cache spec, non-finite inputs) land in it."""
+        rows = noise.shape[0] * (2 if guidance_scale is not None else 1)
+        future: Future = Future()
+        if rows > self.rows_max:
+            future.set_exception(ValueError(f"{rows} rows exceed the batcher's {self.rows_max}; split the request."))
+            return future
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the step batcher is closed.")
+            self._waiting.append(_Pending(dict(cond=cond, noise=noise, steps=steps, cache=cache,
+                                               guidance_scale=guidance_scale), future, rows))
+            self._wake.notify()
+        return future
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join()
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        with torch.no_grad():  # grad mode is per thread
+            self._run()
+
+    def _run(self) -> None:
+        active: list[_Active] = []
+        while True:
+            with self._wake:
+                while not active and not self._waiting and not self._closed:
+                    self._wake.wait(self._idle_wait_s)
+                if self._closed and not active and not self._waiting:
+                    return
+                admitted = self._admit(sum(a.run.rows for a in active))
+            active += [a for a in (self._start(p) for p in admitted) if a is not None]
+            if not active:
+                continue
+            try:
+                self.tick([a.run for a in active])
+            except Exception as exc:  # an engine failure: every request of this tick gets the error
+                log.exception("step batcher: a tick failed")
+                for a in active:
+                    a.pending.future.set_exception(exc)
+                active = []
+                continue
+            rows = sum(a.run.rows for a in active)
+            for a in active:
+                a.rows_seen.append(rows)
+            for a in [a for a in active if a.run.done]:
+                active.remove(a)
+                a.finish()
+
+    def _admit(self, active_rows: int) -> list[_Pending]:
+        """Waiting requests, first come first served, while their rows fit beside the active ones."""
+        admitted = []
+        while self._waiting and active_rows + self._waiting[0].rows <= self.rows_max:
+            pending = self._waiting.popleft()
+            active_rows += pending.rows
+            admitted.append(pending)
+        return admitted
+
+    def _start(self, pending: _Pending) -> _Active | None:
+        k = pending.kwargs
+        try:
+            run = Trajectory(self.model, k["cond"], k["noise"], num_steps=k["steps"],
+                             guidance_scale=k["guidance_scale"], policy=self.make_policy(k["cache"]))
+        except Exception as exc:  # this request's own fault: the others go on
+            pending.future.set_exception(exc)
+            return None
+        return _Active(pending, run, started=time.perf_counter())
+
+    def tick(self, runs: list[Trajectory]) -> None:
+        """One step of every trajectory; those at a full step share one block-stack call."""
+        parts = self.model.parts
+        staged = []  # (run, tensors, ctx, x_out or None)
+        for run in runs:
+            tensors = run.head()
+            ctx = step_context(parts, tensors, run.step_index, run.num_steps, run.times[run.step_index])
+            prediction = run.policy.predict(ctx)
+            if prediction is not None:
+                run.policy.update(ctx, prediction.residual, computed=False)
+            staged.append((run, tensors, ctx, None if prediction is None else prediction.x_out))
+        full = [(run, tensors, ctx) for run, tensors, ctx, x_out in staged if x_out is None]
+        computed = {}
+        if full:
+            batched = self._concat([(run.rows, tensors) for run, tensors, _ in full])
+            x_out, residual = parts.blocks_with_residual(batched)
+            offset = 0
+            for run, _, ctx in full:
+                rows = slice(offset, offset + run.rows)
+                offset += run.rows
+                computed[id(run)] = x_out[rows]
+                run.policy.update(ctx, residual[rows] if run.policy.needs_residual else None, computed=True)
+        for run, tensors, _, x_out in staged:
+            run.finish(parts.tail(x_out if x_out is not None else computed[id(run)], tensors))
+        self.ticks += 1
+
+    def _concat(self, steps: list[tuple[int, Tensors]]) -> Tensors:
+        """One block-stack input from several trajectories' (rows, step tensors): batched inputs concatenated
+        along rows, shared ones (no batch axis) taken once. Metadata keys ("_...") are not block inputs."""
+        if len(steps) == 1:
+            return steps[0][1]
+        out = {}
+        for name in self.model.family.BLOCK_INPUTS:
+            tensors = [s[name] for _, s in steps]
+            if self._shared is not None:
+                batched = name not in self._shared
+            else:  # torch parts: a per-row input has the trajectory's rows first (RoPE tables: tokens first)
+                batched = all(t.shape[0] == rows for t, (rows, _) in zip(tensors, steps))
+            out[name] = torch.cat(tensors) if batched else tensors[0]
+        return out
+
+
+@dataclass
+class _Active:
+    pending: _Pending
+    run: Trajectory
+    started: float
+    rows_seen: list[int] = field(default_factory=list)
+
+    def finish(self) -> None:
+        done = time.perf_counter()
+        self.pending.future.set_result(StepBatchResult(
+            self.run.result(), queue_s=self.started - self.pending.submitted, compute_s=done - self.started,
+            mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen))))
+
+
+def _shared_block_inputs(model: Model) -> frozenset[str] | None:
+    """Block inputs without a batch axis, from an engine folder's manifest (its "batch" axes); None for torch
+    parts, where ``_concat`` tells them by their first axis instead."""
+    manifest = getattr(model.parts, "manifest", None)
+    if manifest is None:
+        return None
+    return frozenset(i["name"] for i in manifest.parts["blocks"].inputs if not i["shape"] or i["shape"][0] != "batch")
