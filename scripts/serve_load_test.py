@@ -19,6 +19,7 @@ import json
 import random
 import socket
 import statistics
+import sys
 import threading
 import time
 import urllib.request
@@ -26,7 +27,9 @@ from pathlib import Path
 
 CONCURRENCY = (1, 4, 16)
 CACHES = ("none", "tcpade-fast")
-BATCHING = {"off": (1, 0.0), "request-level": (16, 0.02)}  # max_batch, batch wait (s)
+# max_batch, batch wait (s), the server's batching mode
+BATCHING = {"off": (1, 0.0, "request"), "request-level": (16, 0.02, "request"), "step-level": (16, 0.0, "step")}
+MIXED_STEPS = (10, 20, 30)  # --mixed-steps: each request draws one (seeded), as a real mix of clients would
 
 
 def free_port() -> int:
@@ -96,13 +99,26 @@ def summary(results: list, wall: float) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--fp32", type=Path, required=True)
-    p.add_argument("--int8", type=Path, required=True)
+    p.add_argument("--fp32", type=Path, help="the FP32 engine folder (needed unless --precisions int8)")
+    p.add_argument("--int8", type=Path, help="the INT8 engine folder (needed unless --precisions fp32)")
+    p.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32", "int8"])
+    p.add_argument("--batching", nargs="+", choices=tuple(BATCHING), default=["off", "request-level"])
+    p.add_argument("--caches", nargs="+", default=list(CACHES))
+    p.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCY),
+                   help="closed-loop concurrencies (default 1 4 16; none: Poisson only)")
+    p.add_argument("--rates", type=float, nargs="+", default=None,
+                   help="Poisson rates per second (default: one, --rate)")
+    p.add_argument("--mixed-steps", action="store_true",
+                   help=f"requests draw their steps from {MIXED_STEPS} instead of all 20")
     p.add_argument("--out", type=Path, default=Path("serve-load-out"))
     p.add_argument("--requests", type=int, default=32, help="requests per cell (default 32)")
     p.add_argument("--rate", type=float, default=None, help="Poisson rate per second (default: 60%% of the "
                                                             "uncached FP32 server's throughput at concurrency 16)")
     args = p.parse_args()
+    folders = {"fp32": args.fp32, "int8": args.int8}
+    for precision in args.precisions:
+        if folders[precision] is None:
+            p.error(f"--precisions {precision} needs --{precision} FOLDER.")
 
     import ray
     from ray import serve
@@ -114,30 +130,41 @@ def main() -> int:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     url = f"http://127.0.0.1:{port}/v1/generate"
-    bodies = {cache: [{"class": i % 8, "seed": i, "steps": 20, "cache": cache, "format": "json"}
-                      for i in range(args.requests)] for cache in CACHES}
+    draw = random.Random(7)
+    steps = [draw.choice(MIXED_STEPS) if args.mixed_steps else 20 for _ in range(args.requests)]
+    bodies = {cache: [{"class": i % 8, "seed": i, "steps": steps[i], "cache": cache, "format": "json"}
+                      for i in range(args.requests)] for cache in args.caches}
     cells, rate = [], args.rate
-    for precision, folder in (("fp32", args.fp32), ("int8", args.int8)):
-        for batching, (max_batch, wait) in BATCHING.items():
+    rates = args.rates
+    for precision in args.precisions:
+        folder = folders[precision]
+        for batching in args.batching:
+            max_batch, wait, mode = BATCHING[batching]
             serve.run(build_app({"folder": str(folder.resolve()), "device": "cpu", "max_batch": max_batch,
-                                 "batch_wait_s": wait, "max_queued_requests": 4 * args.requests}), name="load")
-            post(url, bodies["none"][0])  # warm-up: the replica's first generation
-            for cache in CACHES:
-                for concurrency in CONCURRENCY:
+                                 "batch_wait_s": wait, "max_queued_requests": 4 * args.requests,
+                                 "batching": mode}), name="load")
+            post(url, {**bodies[args.caches[0]][0], "steps": 20})  # warm-up: the replica's first generation
+            for cache in args.caches:
+                for concurrency in args.concurrency:
                     row = summary(*closed_loop(url, bodies[cache], concurrency))
                     cells.append({"precision": precision, "batching": batching, "cache": cache,
                                   "arrivals": f"concurrency {concurrency}", **row})
                     print(cells[-1], flush=True)
                     if rate is None and (precision, batching, cache, concurrency) == ("fp32", "off", "none", 16):
                         rate = round(0.6 * row["images_per_s"], 3)
-                row = summary(*open_loop(url, bodies[cache], rate))
-                cells.append({"precision": precision, "batching": batching, "cache": cache,
-                              "arrivals": f"Poisson {rate}/s", **row})
-                print(cells[-1], flush=True)
+                for r in rates or [rate]:
+                    if r is None:
+                        continue  # no rate given and no uncached FP32 cell at concurrency 16 to derive one from
+                    row = summary(*open_loop(url, bodies[cache], r))
+                    cells.append({"precision": precision, "batching": batching, "cache": cache,
+                                  "arrivals": f"Poisson {r}/s", **row})
+                    print(cells[-1], flush=True)
             serve.delete("load")
     serve.shutdown()
     ray.shutdown()
-    results = {"machine": machine_info(), "requests_per_cell": args.requests, "poisson_rate": rate, "cells": cells}
+    results = {"machine": machine_info(), "requests_per_cell": args.requests, "poisson_rate": rates or rate,
+               "steps": "mixed " + "/".join(map(str, MIXED_STEPS)) if args.mixed_steps else 20,
+               "command": "python scripts/serve_load_test.py " + " ".join(sys.argv[1:]), "cells": cells}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load.json").write_text(json.dumps(results, indent=1))
     (args.out / "load.md").write_text(markdown(results))
@@ -147,8 +174,9 @@ def main() -> int:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Load test on {m['cpu']}, {m['cores']} cores, loopback, one replica, demo model, 20 steps, "
-             f"{results['requests_per_cell']} requests per cell (`scripts/serve_load_test.py`).", "",
+    command = results.get("command", "scripts/serve_load_test.py")
+    lines = [f"Load test on {m['cpu']}, {m['cores']} cores, loopback, one replica, demo model, "
+             f"{results.get('steps', 20)} steps, {results['requests_per_cell']} requests per cell (`{command}`).", "",
              "| precision | batching | cache | arrivals | p50 | p95 | p99 | images/s | mean batch | median queue | "
              "overhead at c=1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in results["cells"]:

@@ -139,6 +139,37 @@ def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers:
             "machine": machine_info(), "rows": rows}
 
 
+PEER_PREFIXES = ("diffusers", "cache-dit")
+SUMMARY_COLUMNS = ("TC-Padé (default), calibrated steps", "TaylorSeer order 1, calibrated steps", None,
+                   "TC-Padé (default), formula steps", "TaylorSeer order 1, formula steps",
+                   "TC-Padé in step-index time, calibrated steps", "paper equations, calibrated steps",
+                   "released code (reference variant, phases on), calibrated steps")
+
+
+def summary_table(results: dict) -> list[str]:
+    """The README's table: PSNR per (steps, budget) of the default and what it is measured against, the
+    default's lead over TaylorSeer order 1 on the same steps, and the best peer at no more compute."""
+    lines = ["| steps / budget (full) | TC-Padé, default | TaylorSeer-1, same steps | TC-Padé - TaylorSeer | "
+             "TC-Padé, formula steps | TaylorSeer-1, formula steps | TC-Padé, step-index time | paper's equations | "
+             "released code | best peer at <= TC-Padé's compute |", "|---|---|---|---|---|---|---|---|---|---|"]
+    cells = sorted({(r["steps"], r["budget"]) for r in results["rows"]})
+    for steps, budget in cells:
+        rows = {r["method"]: r for r in results["rows"] if (r["steps"], r["budget"]) == (steps, budget)}
+        default = rows[SUMMARY_COLUMNS[0]]
+        values = []
+        for name in SUMMARY_COLUMNS:
+            if name is None:
+                values.append(f"**{default['psnr_db'] - rows[SUMMARY_COLUMNS[1]]['psnr_db']:+.2f}**")
+            else:
+                values.append(f"{rows[name]['psnr_db']:.2f}" if name in rows else "-")
+        peers = [r for name, r in rows.items() if name.startswith(PEER_PREFIXES) and r["compute"] <= default["compute"]]
+        best = max(peers, key=lambda r: r["psnr_db"], default=None)
+        short = lambda name: name.split(" (")[0].replace("cache-dit cache-dit-", "cache-dit ")
+        peer = f"{best['psnr_db']:.2f} ({short(best['method'])}, {best['compute']:g})" if best else "none at that compute"
+        lines.append(f"| {steps} / {budget} ({default['full_steps']}) | " + " | ".join(values) + f" | {peer} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     m, name = results["machine"], results.get("model", "demo")
     command = ("python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md" if name == "demo"
@@ -157,7 +188,8 @@ def markdown(results: dict) -> str:
              "a leaf of the last block); compute = full plus the first-block probes FirstBlockCache and cache-dit "
              f"run on every other step (1 of the model's {blocks} blocks each), in full-step units. Calibrated steps: "
              f"`tcpade-trt calibrate {name}` (chosen on seeds 100-103, validated on 200-203; "
-             f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", ""]
+             f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", "",
+             "## Summary (PSNR dB against the uncached image of the same seed)", "", *summary_table(results), ""]
     for steps in sorted({r["steps"] for r in results["rows"]}):
         for budget in sorted({r["budget"] for r in results["rows"] if r["steps"] == steps}):
             lines += [f"## {steps} steps, budget {budget} ({full_step_count(steps, budget)} full steps)", "",
@@ -179,7 +211,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=16)
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--model", choices=("demo", "demo-dit"), default="demo", help="which shipped model (demo)")
+    p.add_argument("--markdown-only", action="store_true",
+                   help="rewrite --markdown from --out's results.json without running anything")
     args = p.parse_args(argv)
+    if args.markdown_only:
+        if args.markdown is None:
+            p.error("--markdown-only needs --markdown FILE.")
+        write_text_atomic(args.markdown, markdown(json.loads((args.out / "results.json").read_text())))
+        return 0
     torch.set_grad_enabled(False)
     results = study(tuple(args.steps), tuple(args.budgets), args.seeds, peers=not args.no_peers,
                     model_name=args.model)

@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-batch", type=positive_int, default=8, help="requests per batched generation (8)")
     p.add_argument("--batch-wait-ms", type=finite_float, default=10.0,
                    help="how long a batch waits for more requests (10 ms)")
+    p.add_argument("--batching", choices=("request", "step"), default="request",
+                   help="request: batch requests that arrive together (same steps / cache / guidance); step: requests "
+                        "join the running generations at step boundaries (any steps / cache)")
     p.add_argument("--max-queued", type=positive_int, default=64, help="queued requests before 503 (64)")
     p.add_argument("--timeout-s", type=finite_float, default=120.0, help="end-to-end request timeout (120 s)")
     p.add_argument("--max-steps", type=positive_int, default=100, help="largest steps a request may ask for")
@@ -69,7 +72,7 @@ def run(args) -> int:
     serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout_s})
     app = build_app({"folder": str(args.engines.resolve()), "device": args.device, "max_batch": args.max_batch,
                      "batch_wait_s": args.batch_wait_ms / 1000, "max_steps": args.max_steps, "replicas": args.replicas,
-                     "max_queued_requests": args.max_queued, "require_api_key": has_key})
+                     "max_queued_requests": args.max_queued, "require_api_key": has_key, "batching": args.batching})
     print(f"serving {args.engines} on http://{args.host}:{args.port} (POST /v1/generate, GET /healthz); Ctrl-C stops")
     serve.run(app, blocking=True)
     return 0

@@ -1,12 +1,13 @@
-"""The Ray Serve application: HTTP routes, request-level batching, who may call, metrics.
+"""The Ray Serve application: HTTP routes, request- or step-level batching, who may call, metrics.
 
     POST /v1/generate   a JSON body (serve/request.py) -> image/png, or {"image_png_base64", "stats"} with
                         "format": "json"; statistics also in the X-Tcpade-* headers of a PNG answer
-    GET  /healthz       {"status": "ok", model, precision, backend}
+    GET  /healthz       {"status": "ok", model, precision, backend, node (the replica's Ray node id), pid}
 
 Requests that arrive within ``batch_wait_s`` of each other are batched by Ray Serve (up to ``max_batch``),
 then grouped by steps, cache and guidance (serve/worker.py), so a full step runs the block-stack engine
-once for the whole group. A full queue answers 503 (Ray Serve's ``max_queued_requests``), a slow request
+once for the whole group. With ``batching="step"`` requests instead join the running generations at step
+boundaries (no batch wait; any steps and cache). A full queue answers 503 (Ray Serve's ``max_queued_requests``), a slow request
 408 (``request_timeout_s``), a bad one 4xx with one sentence; the replica keeps serving after any of them.
 
 Deploy from a config file: ``serve deploy docs/serve_config.yaml`` (it calls ``build_app``).
@@ -31,6 +32,9 @@ from .request import GenerateRequest, Limits, RequestError, parse_request
 from .worker import Generator
 
 API_KEY_ENV = "TCPADE_API_KEY"
+# request: Ray Serve batches requests that arrive together, grouped by steps / cache / guidance (worker.py);
+# step: requests join and leave the running generations at step boundaries (runtime/step_batching.py)
+BATCHING_MODES = ("request", "step")
 api = FastAPI(title="tcpade-trt", description="TC-Padé cached diffusion on an engine folder")
 
 
@@ -51,8 +55,11 @@ def _metrics() -> dict:
 @serve.ingress(api)
 class TcpadeServer:
     def __init__(self, folder: str, device: str = "auto", max_batch: int = 8, batch_wait_s: float = 0.01,
-                 max_steps: int = 100, require_api_key: bool = False):
+                 max_steps: int = 100, require_api_key: bool = False, batching: str = "request"):
+        if batching not in BATCHING_MODES:
+            raise TcpadeError(f"batching must be one of {', '.join(BATCHING_MODES)} (got {batching!r}).")
         self.generator = Generator(folder, device=device)
+        self.stepwise = batching == "step"
         self.limits = Limits(max_steps=max_steps)
         key = os.environ.get(API_KEY_ENV, "")
         if require_api_key and not key:
@@ -64,10 +71,13 @@ class TcpadeServer:
         self.in_flight = 0
         manifest = self.generator.runtime.manifest
         self.info = {"model": manifest.model["name"], "precision": manifest.precision, "backend": manifest.backend}
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()  # which Ray node this replica runs on (scaled out)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:
-        return {"status": "ok", **self.info}
+        return {"status": "ok", **self.info, "node": self.node, "pid": os.getpid()}
 
     @api.post("/v1/generate")
     async def generate(self, http: Request) -> Response:
@@ -82,7 +92,10 @@ class TcpadeServer:
         self.in_flight += 1
         self.metrics["waiting"].set(self.in_flight)
         try:
-            result, started, batch_s = await self._batched((request, arrived))
+            if self.stepwise:
+                result, started, batch_s = await self._stepwise(request, arrived)
+            else:
+                result, started, batch_s = await self._batched((request, arrived))
         except TcpadeError as exc:  # e.g. a non-finite generation: reported, never an image
             return self._answer(JSONResponse({"error": str(exc)}, status_code=500))
         finally:
@@ -115,6 +128,18 @@ class TcpadeServer:
                     self.metrics[name].inc(steps)
         return [(r, started, seconds) for r in results]
 
+    async def _stepwise(self, request: GenerateRequest, arrived: float) -> tuple:
+        """Step-level batching: the request joins the running generations at the next step boundary."""
+        step_result = await asyncio.wrap_future(self.generator.submit_stepwise(request))
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, self.generator.stepwise_result, request, step_result)
+        self.metrics["compute"].observe(result.compute_s)
+        self.metrics["batch"].observe(result.batch)
+        for name, steps in (("full", result.full_steps), ("predicted", result.predicted_steps)):
+            if steps:
+                self.metrics[name].inc(steps)
+        return result, arrived + step_result.queue_s, result.compute_s
+
     def _authorize(self, http: Request) -> None:
         if self.api_key is None:
             return
@@ -144,10 +169,13 @@ class TcpadeServer:
 
 def build_app(args: dict):
     """The application for ``serve run`` / ``serve deploy``: args {folder, device, max_batch, batch_wait_s,
-    max_steps, replicas, max_queued_requests, require_api_key}."""
+    max_steps, replicas, max_queued_requests, max_replicas_per_node, require_api_key, batching}."""
     args = dict(args)
     replicas = int(args.pop("replicas", 1))
     queued = int(args.pop("max_queued_requests", 64))
+    per_node = args.pop("max_replicas_per_node", None)  # 1: one replica per machine, e.g. one per GPU node
     options = {"num_replicas": replicas, "max_queued_requests": queued,
                "max_ongoing_requests": max(2 * int(args.get("max_batch", 8)), 16)}
+    if per_node is not None:
+        options["max_replicas_per_node"] = int(per_node)
     return TcpadeServer.options(**options).bind(**args)

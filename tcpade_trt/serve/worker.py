@@ -5,13 +5,15 @@ engine then runs one batched call per full step. The cache math is per sample an
 steps are shared, so every sample gets the image it would get alone (within the engines' batch-size
 rounding; tested). Caches whose decisions depend on the batch (TeaCache's mean change, the TSI gate's
 "every sample stable") run each request alone, for the same reason. A group larger than the folder's batch
-range is split.
+range is split. Step-level batching (``submit_stepwise``) lets requests join and leave at step boundaries
+instead, each with its own schedule and cache.
 """
 
 from __future__ import annotations
 
 import io
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,7 @@ class Generator:
         self.family = self.model.family
         shape = self.runtime.manifest.shape
         self.rows_max = shape["batch_max"]
+        self._stepper = None  # the step-level batcher, made on the first stepwise request
         if self.model.conditioner is not None or self.model.name == "demo-dit":  # the demo models: named classes
             from ..models.demo import CLASSES
 
@@ -77,14 +80,40 @@ class Generator:
             out += [indices[i:i + per_call] for i in range(0, len(indices), per_call)]
         return out
 
-    def _run(self, group: list[GenerateRequest]) -> list[GenerateResult]:
-        from ..runtime.images import require_finite
+    def _inputs(self, group: list[GenerateRequest]) -> tuple[dict, torch.Tensor]:
+        """(conditioning, initial noise) of requests; a sample's noise depends on its seed alone."""
         from ..runtime.sampler import initial_noise
 
+        cond = self.model.class_cond(torch.tensor([r.label for r in group]))
+        return cond, initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
+
+    def submit_stepwise(self, request: GenerateRequest) -> Future:
+        """Step-level batching (runtime/step_batching.py): a future of the request's StepBatchResult (turn it
+        into a GenerateResult with ``stepwise_result``, off the batcher's thread); the request joins the
+        running generations at the next step boundary."""
+        if self._stepper is None:
+            from ..runtime.step_batching import StepBatcher
+
+            self._stepper = StepBatcher(self.model, self.runtime.make_policy, rows_max=self.rows_max)
+        cond, noise = self._inputs([request])
+        return self._stepper.submit(cond, noise, steps=request.steps, cache=request.cache,
+                                    guidance_scale=request.guidance_scale)
+
+    def stepwise_result(self, request: GenerateRequest, r) -> GenerateResult:
+        """A finished StepBatchResult -> the PNG and statistics (batch: mean requests per block call it shared)."""
+        from ..runtime.images import require_finite
+
+        require_finite(r.result.latents)  # a non-finite generation is an error, never an image
+        png = png_bytes(self.to_images(r.result.latents)[0])
+        rows = 2 if request.guidance_scale is not None else 1
+        return GenerateResult(png, r.result.full_steps, r.result.predicted_steps, r.compute_s,
+                              max(1, round(r.mean_rows / rows)))
+
+    def _run(self, group: list[GenerateRequest]) -> list[GenerateResult]:
+        from ..runtime.images import require_finite
+
         first = group[0]
-        labels = torch.tensor([r.label for r in group])
-        cond = self.model.class_cond(labels)
-        noise = initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
+        cond, noise = self._inputs(group)
         started = time.perf_counter()
         result = self.runtime.generate(cond, noise, cache=first.cache, steps=first.steps,
                                        guidance_scale=first.guidance_scale)

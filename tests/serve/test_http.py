@@ -39,6 +39,8 @@ def server(fp32_folders):
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "max_batch": 4,
                          "batch_wait_s": 0.3, "max_steps": 12, "require_api_key": True}), name="tiny-dit")
+    serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "max_steps": 12,
+                         "require_api_key": True, "batching": "step"}), name="tiny-dit-step", route_prefix="/step")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
@@ -96,6 +98,39 @@ def test_concurrent_requests_share_a_batched_generation_and_get_their_own_images
     assert max(int(a[1]["x-tcpade-batch"]) for a in answers) >= 2  # arrivals within 0.3 s were batched
     alone = call(f"{server}/v1/generate", bodies[1])[2]
     assert answers[1][2] == alone  # the same PNG as its request alone
+
+
+def pixels(png: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png))).astype(int)
+
+
+def test_step_level_batching_mixes_step_counts_and_caches(server):
+    """batching="step": requests with other steps and caches run side by side, joining at step boundaries, and
+    each image is its image alone (within one grey level: batch-size rounding before 8-bit quantisation)."""
+    bodies = [{"class": 1, "seed": 5, "steps": 6, "guidance_scale": 4},
+              {"class": 2, "seed": 6, "steps": 9, "cache": "teacache", "guidance_scale": 4},
+              {"class": 4, "seed": 7, "steps": 7, "cache": "none", "guidance_scale": 4, "format": "json"}]
+    answers = [None] * len(bodies)
+
+    def send(i):
+        answers[i] = call(f"{server}/step/v1/generate", bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a[0] for a in answers] == [200, 200, 200]
+    stats = json.loads(answers[2][2])["stats"]
+    assert stats["full_steps"] == 7 and stats["predicted_steps"] == 0
+    for body, answer in zip(bodies[:2], answers[:2]):
+        alone = call(f"{server}/step/v1/generate", body)
+        assert abs(pixels(answer[2]) - pixels(alone[2])).max() <= 1
 
 
 @pytest.mark.parametrize("body,status,message", [
