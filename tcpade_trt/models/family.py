@@ -153,6 +153,11 @@ class Family:
         timestep, [T, batch] for a vector of T (the sampler maps all steps at once, before its loop)."""
         return per_row(t, batch)
 
+    def sampler_times(self, scheduler, model_timesteps: torch.Tensor) -> list[float]:
+        """The cache policies' time axis per step, increasing: minus the timestep the model is given (flow
+        matching: sigma, whose steps grow several-fold late in a run). model_timesteps: [T, rows]."""
+        return (-model_timesteps[:, 0].double()).tolist()
+
     def model_output_to_prediction(self, output: torch.Tensor, guidance_scale: float | None) -> torch.Tensor:
         """Model output for the (possibly CFG-doubled) batch -> the scheduler's model_output."""
         if guidance_scale is None:

@@ -119,8 +119,8 @@ class Trajectory:
         # per-step work that needs no model output is done up front, away from the engine calls
         self._update = scheduler_update(self.scheduler)
         self.model_timesteps = family.model_timestep(self.scheduler.timesteps, self.rows)  # [T, rows]
-        # the policy's time axis: minus the model's timestep, increasing (one transfer per generation, not per step)
-        self.times = (-self.model_timesteps[:, 0].double()).tolist()
+        # the policy's time axis, increasing (one transfer per generation, not per step)
+        self.times = family.sampler_times(self.scheduler, self.model_timesteps)
         self._scale_input = getattr(self.scheduler, "scale_model_input", None)  # DDIM has one; flow matching not
         self.total = len(self.scheduler.timesteps)  # model calls: num_steps for every family's scheduler
         self.step_index = 0

@@ -102,6 +102,19 @@ class DiTFamily(Family):
         scheduler.set_timesteps(num_steps, device=self.device)
         return scheduler
 
+    # the policies' time axis on DDPM's discrete schedule: "timestep" (minus the integer timestep, evenly spaced:
+    # the same fit as the step index), "log_snr" (log abar / (1 - abar)) or "sigma" (minus sqrt((1 - abar) / abar),
+    # the variable DDIM is Euler in)
+    TIME_AXIS = "timestep"
+
+    def sampler_times(self, scheduler, model_timesteps):
+        if self.TIME_AXIS == "timestep" or not hasattr(scheduler, "alphas_cumprod"):
+            return super().sampler_times(scheduler, model_timesteps)
+        abar = scheduler.alphas_cumprod.double()[model_timesteps[:, 0].long().cpu()]
+        if self.TIME_AXIS == "log_snr":
+            return torch.log(abar / (1 - abar)).tolist()
+        return (-torch.sqrt((1 - abar) / abar)).tolist()
+
     def model_output_to_prediction(self, output, guidance_scale):
         c = self.config.in_channels
         eps = output[:, :c] if output.shape[1] != c else output  # drop the learned variance
