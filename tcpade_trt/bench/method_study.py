@@ -13,13 +13,16 @@ classifier-free guidance 4.0), eager torch, 16 seeds (every class twice), for ea
   project's, on the full-block residual), reuse, and TC-Padé with the step index as its time axis (what the
   sampler's time adds);
 - the paper's equations and the released reference code as variants on the same steps;
-- independent peers on the same model, each counted by its measured full steps: diffusers' TaylorSeer
+- independent peers on the same model, each charged its measured compute: diffusers' TaylorSeer
   hook (warm-up 3, interval chosen to meet the budget), FirstBlockCache and MagCache at two thresholds,
   and cache-dit where it is installed (bench/cachedit_peer.py).
 
 Quality: PSNR and SSIM of each final image against the uncached image of the same seed (mean over seeds);
-compute: full steps (block-stack executions per image). No timing: this is about what each method's
-full steps buy; the speed of a full step against a predicted one is in the demo and bench tables.
+compute: the multiply-accumulates of the block linears each run really executed (bench/compute.py), in
+units of one uncached step, so a peer that skips only part of a step (diffusers' TaylorSeer hook predicts
+attention outputs and still runs every feed-forward; FirstBlockCache and cache-dit run their first block
+on every step) is charged for what it computes. No timing: this is about what each method's compute buys;
+the speed of a full step against a predicted one is in the demo and bench tables.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 
 from ..cache.schedule import full_step_count
 from ..paths import write_text_atomic
+from .compute import BlockMacs, measured
 from .machine import machine_info
 from .metrics import psnr, ssim
 
@@ -108,32 +112,35 @@ def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers:
     cond, noise = subject.inputs(seeds)  # seeds 0.., class = seed % 8
     images = lambda latents: subject.quality_space(latents, latents)  # decoded images in [0, 1]
     blocks = block_count(model.transformer)
+    counter = BlockMacs(model.transformer)
     rows = []
     for steps in steps_list:
-        reference = images(sample(model, cond, noise, num_steps=steps, guidance_scale=guidance).latents)
+        uncached, macs = measured(counter, lambda: sample(model, cond, noise, num_steps=steps,
+                                                          guidance_scale=guidance))
+        reference, step_macs = images(uncached.latents), macs / steps
 
-        def score(name, result, budget, spec=None):
+        def score(name, run, budget, spec=None):
+            result, macs = measured(counter, run)
             image = images(result.latents)
-            # FirstBlockCache and cache-dit run the first block on every step to decide: 1 / blocks of a full one
-            probe = (steps - result.full_steps) / blocks if ("FirstBlock" in name or "cache-dit" in name) else 0.0
             rows.append({"steps": steps, "budget": budget, "method": name, "spec": spec,
-                         "full_steps": result.full_steps, "compute": round(result.full_steps + probe, 2),
+                         "full_steps": result.full_steps, "compute": round(macs / step_macs, 2),
                          "psnr_db": round(float(psnr(image, reference).mean()), 2),
                          "ssim": round(float(ssim(image, reference).mean()), 4),
                          "decisions": "".join("F" if d else "." for d in result.decisions)})
-            print(f"T={steps} b={budget} {name}: {rows[-1]['full_steps']} full, {rows[-1]['psnr_db']} dB", flush=True)
+            print(f"T={steps} b={budget} {name}: {rows[-1]['full_steps']} full, compute {rows[-1]['compute']}, "
+                  f"{rows[-1]['psnr_db']} dB", flush=True)
 
         for budget in budgets:
             for name, spec in cache_specs(steps, budget).items():
                 policy = make_policy(spec, calibrated=model.calibrated)
-                score(name, sample(model, cond, noise, num_steps=steps, guidance_scale=guidance, policy=policy),
-                      budget, spec)
+                score(name, lambda policy=policy: sample(model, cond, noise, num_steps=steps, guidance_scale=guidance,
+                                                         policy=policy), budget, spec)
             if peers:
                 policy = make_policy(BUDGETS[budget], calibrated=model.calibrated)
                 policy.reset(steps)
                 for name, run in peer_runs(model, cond, noise, steps, budget, sorted(policy.anchors),
                                            guidance).items():
-                    score(name, run(), budget)
+                    score(name, run, budget)
     return {"model": model_name, "family": model.family.title, "guidance": guidance, "blocks": blocks,
             "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
             "machine": machine_info(), "rows": rows}
@@ -179,14 +186,14 @@ def markdown(results: dict) -> str:
              "demo-dit": "the shipped demo-dit model (DiT, epsilon prediction, DDIM, classifier-free guidance "
                          f"{results.get('guidance')})"}.get(name, name)
     weights = "demo_weights" if name == "demo" else "demo_dit_weights"
-    blocks = results.get("blocks", 6)
     lines = ["# TC-Padé against its baselines and peers, by step count and budget", "",
              f"Made by `{command}` on "
              f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: {about}, eager torch, "
              f"{results['seeds']} seeds (every class twice). PSNR / SSIM of each final image against the uncached "
-             "image of the same seed (mean over seeds); full = block-stack executions per image (peers: counted on "
-             "a leaf of the last block); compute = full plus the first-block probes FirstBlockCache and cache-dit "
-             f"run on every other step (1 of the model's {blocks} blocks each), in full-step units. Calibrated steps: "
+             "image of the same seed (mean over seeds); full = steps on which the whole block stack ran (peers: counted "
+             "on a leaf of the last block); compute = the multiply-accumulates of the block linears the run really "
+             "executed, in units of one uncached step (bench/compute.py: diffusers' TaylorSeer hook still runs every "
+             "feed-forward on its predicted steps, FirstBlockCache and cache-dit their first block). Calibrated steps: "
              f"`tcpade-trt calibrate {name}` (chosen on seeds 100-103, validated on 200-203; "
              f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", "",
              "## Summary (PSNR dB against the uncached image of the same seed)", "", *summary_table(results), ""]

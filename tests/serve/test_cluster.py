@@ -29,6 +29,8 @@ def test_two_nodes_each_serve_a_replica(fp32_folders, monkeypatch):
 
     for name in ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S"):
         monkeypatch.setenv(name, os.environ.get(name, "120"))
+    # the proxy prefers replicas on its own node while they have capacity; the test wants to see both answer
+    monkeypatch.setenv("RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING", "0")
     if ray.is_initialized():
         ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -41,9 +43,13 @@ def test_two_nodes_each_serve_a_replica(fp32_folders, monkeypatch):
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "replicas": 2,
                              "max_replicas_per_node": 1}), name="two-nodes")
+        from ray.util.state import list_actors
+
+        replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "two-nodes" in (a.name or "")]
+        assert len({a.node_id for a in replicas}) == 2  # one replica on each node
         url = f"http://127.0.0.1:{port}"
         nodes = {json.loads(get(f"{url}/healthz")[1])["node"] for _ in range(40)}
-        assert len(nodes) == 2  # the proxy spreads requests over both replicas, one on each node
+        assert nodes == {a.node_id for a in replicas}  # the head node's proxy reaches both
         status, png = get(f"{url}/v1/generate", {"class": 1, "steps": 4, "guidance_scale": 4})
         assert status == 200 and png.startswith(b"\x89PNG")
     finally:
