@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import math
-import platform
 import shutil
 import tempfile
 import time
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..bench.machine import machine_info
 from ..errors import ConfigError
 from .demo import CLASSES
 from .demo_dit import BETA_END, BETA_START, TRAIN_TIMESTEPS, build_demo_dit, images_to_latents, weights_folder
@@ -85,7 +85,7 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         "lr": lr, "seed": seed, "ema_decay": ema_decay, "loss_window": window, "loss_curve": curve,
         "final_loss": curve[-1], "train_minutes": round(minutes, 1), "device": device,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
+        "machine": machine_info()["cpu"] if device == "cpu" else torch.cuda.get_device_name(),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
@@ -150,7 +150,8 @@ caching is judged on a second family next to the FLUX demo model: AdaLN-zero blo
   1.0, EMA {record["ema_decay"]} (the shipped weights are the EMA).
 - **Training**: {record["steps"]} steps, seed {record["seed"]}, final loss {record["final_loss"]:.4f}
   (mean of the last {record["loss_window"]} steps), {record["train_minutes"]} minutes on {record["device"]}
-  ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}). Loss curve: loss_curve.png.
+  ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}{"; " + record["note"] if "note" in record else ""}).
+  Loss curve: loss_curve.png.
 - **Retrain**: `python -m tcpade_trt.models.train_demo_dit --steps {record["steps"]} --batch {record["batch"]}
   --lr {record["lr"]} --seed {record["seed"]}` (needs the `demo` extra; seeded).
 - **Check that it learned**: tests/demo/test_demo_dit.py samples every class and requires most samples to

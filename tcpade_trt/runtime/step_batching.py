@@ -3,7 +3,7 @@ ones at a full step share one block-stack call while the others take their cache
 
     batcher = StepBatcher(model, make_policy=runtime.make_policy, rows_max=16)
     future = batcher.submit(cond, noise, steps=20, cache="tcpade-fast")    # from any thread
-    result = future.result()                                               # a SampleResult
+    result = future.result().result                                        # a SampleResult
     batcher.close()
 
 Request-level batching (serve/worker.py) runs a group of requests from first step to last: a request
@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import torch
@@ -43,7 +43,7 @@ from .step import step_context
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the fields hold tensors, which have no truth value to compare by
 class _Pending:
     kwargs: dict
     future: Future
@@ -70,6 +70,7 @@ class StepBatcher:
         self._closed = False
         self._idle_wait_s = idle_wait_s
         self.ticks = 0
+        self._holding: list[_Pending] = []  # the requests of the running ticks (failed together if the loop dies)
         self._thread = threading.Thread(target=self._loop, name="tcpade-step-batcher", daemon=True)
         self._thread.start()
 
@@ -99,7 +100,17 @@ class StepBatcher:
     # ---- the loop -----------------------------------------------------------------------------------
     def _loop(self) -> None:
         with torch.no_grad():  # grad mode is per thread
-            self._run()
+            while True:
+                try:
+                    self._run()
+                    return
+                except Exception as exc:  # a bug of the loop itself: fail what it holds, never leave callers hanging
+                    log.exception("step batcher: the loop failed; failing its requests and starting over")
+                    with self._wake:
+                        waiting, self._waiting = list(self._waiting), deque()
+                    for pending in [*self._holding, *waiting]:
+                        _settle(pending.future, exception=exc)
+                    self._holding = []
 
     def _run(self) -> None:
         active: list[_Active] = []
@@ -111,6 +122,7 @@ class StepBatcher:
                     return
                 admitted = self._admit(sum(a.run.rows for a in active))
             active += [a for a in (self._start(p) for p in admitted) if a is not None]
+            self._holding = [a.pending for a in active]
             if not active:
                 continue
             try:
@@ -118,7 +130,7 @@ class StepBatcher:
             except Exception as exc:  # an engine failure: every request of this tick gets the error
                 log.exception("step batcher: a tick failed")
                 for a in active:
-                    a.pending.future.set_exception(exc)
+                    _settle(a.pending.future, exception=exc)
                 active = []
                 continue
             rows = sum(a.run.rows for a in active)
@@ -143,7 +155,7 @@ class StepBatcher:
             run = Trajectory(self.model, k["cond"], k["noise"], num_steps=k["steps"],
                              guidance_scale=k["guidance_scale"], policy=self.make_policy(k["cache"]))
         except Exception as exc:  # this request's own fault: the others go on
-            pending.future.set_exception(exc)
+            _settle(pending.future, exception=exc)
             return None
         return _Active(pending, run, started=time.perf_counter())
 
@@ -189,7 +201,7 @@ class StepBatcher:
         return out
 
 
-@dataclass
+@dataclass(eq=False)
 class _Active:
     pending: _Pending
     run: Trajectory
@@ -198,9 +210,20 @@ class _Active:
 
     def finish(self) -> None:
         done = time.perf_counter()
-        self.pending.future.set_result(StepBatchResult(
+        _settle(self.pending.future, result=StepBatchResult(
             self.run.result(), queue_s=self.started - self.pending.submitted, compute_s=done - self.started,
             mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen))))
+
+
+def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:
+    """Hand a request its outcome, unless its caller gave up (a cancelled future refuses any)."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # cancelled (or settled) already
+        pass
 
 
 def _shared_block_inputs(model: Model) -> frozenset[str] | None:

@@ -97,3 +97,32 @@ def test_trajectory_steps_are_the_sampler(models):
             run.step()
     reference = sample(model, cond, noise, num_steps=5, policy=make_policy("tcpade-fast"))
     assert torch.equal(run.result().latents, reference.latents)
+
+
+def test_a_request_leaving_while_others_run_with_many_element_conditioning(models):
+    """FLUX's conditioning holds multi-element tensors: removing a finished request from the running list once
+    compared requests field by field (tensors have no truth value) and killed the batcher's thread."""
+    model = models["tiny-flux"]
+    geometry = model.family.geometry(1, 8, 8)
+    batcher = StepBatcher(model, make_policy, rows_max=4)
+    try:
+        futures = []
+        for seed, steps in ((0, 4), (1, 8), (2, 6)):
+            cond = model.family.example_cond(geometry, height=8, width=8, generator=torch.Generator().manual_seed(seed))
+            futures.append(batcher.submit(cond, torch.randn(geometry.shape), steps=steps, cache="tcpade-fast"))
+        assert [f.result(timeout=60).result.full_steps + f.result().result.predicted_steps for f in futures] == [4, 8, 6]
+        assert batcher._thread.is_alive()
+    finally:
+        batcher.close()
+
+
+def test_a_cancelled_request_does_not_stop_the_others(models):
+    model = models["tiny-dit"]
+    batcher = StepBatcher(model, make_policy, rows_max=8)
+    try:
+        first = batcher.submit(*inputs(model, 1, 1), steps=8, guidance_scale=4.0)
+        second = batcher.submit(*inputs(model, 2, 2), steps=8, guidance_scale=4.0)
+        first.cancel()  # a caller that gave up (a client timeout): its outcome is dropped
+        assert second.result(timeout=60).result.full_steps >= 2 and batcher._thread.is_alive()
+    finally:
+        batcher.close()
