@@ -142,6 +142,7 @@ def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers:
                                            guidance).items():
                     score(name, run, budget)
     return {"model": model_name, "family": model.family.title, "guidance": guidance, "blocks": blocks,
+            "compute_accounting": "block linear MACs",
             "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
             "machine": machine_info(), "rows": rows}
 
@@ -177,6 +178,18 @@ def summary_table(results: dict) -> list[str]:
     return lines
 
 
+def compute_text(results: dict) -> str:
+    """What the compute column means in these results (runs before the measured accounting counted probes)."""
+    if results.get("compute_accounting") == "block linear MACs":
+        return ("compute = the multiply-accumulates of the block linears the run really executed, in units of one "
+                "uncached step (bench/compute.py: diffusers' TaylorSeer hook still runs every feed-forward on its "
+                "predicted steps, FirstBlockCache and cache-dit their first block).")
+    blocks = results.get("blocks", 6)
+    return ("compute = full plus the first-block probes FirstBlockCache and cache-dit run on every other step "
+            f"(1 of the model's {blocks} blocks each), in full-step units (the accounting before bench/compute.py: "
+            "it undercharges diffusers' TaylorSeer hook, whose predicted steps still run every feed-forward).")
+
+
 def markdown(results: dict) -> str:
     m, name = results["machine"], results.get("model", "demo")
     command = ("python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md" if name == "demo"
@@ -191,9 +204,7 @@ def markdown(results: dict) -> str:
              f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: {about}, eager torch, "
              f"{results['seeds']} seeds (every class twice). PSNR / SSIM of each final image against the uncached "
              "image of the same seed (mean over seeds); full = steps on which the whole block stack ran (peers: counted "
-             "on a leaf of the last block); compute = the multiply-accumulates of the block linears the run really "
-             "executed, in units of one uncached step (bench/compute.py: diffusers' TaylorSeer hook still runs every "
-             "feed-forward on its predicted steps, FirstBlockCache and cache-dit their first block). Calibrated steps: "
+             "on a leaf of the last block); " + compute_text(results) + " Calibrated steps: "
              f"`tcpade-trt calibrate {name}` (chosen on seeds 100-103, validated on 200-203; "
              f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", "",
              "## Summary (PSNR dB against the uncached image of the same seed)", "", *summary_table(results), ""]

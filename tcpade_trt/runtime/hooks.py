@@ -19,7 +19,9 @@ the first step; with a bare transformer, a run of another length is refused when
 calls than announced, or a trajectory that ends early), never silently cached on the wrong schedule.
 
 Branches: a call's ``cache_context`` name, else (a hand-written loop) a call whose timestep equals
-the previous call's is the next branch of the same step. Each branch keeps its own history.
+the previous call's is the next branch of the same step, unless the bound scheduler is of Heun's type
+(``order`` 2: it evaluates twice at a timestep itself; its hand-written CFG loops need ``cache_context``
+names). Each branch keeps its own history.
 """
 
 from __future__ import annotations
@@ -199,7 +201,10 @@ class CachedForward:
             self._ended_at = None
             if self._last_timestep is not None and t > self._last_timestep + 1e-9 and self._branches:
                 self._finish(complete=False)  # the timestep went back up: the last trajectory ended
-            self._auto_branch = self._auto_branch + 1 if t == self._last_timestep else 0
+            # a Heun-type scheduler (order 2) calls the model twice at one timestep itself (predictor, corrector):
+            # with such a scheduler bound, a repeat is its next call, not another branch
+            repeat_is_branch = getattr(self.scheduler, "order", 1) == 1
+            self._auto_branch = self._auto_branch + 1 if t == self._last_timestep and repeat_is_branch else 0
             name = str(self._auto_branch)
         self._last_timestep = t
         if name not in self._branches:

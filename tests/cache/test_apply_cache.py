@@ -160,3 +160,31 @@ def test_prompt_only_tensors_are_prepared_once_per_trajectory_in_a_pipeline():
         handle.remove()
         hook.remove()
     assert len(calls) == 1
+
+
+def test_a_hand_written_heun_loop_is_one_trajectory_of_every_model_call():
+    """A Heun-type scheduler evaluates the model twice at most timesteps (predictor, then corrector: timesteps
+    t0, t1, t1, t2, t2, ...). With its scheduler bound, an equal timestep is the scheduler's own second call,
+    not another branch: the branch that a repeat used to open never reached the step count."""
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, FlowMatchHeunDiscreteScheduler
+
+    model = tiny_model("tiny-flux")
+    _, cond = make_inputs(model, 1, 8, 8)
+    transformer = model.transformer
+    scheduler = FlowMatchHeunDiscreteScheduler.from_config(FlowMatchEulerDiscreteScheduler().config)
+    handle = apply_cache(SimpleNamespace(transformer=transformer, scheduler=scheduler), "tcpade-fast")
+    try:
+        scheduler.set_timesteps(6)
+        calls = len(scheduler.timesteps)  # 11: every step but the last twice
+        latents = initial_noise(model, model.family.geometry(1, 8, 8).shape, seed=0)
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                out = model.parts.forward_unsplit(latents, (t / 1000).expand(1), cond)
+                latents = scheduler.step(out, t, latents, return_dict=False)[0]
+    finally:
+        handle.remove()
+    stats = handle.stats()
+    assert calls == 11 and stats["full"] + stats["predicted"] == calls and stats["predicted"] > 0
+    assert torch.isfinite(latents).all()
