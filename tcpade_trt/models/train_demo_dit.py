@@ -17,6 +17,7 @@ import argparse
 import copy
 import json
 import math
+import platform
 import shutil
 import tempfile
 import time
@@ -26,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..bench.machine import machine_info
 from ..errors import ConfigError
 from .demo import CLASSES
 from .demo_dit import BETA_END, BETA_START, TRAIN_TIMESTEPS, build_demo_dit, images_to_latents, weights_folder
@@ -85,7 +85,7 @@ def train(steps: int, batch: int, lr: float, seed: int, out: Path, ema_decay: fl
         "lr": lr, "seed": seed, "ema_decay": ema_decay, "loss_window": window, "loss_curve": curve,
         "final_loss": curve[-1], "train_minutes": round(minutes, 1), "device": device,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": machine_info()["cpu"] if device == "cpu" else torch.cuda.get_device_name(),
+        "machine": platform.processor() or platform.machine(),  # as train_demo (models/ imports nothing above it)
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     (out / "training.json").write_text(json.dumps(record, indent=1, default=str))
