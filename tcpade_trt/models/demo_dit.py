@@ -58,15 +58,21 @@ def build_demo_dit(seed: int | None = None):
 
 def load_demo_dit(folder: Path | None = None) -> Model:
     """The shipped, trained demo-dit model (fp32, CPU, eval mode), with its calibrated schedules if any."""
-    from .registry import load_model
+    from diffusers import DiTTransformer2DModel
+
+    from .families.dit import DiTFamily, DiTParts
 
     folder = Path(folder) if folder is not None else weights_folder()
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"the demo-dit weights are missing ({folder}); reinstall tcpade-trt or retrain "
                                  "them with `python -m tcpade_trt.models.train_demo_dit`.")
-    model = load_model(folder)
-    model.name = NAME
-    model.latent_size = (LATENT_SIZE, LATENT_SIZE, 1)
+    try:  # stored as fp16 to keep the checkout small; the model runs in fp32
+        transformer = DiTTransformer2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    except (OSError, ValueError, RuntimeError) as exc:  # truncated weights, a config that does not fit
+        raise ModelNotFoundError(f"the demo-dit weights in {folder} do not load ({str(exc).splitlines()[0][:200]}); "
+                                 "retrain them with `python -m tcpade_trt.models.train_demo_dit`.") from None
+    family = DiTFamily(transformer.config)
+    model = Model(NAME, family, DiTParts(transformer, family), latent_size=(LATENT_SIZE, LATENT_SIZE, 1))
     calibration = folder / "calibration.json"  # `tcpade-trt calibrate demo-dit --out ...`
     if calibration.is_file():
         from ..cache.calibrate import load_calibration

@@ -197,27 +197,31 @@ def _load_checkpoint(out: Path, settings: dict, model, opt, sched, ema, gen) -> 
     return state["next_step"], state["losses"], state["minutes"]
 
 
-def write_model_card(folder: Path) -> None:
-    """MODEL_CARD.md and loss_curve.png from the folder's training.json."""
-    record = json.loads((folder / "training.json").read_text())
+def plot_loss_curve(folder: Path, record: dict, loss_name: str) -> None:
+    """loss_curve.png in ``folder`` from a training record's windowed losses (skipped without matplotlib)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3))
-        window = record["loss_window"]
-        ax.plot([i * window for i in range(len(record["loss_curve"]))], record["loss_curve"])
-        ax.set_xlabel("training step")
-        ax.set_ylabel(f"rectified-flow loss (mean of {window})")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "loss_curve.png", dpi=100)
-        plt.close(fig)
     except ImportError:
-        pass
+        return
+    fig, ax = plt.subplots(figsize=(5, 3))
+    window = record["loss_window"]
+    ax.plot([i * window for i in range(len(record["loss_curve"]))], record["loss_curve"])
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{loss_name} (mean of {window})")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "loss_curve.png", dpi=100)
+    plt.close(fig)
+
+
+def write_model_card(folder: Path) -> None:
+    """MODEL_CARD.md and loss_curve.png from the folder's training.json."""
+    record = json.loads((folder / "training.json").read_text())
+    plot_loss_curve(folder, record, "rectified-flow loss")
     cfg = record["transformer_config"]
     card = f"""# Demo model card
 

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from .demo import CLASSES
 from .demo_dit import BETA_END, BETA_START, TRAIN_TIMESTEPS, build_demo_dit, images_to_latents, weights_folder
-from .train_demo import load_sources, random_crops
+from .train_demo import load_sources, plot_loss_curve, random_crops
 
 
 def alphas_cumprod() -> torch.Tensor:
@@ -109,25 +109,9 @@ def save_folder(model, out: Path) -> None:
 
 
 def write_model_card(folder: Path) -> None:
+    """MODEL_CARD.md and loss_curve.png from the folder's training.json."""
     record = json.loads((folder / "training.json").read_text())
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3))
-        window = record["loss_window"]
-        ax.plot([i * window for i in range(len(record["loss_curve"]))], record["loss_curve"])
-        ax.set_xlabel("training step")
-        ax.set_ylabel(f"epsilon MSE (mean of {window})")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "loss_curve.png", dpi=100)
-        plt.close(fig)
-    except ImportError:
-        pass
+    plot_loss_curve(folder, record, "epsilon MSE")
     cfg = record["transformer_config"]
     hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     card = f"""# demo-dit model card
