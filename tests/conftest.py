@@ -52,3 +52,21 @@ def unfused_flux_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("unfused") / "tiny-flux"
     build_engines("tiny-flux", folder, BuildOptions(shape=SHAPES["tiny-flux"], ort_fusions=False), progress=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def flux_pipeline_folder(tmp_path_factory):
+    """A saved FluxPipeline with tiny CLIP / T5 text encoders and VAE matching tiny-flux (tests/prompt_pipelines)."""
+    pytest.importorskip("transformers")
+    from .prompt_pipelines import flux_pipeline_folder as make
+
+    return make(tmp_path_factory.mktemp("flux-pipeline"))
+
+
+@pytest.fixture(scope="session")
+def wan_pipeline_folder(tmp_path_factory):
+    """A saved WanPipeline with a tiny UMT5 text encoder and Wan VAE matching tiny-wan (tests/prompt_pipelines)."""
+    pytest.importorskip("transformers")
+    from .prompt_pipelines import wan_pipeline_folder as make
+
+    return make(tmp_path_factory.mktemp("wan-pipeline"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 
-import torch
 from torch import nn
 
 BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks", "blocks")

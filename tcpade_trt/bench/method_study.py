@@ -173,7 +173,8 @@ def summary_table(results: dict) -> list[str]:
         peers = [r for name, r in rows.items() if name.startswith(PEER_PREFIXES) and r["compute"] <= default["compute"]]
         best = max(peers, key=lambda r: r["psnr_db"], default=None)
         short = lambda name: name.split(" (")[0].replace("cache-dit cache-dit-", "cache-dit ")
-        peer = f"{best['psnr_db']:.2f} ({short(best['method'])}, {best['compute']:g})" if best else "none at that compute"
+        peer = (f"{best['psnr_db']:.2f} ({short(best['method'])}, {best['compute']:g})" if best
+                else "none at that compute")
         lines.append(f"| {steps} / {budget} ({default['full_steps']}) | " + " | ".join(values) + f" | {peer} |")
     return lines
 
@@ -203,8 +204,8 @@ def markdown(results: dict) -> str:
              f"Made by `{command}` on "
              f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}: {about}, eager torch, "
              f"{results['seeds']} seeds (every class twice). PSNR / SSIM of each final image against the uncached "
-             "image of the same seed (mean over seeds); full = steps on which the whole block stack ran (peers: counted "
-             "on a leaf of the last block); " + compute_text(results) + " Calibrated steps: "
+             "image of the same seed (mean over seeds); full = steps on which the whole block stack ran "
+             "(peers: counted on a leaf of the last block); " + compute_text(results) + " Calibrated steps: "
              f"`tcpade-trt calibrate {name}` (chosen on seeds 100-103, validated on 200-203; "
              f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", "",
              "## Summary (PSNR dB against the uncached image of the same seed)", "", *summary_table(results), ""]

@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="demo | demo-dit | tiny-flux | tiny-wan | tiny-dit | tiny-sd3 | a diffusers FOLDER | an ENGINE "
-                                 "folder (onnxruntime)")
+    p.add_argument("model", help="demo | demo-dit | tiny-flux | tiny-wan | tiny-dit | tiny-sd3 | a diffusers "
+                                 "FOLDER | an ENGINE folder (onnxruntime)")
     p.add_argument("--steps", type=positive_int, nargs="+", default=[20, 28, 50], help="step counts (default 20 28 50)")
     p.add_argument("--budget", type=finite_float, nargs="+", default=[0.35, 0.45],
                    help="shares of full steps, in (0, 1] (default 0.35 0.45: tcpade-fast, tcpade-slow)")

@@ -3,6 +3,7 @@
     tcpade-trt serve --engines engines/demo-int8                        # http://127.0.0.1:8000, this machine only
     TCPADE_API_KEY=... tcpade-trt serve --engines DIR --host 0.0.0.0    # reachable from elsewhere: a key is required
     curl -s localhost:8000/v1/generate -d '{"class": "astronaut", "seed": 3}' -o out.png
+    tcpade-trt serve --engines engines/flux-fp8 --pipeline /models/FLUX.1-dev     # text: {"prompt": "..."}
 
 Joins a running Ray cluster if there is one (`ray start --head` here, `ray start --address HEAD:6379` on the
 others; replicas then spread over the nodes), else starts Ray on this machine. Bound to 127.0.0.1 unless
@@ -23,7 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--engines", type=Path, required=True, help="the engine folder to serve (class-conditional)")
+    p.add_argument("--engines", type=Path, required=True, help="the engine folder to serve")
+    p.add_argument("--pipeline", type=Path,
+                   help="text-conditioned folders (FLUX, Wan, SD3): a local diffusers pipeline folder whose text "
+                        "encoders and VAE turn prompts into conditioning and latents into images")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=positive_int, default=8000)
     p.add_argument("--replicas", type=positive_int, default=1, help="server replicas, each with its own engines")
@@ -50,11 +54,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_conditioning(manifest, pipeline: Path | None) -> None:
+    """A text-conditioned folder needs --pipeline and a class-conditional one takes none: one sentence
+    before Ray starts (the replica would refuse the same, later and in Ray's log)."""
+    from ..errors import ConfigError
+    from ..models.registry import is_text_conditioned
+
+    text = is_text_conditioned(manifest.model["class"], manifest.model["name"])
+    if text and pipeline is None:
+        raise ConfigError(f"{manifest.model['name']} is conditioned by text: add --pipeline DIR, a local diffusers "
+                          "pipeline folder holding its text encoders and VAE (tcpade-trt never downloads).")
+    if not text and pipeline is not None:
+        raise ConfigError(f"{manifest.model['name']} is class-conditional: leave out --pipeline.")
+    if pipeline is not None and not (pipeline / "model_index.json").is_file():
+        raise ConfigError(f"{pipeline} is not a diffusers pipeline folder (no model_index.json).")
+
+
 def run(args) -> int:
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
 
-    read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
+    manifest = read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
+    check_conditioning(manifest, args.pipeline)
     has_key = bool(os.environ.get("TCPADE_API_KEY"))
     if not is_loopback(args.host) and not has_key and not args.insecure_no_auth:
         raise ConfigError(f"--host {args.host} is reachable from other machines: set TCPADE_API_KEY (clients send "
@@ -70,9 +91,11 @@ def run(args) -> int:
     ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, runtime_env={
         "env_vars": {"TCPADE_API_KEY": os.environ["TCPADE_API_KEY"]} if has_key else {}})
     serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout_s})
-    app = build_app({"folder": str(args.engines.resolve()), "device": args.device, "max_batch": args.max_batch,
-                     "batch_wait_s": args.batch_wait_ms / 1000, "max_steps": args.max_steps, "replicas": args.replicas,
-                     "max_queued_requests": args.max_queued, "require_api_key": has_key, "batching": args.batching})
+    pipeline = str(args.pipeline.resolve()) if args.pipeline else None
+    app = build_app({"folder": str(args.engines.resolve()), "pipeline": pipeline, "device": args.device,
+                     "max_batch": args.max_batch, "batch_wait_s": args.batch_wait_ms / 1000,
+                     "max_steps": args.max_steps, "replicas": args.replicas, "max_queued_requests": args.max_queued,
+                     "require_api_key": has_key, "batching": args.batching})
     print(f"serving {args.engines} on http://{args.host}:{args.port} (POST /v1/generate, GET /healthz); Ctrl-C stops")
     serve.run(app, blocking=True)
     return 0

@@ -61,6 +61,7 @@ class Family:
     BLOCK_INPUTS: ClassVar[tuple[str, ...]] = ()  # hidden_states first
     TAIL_INPUTS: ClassVar[tuple[str, ...]] = ()  # besides x_out
     MODULATED_INPUTS: ClassVar[tuple[str, ...]] = ()  # what modulated_input() reads (TeaCache's signal)
+    SHARED_COND_INPUTS: ClassVar[tuple[str, ...]] = ()  # conditioning without a batch axis (FLUX's position ids)
 
     def __init__(self, config, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.config = config
@@ -95,6 +96,17 @@ class Family:
                      generator: torch.Generator | None = None) -> Tensors:
         """Random but well-formed conditioning for a batch of ``geometry.shape[0]`` (tests, smoke runs, export)."""
         raise NotImplementedError
+
+    def cat_cond(self, conds: list[Tensors]) -> Tensors:
+        """The conditioning of several requests as one batch: per-sample tensors concatenated along the batch
+        axis, shared ones (``SHARED_COND_INPUTS``, equal for every request of one engine folder) taken once."""
+        return {k: conds[0][k] if k in self.SHARED_COND_INPUTS else torch.cat([c[k] for c in conds])
+                for k in conds[0]}
+
+    @property
+    def embedded_guidance(self) -> bool:
+        """Guidance is a model input (FLUX.1-dev) rather than classifier-free guidance's second batch."""
+        return False
 
     def uncond(self, cond: Tensors) -> Tensors:
         """The unconditional half of a classifier-free-guidance batch for ``cond``."""

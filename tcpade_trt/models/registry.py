@@ -48,6 +48,13 @@ def tiny_names() -> tuple[str, ...]:
     return tuple(TINY_PREFIX + f.name for f, _ in family_classes().values())
 
 
+def is_text_conditioned(class_name: str, model_name: str) -> bool:
+    """Whether a model (diffusers class, model name: an engine manifest's) is conditioned by prompts; the demo
+    models are FLUX- and DiT-shaped but conditioned by class."""
+    family = family_classes().get(class_name, (None,))[0]
+    return family is not None and family.pipeline_class is not None and model_name not in DEMO_MODELS
+
+
 def family_for(class_name: str, config, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> Family:
     """The weightless family of a diffusers class name and its config (e.g. from an engine manifest)."""

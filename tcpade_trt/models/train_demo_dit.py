@@ -114,6 +114,7 @@ def write_model_card(folder: Path) -> None:
     plot_loss_curve(folder, record, "epsilon MSE")
     cfg = record["transformer_config"]
     hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    note = "; " + record["note"] if "note" in record else ""
     card = f"""# demo-dit model card
 
 A small class-conditional DiT (diffusers `DiTTransformer2DModel`), trained by this project so that step
@@ -134,7 +135,7 @@ caching is judged on a second family next to the FLUX demo model: AdaLN-zero blo
   1.0, EMA {record["ema_decay"]} (the shipped weights are the EMA).
 - **Training**: {record["steps"]} steps, seed {record["seed"]}, final loss {record["final_loss"]:.4f}
   (mean of the last {record["loss_window"]} steps), {record["train_minutes"]} minutes on {record["device"]}
-  ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}{"; " + record["note"] if "note" in record else ""}).
+  ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}{note}).
   Loss curve: loss_curve.png.
 - **Retrain**: `python -m tcpade_trt.models.train_demo_dit --steps {record["steps"]} --batch {record["batch"]}
   --lr {record["lr"]} --seed {record["seed"]}` (needs the `demo` extra; seeded).

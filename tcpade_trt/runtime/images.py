@@ -5,6 +5,7 @@ Every writer refuses non-finite values (a NaN image is never written) and writes
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -41,8 +42,34 @@ def save_images(images: torch.Tensor, path: Path, scale: int = 1) -> Path:
 def save_gif(frames: list, path: Path, frame_ms: int) -> Path:
     """PIL images -> an animated GIF at ``path``, looping."""
     with atomic_path(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+        _write_gif(frames, tmp, frame_ms)
     return Path(path)
+
+
+def _write_gif(frames: list, target, frame_ms: int) -> None:
+    frames[0].save(target, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """One image [3, H, W] in [0, 1] -> PNG file bytes (a server's answer)."""
+    from PIL import Image
+
+    require_finite(image)
+    array = (image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gif_bytes(video: torch.Tensor, frame_ms: int = 62) -> bytes:
+    """One video [3, F, H, W] in [0, 1] -> animated GIF file bytes (a server's answer)."""
+    from PIL import Image
+
+    require_finite(video)
+    frames = (video.clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).cpu().numpy()  # [F, H, W, 3]
+    buffer = io.BytesIO()
+    _write_gif([Image.fromarray(f) for f in frames], buffer, frame_ms)
+    return buffer.getvalue()
 
 
 def save_video(video: torch.Tensor, path: Path, frame_ms: int = 62) -> Path:

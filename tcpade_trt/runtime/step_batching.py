@@ -76,8 +76,9 @@ class StepBatcher:
 
     # ---- the caller's side ------------------------------------------------------------------------
     def submit(self, cond: Tensors, noise: torch.Tensor, *, steps: int, cache="tcpade-fast",
-               guidance_scale: float | None = None) -> Future:
-        """A future of StepBatchResult; errors of this request (bad cache spec, non-finite inputs) land in it."""
+               guidance_scale: float | None = None, negative_cond: Tensors | None = None) -> Future:
+        """A future of StepBatchResult; errors of this request (bad cache spec, non-finite inputs) land in it.
+        ``negative_cond``: the unconditional half of a CFG request (a negative prompt); else the family's."""
         rows = noise.shape[0] * (2 if guidance_scale is not None else 1)
         future: Future = Future()
         if rows > self.rows_max:
@@ -87,7 +88,8 @@ class StepBatcher:
             if self._closed:
                 raise RuntimeError("the step batcher is closed.")
             self._waiting.append(_Pending(dict(cond=cond, noise=noise, steps=steps, cache=cache,
-                                               guidance_scale=guidance_scale), future, rows))
+                                               guidance_scale=guidance_scale, negative_cond=negative_cond),
+                                          future, rows))
             self._wake.notify()
         return future
 
@@ -153,7 +155,8 @@ class StepBatcher:
         k = pending.kwargs
         try:
             run = Trajectory(self.model, k["cond"], k["noise"], num_steps=k["steps"],
-                             guidance_scale=k["guidance_scale"], policy=self.make_policy(k["cache"]))
+                             guidance_scale=k["guidance_scale"], negative_cond=k["negative_cond"],
+                             policy=self.make_policy(k["cache"]))
         except Exception as exc:  # this request's own fault: the others go on
             _settle(pending.future, exception=exc)
             return None

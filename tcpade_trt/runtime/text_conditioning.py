@@ -9,6 +9,7 @@ how a prompt becomes the conditioning, how latents become pixels) is the family'
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,26 +29,46 @@ class PromptConditioning:
     negative_cond: dict | None = None  # the uncond half of a CFG batch
 
 
+class PromptEncoder:
+    """A local pipeline folder's text encoders and VAE, loaded once (a server replica keeps one for all its
+    requests). ``encode`` may be called from several threads: fast tokenizers refuse concurrent use
+    ("Already borrowed"), so calls take turns."""
+
+    def __init__(self, model: Model, pipeline: str | Path):
+        import diffusers
+
+        family = model.family
+        if family.pipeline_class is None:
+            raise ConfigError(f"prompts are for text-conditioned models; this folder holds {family.title}, which "
+                              "is conditioned by class labels: give a class instead.")
+        folder = Path(pipeline)
+        if not (folder / "model_index.json").is_file():
+            raise ConfigError(f"{folder} is not a diffusers pipeline folder (no model_index.json).")
+        self.family, self.folder = family, folder
+        self.pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder, transformer=None)
+        self.height, self.width, _ = model.latent_size
+        self.text_tokens = model.parts.manifest.shape["text_tokens"]
+        self._lock = threading.Lock()
+
+    def encode(self, prompt: str, batch: int = 1, negative_prompt: str = "", guidance_scale: float | None = None):
+        """(cond, negative_cond or None, the sampler's guidance scale or None) for ``batch`` copies of ``prompt``."""
+        with self._lock:
+            return self.family.encode_prompt(self.pipe, prompt, batch, height=self.height, width=self.width,
+                                             text_tokens=self.text_tokens, negative_prompt=negative_prompt,
+                                             guidance_scale=guidance_scale)
+
+    def pixels(self, latents: torch.Tensor) -> torch.Tensor:
+        """Final latents -> images [B, 3, H, W] in [0, 1] (video: [B, 3, F, H, W]) through the pipeline's VAE."""
+        return self.family.decode(self.pipe.vae, latents, self.height, self.width)
+
+    def write(self, latents: torch.Tensor, path: Path) -> Path:
+        pixels = self.pixels(latents)
+        return save_video(pixels[0] * 2 - 1, path) if self.family.video else save_images(pixels, path)
+
+
 def prompt_conditioning(model: Model, pipeline: Path, prompt: str, batch: int, negative_prompt: str = "",
                         guidance_scale: float | None = None) -> PromptConditioning:
     """Encode ``prompt`` (``batch`` times) with the text encoders of the pipeline folder ``pipeline``."""
-    import diffusers
-
-    family = model.family
-    if family.pipeline_class is None:
-        raise ConfigError(f"--prompt is for text-conditioned models; this folder holds {family.title}: use --class.")
-    folder = Path(pipeline)
-    if not (folder / "model_index.json").is_file():
-        raise ConfigError(f"{folder} is not a diffusers pipeline folder (no model_index.json).")
-    pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder, transformer=None)
-    height, width, _ = model.latent_size
-    text_tokens = model.parts.manifest.shape["text_tokens"]
-    cond, negative, guidance = family.encode_prompt(pipe, prompt, batch, height=height, width=width,
-                                                    text_tokens=text_tokens, negative_prompt=negative_prompt,
-                                                    guidance_scale=guidance_scale)
-
-    def decode(latents: torch.Tensor, path: Path) -> Path:
-        pixels = family.decode(pipe.vae, latents, height, width)
-        return save_video(pixels[0] * 2 - 1, path) if family.video else save_images(pixels, path)
-
-    return PromptConditioning(cond, decode, guidance, negative)
+    encoder = PromptEncoder(model, pipeline)
+    cond, negative, guidance = encoder.encode(prompt, batch, negative_prompt, guidance_scale)
+    return PromptConditioning(cond, encoder.write, guidance, negative)

@@ -1,14 +1,16 @@
 """The Ray Serve application: HTTP routes, request- or step-level batching, who may call, metrics.
 
-    POST /v1/generate   a JSON body (serve/request.py) -> image/png, or {"image_png_base64", "stats"} with
-                        "format": "json"; statistics also in the X-Tcpade-* headers of a PNG answer
+    POST /v1/generate   a JSON body (serve/request.py) -> image/png (video models: image/gif), or
+                        {"image_png_base64" | "image_gif_base64", "stats"} with "format": "json"; statistics
+                        also in the X-Tcpade-* headers of an image answer
     GET  /healthz       {"status": "ok", model, precision, backend, node (the replica's Ray node id), pid}
 
 Requests that arrive within ``batch_wait_s`` of each other are batched by Ray Serve (up to ``max_batch``),
 then grouped by steps, cache and guidance (serve/worker.py), so a full step runs the block-stack engine
 once for the whole group. With ``batching="step"`` requests instead join the running generations at step
-boundaries (no batch wait; any steps and cache). A full queue answers 503 (Ray Serve's ``max_queued_requests``), a slow request
-408 (``request_timeout_s``), a bad one 4xx with one sentence; the replica keeps serving after any of them.
+boundaries (no batch wait; any steps and cache). A full queue answers 503 (Ray Serve's
+``max_queued_requests``), a slow request 408 (``request_timeout_s``), a bad one 4xx with one sentence; the
+replica keeps serving after any of them.
 
 Deploy from a config file: ``serve deploy docs/serve_config.yaml`` (it calls ``build_app``).
 """
@@ -55,10 +57,11 @@ def _metrics() -> dict:
 @serve.ingress(api)
 class TcpadeServer:
     def __init__(self, folder: str, device: str = "auto", max_batch: int = 8, batch_wait_s: float = 0.01,
-                 max_steps: int = 100, require_api_key: bool = False, batching: str = "request"):
+                 max_steps: int = 100, require_api_key: bool = False, batching: str = "request",
+                 pipeline: str | None = None):
         if batching not in BATCHING_MODES:
             raise TcpadeError(f"batching must be one of {', '.join(BATCHING_MODES)} (got {batching!r}).")
-        self.generator = Generator(folder, device=device)
+        self.generator = Generator(folder, device=device, pipeline=pipeline)
         self.stepwise = batching == "step"
         self.limits = Limits(max_steps=max_steps)
         key = os.environ.get(API_KEY_ENV, "")
@@ -84,8 +87,7 @@ class TcpadeServer:
         arrived = time.perf_counter()
         try:
             self._authorize(http)
-            request = parse_request(await self._json(http), self.generator.classes, self.generator.num_classes,
-                                    self.limits)
+            request = parse_request(await self._json(http), self.generator.accepts, self.limits)
             self.generator.check(request)
         except RequestError as exc:
             return self._answer(JSONResponse({"error": exc.message}, status_code=exc.status))
@@ -106,11 +108,11 @@ class TcpadeServer:
                  "total_s": round(time.perf_counter() - arrived, 4)}
         self.metrics["queue"].observe(started - arrived)
         if request.format == "json":
-            body = {"image_png_base64": base64.b64encode(result.png).decode(), "stats": stats,
-                    "request": asdict(request)}
+            key = "image_gif_base64" if result.media_type == "image/gif" else "image_png_base64"
+            body = {key: base64.b64encode(result.image).decode(), "stats": stats, "request": asdict(request)}
             return self._answer(JSONResponse(body))
         headers = {f"X-Tcpade-{k.replace('_', '-')}": str(v) for k, v in stats.items()}
-        return self._answer(Response(result.png, media_type="image/png", headers=headers))
+        return self._answer(Response(result.image, media_type=result.media_type, headers=headers))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _batched(self, items: "list[tuple[GenerateRequest, float]]") -> list:
@@ -130,8 +132,10 @@ class TcpadeServer:
 
     async def _stepwise(self, request: GenerateRequest, arrived: float) -> tuple:
         """Step-level batching: the request joins the running generations at the next step boundary."""
-        step_result = await asyncio.wrap_future(self.generator.submit_stepwise(request))
         loop = asyncio.get_running_loop()
+        # off the event loop: submitting encodes a prompt (the text encoders) before the request joins
+        submitted = await loop.run_in_executor(None, self.generator.submit_stepwise, request)
+        step_result = await asyncio.wrap_future(submitted)
         result = await loop.run_in_executor(None, self.generator.stepwise_result, request, step_result)
         self.metrics["compute"].observe(result.compute_s)
         self.metrics["batch"].observe(result.batch)
@@ -169,7 +173,7 @@ class TcpadeServer:
 
 def build_app(args: dict):
     """The application for ``serve run`` / ``serve deploy``: args {folder, device, max_batch, batch_wait_s,
-    max_steps, replicas, max_queued_requests, max_replicas_per_node, require_api_key, batching}."""
+    max_steps, replicas, max_queued_requests, max_replicas_per_node, require_api_key, batching, pipeline}."""
     args = dict(args)
     replicas = int(args.pop("replicas", 1))
     queued = int(args.pop("max_queued_requests", 64))

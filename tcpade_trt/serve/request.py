@@ -1,10 +1,11 @@
 """What a client may ask for, checked before any work: POST /v1/generate's JSON body.
 
     {"class": "astronaut" | 3, "seed": 0, "steps": 20, "cache": "tcpade-fast", "guidance_scale": null,
-     "format": "png" | "json"}
+     "format": "png" | "json"}                                  class-conditional folders (demo models, DiT)
+    {"prompt": "a red fox", "negative_prompt": "blurry", ...}   text-conditioned ones (FLUX, Wan, SD3)
 
-Every field is optional. A mistake is a RequestError: an HTTP status (400 bad value, 413 too large, 422 not
-servable by this folder) and one sentence that says what to send instead. A request can name no file,
+Every field is optional but the prompt. A mistake is a RequestError: an HTTP status (400 bad value, 413
+too large, 422 not servable by this folder) and one sentence that says what to send instead. A request can name no file,
 folder or engine: the server serves the one folder it was started with, within its limits.
 """
 
@@ -14,7 +15,8 @@ import math
 from dataclasses import dataclass
 
 SEED_MAX = 2**63 - 1
-FIELDS = ("class", "seed", "steps", "cache", "guidance_scale", "format")
+FIELDS = ("class", "prompt", "negative_prompt", "seed", "steps", "cache", "guidance_scale", "format")
+PROMPT_MAX_CHARS = 2000  # the text encoders truncate to the folder's text tokens anyway
 
 
 class RequestError(Exception):
@@ -32,22 +34,34 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Accepts:
+    """How the served folder is conditioned: by class (named, or by label count) or by text."""
+
+    classes: list[str] | None = None  # the demo models' class names
+    num_classes: int | None = None  # DiT: labels 0 .. num_classes - 1
+    prompts: bool = False  # FLUX, Wan, SD3 served with a pipeline folder's text encoders
+    negative_prompts: bool = False  # the family uses classifier-free guidance (Wan, SD3; not FLUX)
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
-    label: int  # class index
+    label: int | None  # class index (class-conditional folders)
     seed: int
     steps: int
     cache: str  # a cache spec, checked
     guidance_scale: float | None
     format: str  # "png" or "json"
+    prompt: str | None = None  # text-conditioned folders
+    negative_prompt: str = ""
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys may share one batched generation (same steps, schedule and guidance)."""
+        """Requests with equal keys may share one batched generation (same steps, schedule and guidance); their
+        classes or prompts may differ: conditioning is per sample."""
         return self.steps, self.cache, self.guidance_scale
 
 
-def parse_request(body, classes: list[str] | None, num_classes: int | None, limits: Limits) -> GenerateRequest:
-    """A checked request from a decoded JSON body. classes: the folder's class names (the demo model), or
-    num_classes: how many labels it takes (DiT); None for both: a folder this server cannot condition."""
+def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
+    """A checked request from a decoded JSON body, for a folder conditioned as ``accepts`` says."""
     from ..cache import cache_config
     from ..errors import ConfigError
 
@@ -56,10 +70,7 @@ def parse_request(body, classes: list[str] | None, num_classes: int | None, limi
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise RequestError(400, f"unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}.")
-    if classes is None and num_classes is None:
-        raise RequestError(422, "this server's engine folder is not class-conditional; it serves class-conditional "
-                                "folders (the demo model, DiT).")
-    label = _label(body.get("class", 0), classes, num_classes)
+    label, prompt, negative = _conditioning(body, accepts)
     seed = body.get("seed", 0)
     if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
         raise RequestError(400, f"seed must be a whole number from 0 to {SEED_MAX} (got {seed!r}).")
@@ -80,7 +91,35 @@ def parse_request(body, classes: list[str] | None, num_classes: int | None, limi
     fmt = body.get("format", "png")
     if fmt not in ("png", "json"):
         raise RequestError(400, f"format must be \"png\" or \"json\" (got {fmt!r}).")
-    return GenerateRequest(label, seed, steps, cache.strip(), None if guidance is None else float(guidance), fmt)
+    return GenerateRequest(label, seed, steps, cache.strip(), None if guidance is None else float(guidance), fmt,
+                           prompt, negative)
+
+
+def _conditioning(body: dict, accepts: Accepts) -> tuple[int | None, str | None, str]:
+    """(class label, prompt, negative prompt): the fields this folder takes, refusing the others (422)."""
+    if accepts.prompts:
+        if "class" in body:
+            raise RequestError(422, "this server's model is conditioned by text: send \"prompt\", not \"class\".")
+        prompt, negative = body.get("prompt"), body.get("negative_prompt", "")
+        if prompt is None:
+            raise RequestError(400, "this server's model is conditioned by text: send a \"prompt\", e.g. "
+                                    "{\"prompt\": \"a red fox in the snow\"}.")
+        for name, text in (("prompt", prompt), ("negative_prompt", negative)):
+            if not isinstance(text, str) or len(text) > PROMPT_MAX_CHARS:
+                raise RequestError(400, f"{name} must be a string of at most {PROMPT_MAX_CHARS} characters.")
+        if negative and not accepts.negative_prompts:
+            raise RequestError(422, "this server's model uses no classifier-free guidance, so it takes no "
+                                    "negative_prompt; leave it out.")
+        return None, prompt, negative
+    for name in ("prompt", "negative_prompt"):
+        if name in body:
+            what = "class-conditional: send \"class\"" if accepts.classes or accepts.num_classes else \
+                "not text-conditioned"
+            raise RequestError(422, f"this server's model is {what}, not \"{name}\".")
+    if accepts.classes is None and accepts.num_classes is None:
+        raise RequestError(422, "this server's engine folder is neither class- nor text-conditioned (start the "
+                                "server with --pipeline DIR for a text-conditioned one).")
+    return _label(body.get("class", 0), accepts.classes, accepts.num_classes), None, ""
 
 
 def _is_int(value) -> bool:

@@ -11,7 +11,6 @@ instead, each with its own schedule and cache.
 
 from __future__ import annotations
 
-import io
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -19,22 +18,26 @@ from pathlib import Path
 
 import torch
 
-from .request import GenerateRequest, RequestError
+from .request import Accepts, GenerateRequest, RequestError
 
 
 @dataclass
 class GenerateResult:
-    png: bytes
+    image: bytes  # PNG, or an animated GIF for video models
     full_steps: int
     predicted_steps: int
     compute_s: float  # the generation this request was part of
     batch: int  # how many requests shared it
+    media_type: str = "image/png"
 
 
 class Generator:
-    """One engine folder's Runtime behind a batched ``generate(requests)``; one instance per replica."""
+    """One engine folder's Runtime behind a batched ``generate(requests)``; one instance per replica.
+    ``pipeline``: a local diffusers pipeline folder whose text encoders and VAE serve a text-conditioned
+    folder (FLUX, Wan, SD3); class-conditional folders need none."""
 
-    def __init__(self, folder: str | Path, device: str = "auto"):
+    def __init__(self, folder: str | Path, device: str = "auto", pipeline: str | Path | None = None):
+        from ..errors import ConfigError
         from ..runtime.runtime import Runtime
 
         self.runtime = Runtime(folder, device=device)
@@ -43,18 +46,37 @@ class Generator:
         shape = self.runtime.manifest.shape
         self.rows_max = shape["batch_max"]
         self._stepper = None  # the step-level batcher, made on the first stepwise request
+        self.encoder = None  # the pipeline folder's text encoders and VAE (text-conditioned folders)
         if self.model.conditioner is not None or self.model.name == "demo-dit":  # the demo models: named classes
             from ..models.demo import CLASSES
 
-            self.classes, self.num_classes = list(CLASSES), None
+            self.accepts = Accepts(classes=list(CLASSES))
+        elif self.family.num_classes is not None:
+            self.accepts = Accepts(num_classes=self.family.num_classes)
+        elif pipeline is not None:
+            from ..runtime.text_conditioning import PromptEncoder
+
+            self.encoder = PromptEncoder(self.model, pipeline)
+            self.accepts = Accepts(prompts=True, negative_prompts=self.family.default_guidance is not None)
         else:
-            self.classes, self.num_classes = None, self.family.num_classes
+            raise ConfigError(f"this folder holds {self.family.title}, which is conditioned by text: serve it with "
+                              "--pipeline DIR, a local diffusers pipeline folder holding its text encoders and VAE.")
+        if pipeline is not None and self.encoder is None:
+            raise ConfigError(f"--pipeline is for text-conditioned folders; this one ({self.model.name}) is "
+                              "class-conditional: leave it out.")
 
     def check(self, request: GenerateRequest) -> None:
         """What the request body cannot tell: whether this folder's model takes guidance."""
-        if request.guidance_scale is not None and self.family.default_guidance is None:
+        takes = self.family.default_guidance is not None or (self.encoder is not None and self.family.embedded_guidance)
+        if request.guidance_scale is not None and not takes:
             raise RequestError(422, f"this folder holds {self.family.title}, which takes no guidance_scale; "
                                     "leave it out.")
+
+    def rows(self, request: GenerateRequest) -> int:
+        """Block-stack rows of one request: classifier-free guidance runs a second (unconditional) row."""
+        if self.encoder is not None:  # text: the family's guidance (Wan, SD3: CFG; FLUX: embedded in the input)
+            return 2 if self.family.default_guidance is not None else 1
+        return 2 if request.guidance_scale is not None else 1
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         """One result per request, in order."""
@@ -74,74 +96,79 @@ class Generator:
             alone = config.method == "teacache" or (config.method == "tcpade" and getattr(config, "threshold", 0) > 0)
             by_key.setdefault((r.batch_key(), i if alone else None), []).append(i)
         out = []
-        for (key, _), indices in by_key.items():
-            guidance = key[2]
-            per_call = max(1, self.rows_max // (2 if guidance is not None else 1))
+        for indices in by_key.values():
+            per_call = max(1, self.rows_max // self.rows(requests[indices[0]]))
             out += [indices[i:i + per_call] for i in range(0, len(indices), per_call)]
         return out
 
-    def _inputs(self, group: list[GenerateRequest]) -> tuple[dict, torch.Tensor]:
-        """(conditioning, initial noise) of requests; a sample's noise depends on its seed alone."""
+    def _inputs(self, group: list[GenerateRequest]) -> tuple[dict, dict | None, float | None, torch.Tensor]:
+        """(conditioning, negative conditioning or None, the sampler's guidance scale, initial noise) of a group
+        of requests with one batch key; a sample's noise depends on its seed alone."""
         from ..runtime.sampler import initial_noise
 
-        cond = self.model.class_cond(torch.tensor([r.label for r in group]))
-        return cond, initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
+        noise = initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
+        if self.encoder is None:
+            return self.model.class_cond(torch.tensor([r.label for r in group])), None, group[0].guidance_scale, noise
+        encoded = [self.encoder.encode(r.prompt, 1, r.negative_prompt, r.guidance_scale) for r in group]
+        cond = self.family.cat_cond([c for c, _, _ in encoded])
+        negative = self.family.cat_cond([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
+        return cond, negative, encoded[0][2], noise
 
     def submit_stepwise(self, request: GenerateRequest) -> Future:
         """Step-level batching (runtime/step_batching.py): a future of the request's StepBatchResult (turn it
         into a GenerateResult with ``stepwise_result``, off the batcher's thread); the request joins the
-        running generations at the next step boundary."""
+        running generations at the next step boundary. Encodes a prompt first: call it off the event loop."""
         if self._stepper is None:
             from ..runtime.step_batching import StepBatcher
 
             self._stepper = StepBatcher(self.model, self.runtime.make_policy, rows_max=self.rows_max)
-        cond, noise = self._inputs([request])
-        return self._stepper.submit(cond, noise, steps=request.steps, cache=request.cache,
-                                    guidance_scale=request.guidance_scale)
+        cond, negative, guidance, noise = self._inputs([request])
+        return self._stepper.submit(cond, noise, steps=request.steps, cache=request.cache, guidance_scale=guidance,
+                                    negative_cond=negative)
 
     def stepwise_result(self, request: GenerateRequest, r) -> GenerateResult:
-        """A finished StepBatchResult -> the PNG and statistics (batch: mean requests per block call it shared)."""
+        """A finished StepBatchResult -> the image and statistics (batch: mean requests per block call it shared)."""
         from ..runtime.images import require_finite
 
         require_finite(r.result.latents)  # a non-finite generation is an error, never an image
-        png = png_bytes(self.to_images(r.result.latents)[0])
-        rows = 2 if request.guidance_scale is not None else 1
-        return GenerateResult(png, r.result.full_steps, r.result.predicted_steps, r.compute_s,
-                              max(1, round(r.mean_rows / rows)))
+        image, media_type = self.encode_images(r.result.latents)[0]
+        return GenerateResult(image, r.result.full_steps, r.result.predicted_steps, r.compute_s,
+                              max(1, round(r.mean_rows / self.rows(request))), media_type)
 
     def _run(self, group: list[GenerateRequest]) -> list[GenerateResult]:
         from ..runtime.images import require_finite
 
         first = group[0]
-        cond, noise = self._inputs(group)
         started = time.perf_counter()
-        result = self.runtime.generate(cond, noise, cache=first.cache, steps=first.steps,
-                                       guidance_scale=first.guidance_scale)
+        cond, negative, guidance, noise = self._inputs(group)
+        result = self.runtime.generate(cond, noise, cache=first.cache, steps=first.steps, guidance_scale=guidance,
+                                       negative_cond=negative)
         require_finite(result.latents)  # a non-finite generation is an error, never an image
         seconds = time.perf_counter() - started
-        images = self.to_images(result.latents)
-        return [GenerateResult(png_bytes(image), result.full_steps, result.predicted_steps, seconds, len(group))
-                for image in images]
+        return [GenerateResult(image, result.full_steps, result.predicted_steps, seconds, len(group), media_type)
+                for image, media_type in self.encode_images(result.latents)]
+
+    def encode_images(self, latents: torch.Tensor) -> list[tuple[bytes, str]]:
+        """(file bytes, media type) per sample: PNG images, animated GIFs for video models."""
+        from ..runtime.images import gif_bytes, png_bytes
+
+        pixels = self.to_images(latents)
+        if pixels.ndim == 5:  # [B, 3, F, H, W]
+            return [(gif_bytes(video), "image/gif") for video in pixels]
+        return [(png_bytes(image), "image/png") for image in pixels]
 
     def to_images(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [0, 1]: the demo models' decoded images; other folders (no VAE) preview their latents."""
-        if self.classes is not None:
+        """[B, 3, H, W] in [0, 1] (video [B, 3, F, H, W]): the demo models' decoded images, a text-conditioned
+        folder's through its pipeline's VAE; DiT folders (no VAE here) preview their latents."""
+        if self.accepts.classes is not None:
             from ..bench.metrics import to_unit
             from ..models import demo, demo_dit
 
             decode = demo.latents_to_images if self.model.conditioner is not None else demo_dit.latents_to_images
             return to_unit(decode(latents))
+        if self.encoder is not None:
+            return self.encoder.pixels(latents)
         height, width, _ = self.model.latent_size
         x = self.family.spatial_latents(latents, height, width).float()[:, :3]
         low, high = x.flatten(1).amin(1), x.flatten(1).amax(1)
         return (x - low[:, None, None, None]) / (high - low + 1e-8)[:, None, None, None]
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """[3, H, W] in [0, 1] -> PNG file bytes."""
-    from PIL import Image
-
-    array = (image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -56,7 +56,7 @@ def test_every_request_gets_what_it_gets_alone(backend, models, fp32_folders, mo
         results = [f.result(timeout=120) for f in futures]
     finally:
         batcher.close()
-    for (label, seed, steps, cache), got, want in zip(REQUESTS, results, expected):
+    for (_, _, _, cache), got, want in zip(REQUESTS, results, expected):
         # batch-size rounding of the block matmuls only: 1e-5 of the latents' range (measured: up to 5e-7 of it)
         scale = float(want.latents.abs().max())
         torch.testing.assert_close(got.result.latents, want.latents, rtol=1e-4, atol=1e-5 * scale, msg=cache)
@@ -110,7 +110,8 @@ def test_a_request_leaving_while_others_run_with_many_element_conditioning(model
         for seed, steps in ((0, 4), (1, 8), (2, 6)):
             cond = model.family.example_cond(geometry, height=8, width=8, generator=torch.Generator().manual_seed(seed))
             futures.append(batcher.submit(cond, torch.randn(geometry.shape), steps=steps, cache="tcpade-fast"))
-        assert [f.result(timeout=60).result.full_steps + f.result().result.predicted_steps for f in futures] == [4, 8, 6]
+        done = [f.result(timeout=60).result for f in futures]
+        assert [r.full_steps + r.predicted_steps for r in done] == [4, 8, 6]
         assert batcher._thread.is_alive()
     finally:
         batcher.close()

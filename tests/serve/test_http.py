@@ -26,8 +26,10 @@ KEY = "s3cret"
 
 
 @pytest.fixture(scope="module")
-def server(fp32_folders):
-    """One replica serving tiny-dit (class-conditional, CFG) that wants an API key; Ray started for this module."""
+def server(fp32_folders, flux_pipeline_folder):
+    """One replica serving tiny-dit (class-conditional, CFG) that wants an API key, one with step-level batching
+    (/step), and one serving tiny-flux prompts through a local pipeline folder (/flux); Ray started for this
+    module."""
     from tcpade_trt.serve.app import build_app
 
     port = free_port()
@@ -41,6 +43,9 @@ def server(fp32_folders):
                          "batch_wait_s": 0.3, "max_steps": 12, "require_api_key": True}), name="tiny-dit")
     serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "max_steps": 12,
                          "require_api_key": True, "batching": "step"}), name="tiny-dit-step", route_prefix="/step")
+    serve.run(build_app({"folder": str(fp32_folders["tiny-flux"]), "pipeline": str(flux_pipeline_folder),
+                         "device": "cpu", "max_steps": 12, "require_api_key": True}), name="tiny-flux",
+              route_prefix="/flux")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
@@ -80,6 +85,18 @@ def test_json_answers_carry_the_image_and_the_statistics(server):
     answer = json.loads(body)
     assert status == 200 and base64.b64decode(answer["image_png_base64"]).startswith(b"\x89PNG")
     assert set(answer["stats"]) == {"full_steps", "predicted_steps", "queue_s", "compute_s", "batch", "total_s"}
+
+
+def test_a_text_conditioned_folder_answers_prompts_and_refuses_classes(server):
+    status, headers, png = call(f"{server}/flux/v1/generate", {"prompt": "a red rocket", "seed": 2, "steps": 6,
+                                                                "guidance_scale": 3.5})
+    assert status == 200 and png.startswith(b"\x89PNG") and pixels(png).shape == (16, 16, 3)
+    other = call(f"{server}/flux/v1/generate", {"prompt": "a cat", "seed": 2, "steps": 6, "guidance_scale": 3.5})[2]
+    assert other != png  # the prompt shapes the image
+    status, _, body = call(f"{server}/flux/v1/generate", {"class": 3})
+    assert status == 422 and "send \"prompt\"" in json.loads(body)["error"]
+    status, _, body = call(f"{server}/flux/v1/generate", {"prompt": "a cat", "negative_prompt": "dogs"})
+    assert status == 422 and "no negative_prompt" in json.loads(body)["error"]
 
 
 def test_concurrent_requests_share_a_batched_generation_and_get_their_own_images(server):

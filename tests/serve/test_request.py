@@ -2,13 +2,17 @@
 
 import pytest
 
-from tcpade_trt.serve.request import Limits, RequestError, parse_request
+from tcpade_trt.serve.request import Accepts, Limits, RequestError, parse_request
 
 DEMO_CLASSES = ["astronaut", "coffee", "chelsea"]
 
 
 def parse(body, classes=DEMO_CLASSES, num_classes=None):
-    return parse_request(body, classes, num_classes, Limits(max_steps=50))
+    return parse_request(body, Accepts(classes=classes, num_classes=num_classes), Limits(max_steps=50))
+
+
+WAN = Accepts(prompts=True, negative_prompts=True)  # text, classifier-free guidance
+FLUX = Accepts(prompts=True)  # text, guidance embedded: no negative prompt
 
 
 def test_defaults_and_class_names():
@@ -26,7 +30,8 @@ def test_requests_that_may_share_a_generation_have_equal_keys():
 
 @pytest.mark.parametrize("body,status,message", [
     ([1, 2], 400, "must be a JSON object"),
-    ({"prompt": "a cat"}, 400, "unknown field"),
+    ({"prompt": "a cat"}, 422, "class-conditional: send \"class\", not \"prompt\""),
+    ({"negative_prompt": "blur"}, 422, "not \"negative_prompt\""),
     ({"path": "/etc/passwd"}, 400, "unknown field"),  # a request names no files
     ({"class": "dog"}, 400, "class must be an index from 0 to 2 or one of astronaut"),
     ({"class": -1}, 400, "class must be"),
@@ -44,6 +49,27 @@ def test_requests_that_may_share_a_generation_have_equal_keys():
 def test_bad_requests_are_one_sentence_with_a_status(body, status, message):
     with pytest.raises(RequestError, match=message) as info:
         parse(body)
+    assert info.value.status == status and "\n" not in info.value.message
+
+
+def test_text_conditioned_folders_take_a_prompt_and_may_batch_different_ones():
+    a = parse_request({"prompt": "a red fox", "negative_prompt": "blurry", "seed": 4}, WAN, Limits())
+    assert (a.prompt, a.negative_prompt, a.label, a.seed) == ("a red fox", "blurry", None, 4)
+    b = parse_request({"prompt": "a cat", "seed": 5}, WAN, Limits())
+    assert b.negative_prompt == "" and a.batch_key() == b.batch_key()  # conditioning is per sample
+
+
+@pytest.mark.parametrize("accepts,body,status,message", [
+    (WAN, {}, 400, "send a \"prompt\""),
+    (WAN, {"class": 3, "prompt": "x"}, 422, "conditioned by text: send \"prompt\", not \"class\""),
+    (WAN, {"prompt": 7}, 400, "prompt must be a string of at most 2000 characters"),
+    (WAN, {"prompt": "x" * 2001}, 400, "at most 2000"),
+    (WAN, {"prompt": "x", "negative_prompt": ["a"]}, 400, "negative_prompt must be a string"),
+    (FLUX, {"prompt": "x", "negative_prompt": "blurry"}, 422, "takes no negative_prompt"),
+])
+def test_bad_prompt_requests(accepts, body, status, message):
+    with pytest.raises(RequestError, match=message) as info:
+        parse_request(body, accepts, Limits())
     assert info.value.status == status and "\n" not in info.value.message
 
 

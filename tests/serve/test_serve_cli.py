@@ -25,3 +25,15 @@ def test_another_address_needs_a_key_or_an_explicit_opt_out(fp32_folders, monkey
 def test_wrong_invocations_are_one_sentence(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_text_folder_without_its_pipeline_is_one_sentence_before_ray_starts(fp32_folders, capsys):
+    assert main(["serve", "--engines", str(fp32_folders["tiny-flux"])]) == 2
+    assert "conditioned by text: add --pipeline DIR" in capsys.readouterr().err
+    assert main(["serve", "--engines", str(fp32_folders["tiny-dit"]), "--pipeline", "/tmp"]) == 2
+    assert "class-conditional: leave out --pipeline" in capsys.readouterr().err
+
+
+def test_a_pipeline_that_is_not_a_pipeline_folder(fp32_folders, tmp_path, capsys):
+    assert main(["serve", "--engines", str(fp32_folders["tiny-flux"]), "--pipeline", str(tmp_path)]) == 2
+    assert "is not a diffusers pipeline folder (no model_index.json)" in capsys.readouterr().err

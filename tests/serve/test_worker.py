@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tcpade_trt.serve.request import GenerateRequest, RequestError
+from tcpade_trt.serve.request import GenerateRequest
 from tcpade_trt.serve.worker import Generator
 
 
@@ -37,7 +37,7 @@ def test_batched_requests_get_the_images_they_get_alone(dit, monkeypatch):
     order = [0, 1, 3, 2]  # the grouped order of the batched calls
     torch.testing.assert_close(batched_latents, alone_latents[order], rtol=1e-4, atol=1e-5)
     assert [r.full_steps for r in together] == [r.full_steps for r in alone]
-    assert [r.batch for r in together] == [2, 2, 1, 1] and all(r.png.startswith(b"\x89PNG") for r in together)
+    assert [r.batch for r in together] == [2, 2, 1, 1] and all(r.image.startswith(b"\x89PNG") for r in together)
 
 
 def test_batch_dependent_caches_run_each_request_alone(dit):
@@ -45,10 +45,3 @@ def test_batch_dependent_caches_run_each_request_alone(dit):
     gated = [request(0, 1, cache="tcpade-fast:threshold=1.0"), request(1, 2, cache="tcpade-fast:threshold=1.0")]
     assert dit.groups(teacache) == [[0], [1]] and dit.groups(gated) == [[0], [1]]
     assert dit.groups([request(0, 1), request(1, 2)]) == [[0, 1]]
-
-
-def test_guidance_for_a_model_that_takes_none_is_refused(fp32_folders):
-    flux = Generator(fp32_folders["tiny-flux"], device="cpu")
-    assert flux.classes is None and flux.num_classes is None  # not class-conditional: parse_request refuses it
-    with pytest.raises(RequestError, match="takes no guidance_scale"):
-        flux.check(request(0, 1, guidance=3.0))

@@ -63,6 +63,11 @@ class FluxFamily(Family):
     BLOCK_INPUTS = ("hidden_states", "context", "temb", "rope_cos", "rope_sin")
     TAIL_INPUTS = ("temb",)
     MODULATED_INPUTS = ("hidden_states", "temb")
+    SHARED_COND_INPUTS = ("txt_ids", "img_ids")  # [tokens, 3]: the same for every sample of a folder's shape
+
+    @property
+    def embedded_guidance(self) -> bool:
+        return bool(self.config.guidance_embeds)
 
     @property
     def HEAD_INPUTS(self):  # noqa: N802
