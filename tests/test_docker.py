@@ -13,7 +13,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
-IMAGES = {"Dockerfile.cpu": ("cpu", "demo"), "Dockerfile.gpu": ("gpu",)}
+IMAGES = {"Dockerfile.cpu": ("cpu", "demo", "serve"), "Dockerfile.gpu": ("gpu", "serve")}  # + extras
 # the NVIDIA PyTorch container ships these, built together
 FROM_BASE_IMAGE = {"Dockerfile.gpu": {"torch", "tensorrt", "numpy"}}
 
