@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--replicas", type=positive_int, default=1, help="server replicas, each with its own engines")
     p.add_argument("--max-batch", type=positive_int, default=8, help="requests per batched generation (8)")
     p.add_argument("--batch-wait-ms", type=finite_float, default=10.0,
-                   help="how long a batch waits for more requests (10 ms)")
+                   help="how long a batch waits for more requests while others are in flight (10 ms); a "
+                        "request alone on an idle server starts at once")
     p.add_argument("--batching", choices=("request", "step"), default="request",
                    help="request: batch requests that arrive together (same steps / cache / guidance); step: requests "
                         "join the running generations at step boundaries (any steps / cache)")

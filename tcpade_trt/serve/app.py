@@ -69,7 +69,7 @@ class TcpadeServer:
             raise TcpadeError(f"this server must check an API key but {API_KEY_ENV} is not set in its environment.")
         self.api_key = key.encode() if key else None
         self._batched.set_max_batch_size(max_batch)
-        self._batched.set_batch_wait_timeout_s(batch_wait_s)
+        self.batch_wait_s = batch_wait_s
         self.metrics = _metrics()
         self.in_flight = 0
         manifest = self.generator.runtime.manifest
@@ -97,6 +97,9 @@ class TcpadeServer:
             if self.stepwise:
                 result, started, batch_s = await self._stepwise(request, arrived)
             else:
+                # the batch wait is for requests arriving together: alone on an idle server there is nobody to wait
+                # for, so it starts at once (at concurrency 1 the wait would be pure added latency)
+                self._batched.set_batch_wait_timeout_s(self.batch_wait_s if self.in_flight > 1 else 0.0)
                 result, started, batch_s = await self._batched((request, arrived))
         except TcpadeError as exc:  # e.g. a non-finite generation: reported, never an image
             return self._answer(JSONResponse({"error": str(exc)}, status_code=500))

@@ -72,6 +72,12 @@ def test_health_and_a_png(server):
     assert int(headers["x-tcpade-full-steps"]) + int(headers["x-tcpade-predicted-steps"]) == 6
 
 
+def test_a_request_alone_on_an_idle_server_skips_the_batch_wait(server):
+    """The server batches within 0.3 s of each other; a lone request has nobody to wait for and starts at once."""
+    status, headers, _ = call(f"{server}/v1/generate", {"class": 1, "seed": 5, "steps": 4, "guidance_scale": 4})
+    assert status == 200 and float(headers["x-tcpade-queue-s"]) < 0.25  # with the wait: at least 0.3 s
+
+
 def test_an_uncached_request_predicts_nothing_and_is_answered(server):
     """Every step full (predicted 0): the step counters must not be asked to add 0 (Ray refuses that: a 500)."""
     status, headers, png = call(f"{server}/v1/generate", {"class": 2, "steps": 4, "cache": "none",
