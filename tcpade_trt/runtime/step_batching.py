@@ -39,6 +39,7 @@ from ..models.family import Tensors
 from ..models.model import Model
 from .sampler import SampleResult, Trajectory
 from .step import step_context
+from .streams import on_stream
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class StepBatcher:
     def __init__(self, model: Model, make_policy, rows_max: int, idle_wait_s: float = 0.05):
         self.model, self.make_policy, self.rows_max = model, make_policy, rows_max
         self._shared = _shared_block_inputs(model)
+        self._stream = getattr(model.parts, "stream", None)  # the engines' CUDA stream; None on CPU / torch parts
         self._waiting: deque[_Pending] = deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -123,24 +125,30 @@ class StepBatcher:
                 if self._closed and not active and not self._waiting:
                     return
                 admitted = self._admit(sum(a.run.rows for a in active))
-            active += [a for a in (self._start(p) for p in admitted) if a is not None]
-            self._holding = [a.pending for a in active]
-            if not active:
-                continue
-            try:
-                self.tick([a.run for a in active])
-            except Exception as exc:  # an engine failure: every request of this tick gets the error
-                log.exception("step batcher: a tick failed")
+            finished = []
+            # on a GPU every engine call and torch op of the tick runs on the engines' stream, after the work the
+            # submitting threads queued (their noise and conditioning) and before their use of the results
+            with on_stream(self._stream) as keep:
+                active += [a for a in (self._start(p) for p in admitted) if a is not None]
+                self._holding = [a.pending for a in active]
+                if not active:
+                    continue
+                try:
+                    self.tick([a.run for a in active])
+                except Exception as exc:  # an engine failure: every request of this tick gets the error
+                    log.exception("step batcher: a tick failed")
+                    for a in active:
+                        _settle(a.pending.future, exception=exc)
+                    active = []
+                    continue
+                rows = sum(a.run.rows for a in active)
                 for a in active:
-                    _settle(a.pending.future, exception=exc)
-                active = []
-                continue
-            rows = sum(a.run.rows for a in active)
-            for a in active:
-                a.rows_seen.append(rows)
-            for a in [a for a in active if a.run.done]:
-                active.remove(a)
-                a.finish()
+                    a.rows_seen.append(rows)
+                for a in [a for a in active if a.run.done]:
+                    active.remove(a)
+                    finished.append((a, a.outcome(keep)))
+            for a, outcome in finished:  # handed over once the caller's stream waits for the tick
+                _settle(a.pending.future, result=outcome)
 
     def _admit(self, active_rows: int) -> list[_Pending]:
         """Waiting requests, first come first served, while their rows fit beside the active ones."""
@@ -211,11 +219,13 @@ class _Active:
     started: float
     rows_seen: list[int] = field(default_factory=list)
 
-    def finish(self) -> None:
+    def outcome(self, keep) -> StepBatchResult:
+        """The finished request's result; ``keep`` (streams.on_stream's) marks its latents as used by the caller."""
         done = time.perf_counter()
-        _settle(self.pending.future, result=StepBatchResult(
-            self.run.result(), queue_s=self.started - self.pending.submitted, compute_s=done - self.started,
-            mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen))))
+        result = self.run.result()
+        keep(result.latents)
+        return StepBatchResult(result, queue_s=self.started - self.pending.submitted, compute_s=done - self.started,
+                               mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen)))
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:
