@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) scripts/fetch_tritonserver.py  # Triton's server binary for the Triton tests (they skip without it)
 	touch $@
 
 env: $(VENV)/.installed

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gpu-bench": ("tcpade_trt.cli.gpu_bench", "benchmark a FLUX.1-dev-size transformer on CUDA (bf16, compile, FP8)"),
     "calibrate": ("tcpade_trt.cli.calibrate", "choose TC-Padé's full steps for a model per step count and budget"),
     "serve": ("tcpade_trt.cli.serve", "serve an engine folder over HTTP on Ray Serve (the `serve` extra)"),
+    "triton-repo": ("tcpade_trt.cli.triton_repo", "write a Triton model repository serving an engine folder"),
     "bench": ("tcpade_trt.cli.bench", "benchmark caching x quantization x batch size, with diffusers' hooks as peers"),
 }
 
