@@ -55,25 +55,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_conditioning(manifest, pipeline: Path | None) -> None:
-    """A text-conditioned folder needs --pipeline and a class-conditional one takes none: one sentence
-    before Ray starts (the replica would refuse the same, later and in Ray's log)."""
-    from ..errors import ConfigError
-    from ..models.registry import is_text_conditioned
-
-    text = is_text_conditioned(manifest.model["class"], manifest.model["name"])
-    if text and pipeline is None:
-        raise ConfigError(f"{manifest.model['name']} is conditioned by text: add --pipeline DIR, a local diffusers "
-                          "pipeline folder holding its text encoders and VAE (tcpade-trt never downloads).")
-    if not text and pipeline is not None:
-        raise ConfigError(f"{manifest.model['name']} is class-conditional: leave out --pipeline.")
-    if pipeline is not None and not (pipeline / "model_index.json").is_file():
-        raise ConfigError(f"{pipeline} is not a diffusers pipeline folder (no model_index.json).")
-
-
 def run(args) -> int:
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
+    from ..serve.conditioning import check_conditioning
 
     manifest = read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
     check_conditioning(manifest, args.pipeline)

@@ -60,8 +60,8 @@ def _config(batch_max: int, batch_wait_us: int, parameters: dict[str, str]) -> s
 def write_repository(engines: str | Path, out: str | Path, *, pipeline: str | Path | None = None,
                      device: str = "auto", max_steps: int = 100, batch_wait_ms: float = 10.0) -> Path:
     """Write the repository to ``out`` (a new folder: an existing one is never overwritten)."""
-    from ..cli.serve import check_conditioning
     from ..engines.manifest import read_manifest
+    from .conditioning import check_conditioning
 
     engines, out = Path(engines).resolve(), Path(out)
     manifest = read_manifest(engines)  # a wrong folder is one sentence here, not a failed model load in Triton
