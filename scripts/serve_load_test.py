@@ -4,8 +4,9 @@
         --out docs/serving --requests 32
 
 For each precision (FP32, INT8) and batching mode (off: one request per generation; request-level: Ray Serve
-batches up to 16 requests that arrive within 20 ms, grouped by steps and cache), one server replica is
-deployed; then, per cache (none, tcpade-fast), N requests (demo classes and seeds in turn, 20 steps) are sent
+batches up to 16 requests that arrive within 20 ms, grouped by steps and cache; step-level; triton:
+tritonserver's dynamic batcher within the same 20 ms, on a `tcpade-trt triton-repo` repository), one server
+replica is deployed; then, per cache (none, tcpade-fast), N requests (demo classes and seeds in turn, 20 steps) are sent
 at closed-loop concurrency 1, 4 and 16, and open-loop at a Poisson rate. Recorded per request: the client's
 latency and the server's own split (queue, compute). Reported: p50 / p95 / p99 latency, images per second
 (requests / wall time of the cell), and at concurrency 1 the server's overhead (client latency minus
@@ -27,8 +28,10 @@ from pathlib import Path
 
 CONCURRENCY = (1, 4, 16)
 CACHES = ("none", "tcpade-fast")
-# max_batch, batch wait (s), the server's batching mode
-BATCHING = {"off": (1, 0.0, "request"), "request-level": (16, 0.02, "request"), "step-level": (16, 0.0, "step")}
+# max_batch, batch wait (s), the server's batching mode; "triton": tritonserver (tcpade-trt triton-repo) with its
+# dynamic batcher instead of Ray Serve, batches up to the folder's range within the same 20 ms
+BATCHING = {"off": (1, 0.0, "request"), "request-level": (16, 0.02, "request"), "step-level": (16, 0.0, "step"),
+            "triton": (16, 0.02, "triton")}
 MIXED_STEPS = (10, 20, 30)  # --mixed-steps: each request draws one (seeded), as a real mix of clients would
 
 
@@ -39,11 +42,54 @@ def free_port() -> int:
 
 
 def post(url: str, body: dict) -> tuple[float, dict]:
+    """One request -> (client latency, the server's stats: compute_s, batch, queue_s or None)."""
+    triton = "/v2/models/" in url
+    data = json.dumps(triton_body(body) if triton else body).encode()
     started = time.perf_counter()
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as answer:
-        stats = json.loads(answer.read())["stats"]
-    return time.perf_counter() - started, stats
+        reply = json.loads(answer.read())
+    latency = time.perf_counter() - started
+    if not triton:
+        return latency, reply["stats"]
+    outputs = {o["name"]: o["data"][0] for o in reply["outputs"] if o["name"] != "image"}
+    return latency, {"compute_s": outputs["compute_s"], "batch": outputs["batch"], "queue_s": None}
+
+
+def triton_body(body: dict) -> dict:
+    """The HTTP server's JSON fields as Triton tensors (serve/triton_model.py)."""
+    inputs = [{"name": "class", "datatype": "INT64", "data": [body["class"]]},
+              {"name": "seed", "datatype": "INT64", "data": [body["seed"]]},
+              {"name": "steps", "datatype": "INT32", "data": [body["steps"]]},
+              {"name": "cache", "datatype": "UINT8", "data": list(body["cache"].encode())}]
+    outputs = [{"name": n} for n in ("compute_s", "batch")] + [{"name": "image", "parameters": {"binary_data": True}}]
+    return {"inputs": [{**i, "shape": [1, len(i["data"])]} for i in inputs], "outputs": outputs}
+
+
+def start_triton(folder: Path, wait_s: float):
+    """tritonserver serving ``folder`` from a fresh `triton-repo` repository -> (process, infer URL)."""
+    import subprocess
+    import tempfile
+
+    from tcpade_trt.serve.triton_repo import find_tritonserver, tritonserver_command, write_repository
+
+    binary = find_tritonserver()
+    if binary is None:
+        raise SystemExit("no tritonserver: run scripts/fetch_tritonserver.py (make env does), or set "
+                         "TCPADE_TRITONSERVER")
+    repo = write_repository(folder, Path(tempfile.mkdtemp()) / "repo", device="cpu", batch_wait_ms=1000 * wait_s)
+    port = free_port()
+    process = subprocess.Popen(tritonserver_command(binary, repo, port, free_port(), metrics=False),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status == 200:
+                return process, f"http://127.0.0.1:{port}/v2/models/tcpade/infer"
+        except OSError:
+            if process.poll() is not None:
+                raise SystemExit(f"tritonserver exited ({process.returncode}) before it was ready") from None
+            time.sleep(0.5)
+    raise SystemExit("tritonserver was not ready within 5 minutes")
 
 
 def closed_loop(url: str, bodies: list[dict], concurrency: int) -> tuple[list, float]:
@@ -91,10 +137,11 @@ def summary(results: list, wall: float) -> dict:
     latencies = sorted(r[0] for r in results)
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     overhead = [(lat - s["compute_s"]) / s["compute_s"] for lat, s in results]
+    queues = [s["queue_s"] for _, s in results if s["queue_s"] is not None]  # Triton's queue is its own: not known
     return {"requests": len(results), "p50_s": round(q[49], 3), "p95_s": round(q[94], 3), "p99_s": round(q[98], 3),
             "images_per_s": round(len(results) / wall, 3), "mean_batch": round(statistics.mean(
                 s["batch"] for _, s in results), 2), "median_overhead": round(statistics.median(overhead), 4),
-            "median_queue_s": round(statistics.median(s["queue_s"] for _, s in results), 3)}
+            "median_queue_s": round(statistics.median(queues), 3) if queues else None}
 
 
 def main() -> int:
@@ -127,9 +174,10 @@ def main() -> int:
     from tcpade_trt.serve.app import build_app
 
     port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    url = f"http://127.0.0.1:{port}/v1/generate"
+    ray_modes = [b for b in args.batching if BATCHING[b][2] != "triton"]
+    if ray_modes:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
     draw = random.Random(7)
     steps = [draw.choice(MIXED_STEPS) if args.mixed_steps else 20 for _ in range(args.requests)]
     bodies = {cache: [{"class": i % 8, "seed": i, "steps": steps[i], "cache": cache, "format": "json"}
@@ -140,9 +188,13 @@ def main() -> int:
         folder = folders[precision]
         for batching in args.batching:
             max_batch, wait, mode = BATCHING[batching]
-            serve.run(build_app({"folder": str(folder.resolve()), "device": "cpu", "max_batch": max_batch,
-                                 "batch_wait_s": wait, "max_queued_requests": 4 * args.requests,
-                                 "batching": mode}), name="load")
+            if mode == "triton":
+                triton, url = start_triton(folder, wait)
+            else:
+                url = f"http://127.0.0.1:{port}/v1/generate"
+                serve.run(build_app({"folder": str(folder.resolve()), "device": "cpu", "max_batch": max_batch,
+                                     "batch_wait_s": wait, "max_queued_requests": 4 * args.requests,
+                                     "batching": mode}), name="load")
             post(url, {**bodies[args.caches[0]][0], "steps": 20})  # warm-up: the replica's first generation
             for cache in args.caches:
                 for concurrency in args.concurrency:
@@ -159,9 +211,14 @@ def main() -> int:
                     cells.append({"precision": precision, "batching": batching, "cache": cache,
                                   "arrivals": f"Poisson {r}/s", **row})
                     print(cells[-1], flush=True)
-            serve.delete("load")
-    serve.shutdown()
-    ray.shutdown()
+            if mode == "triton":
+                triton.terminate()
+                triton.wait(timeout=60)
+            else:
+                serve.delete("load")
+    if ray_modes:
+        serve.shutdown()
+        ray.shutdown()
     results = {"machine": machine_info(), "requests_per_cell": args.requests, "poisson_rate": rates or rate,
                "steps": "mixed " + "/".join(map(str, MIXED_STEPS)) if args.mixed_steps else 20,
                "command": "python scripts/serve_load_test.py " + " ".join(sys.argv[1:]), "cells": cells}
@@ -183,7 +240,8 @@ def markdown(results: dict) -> str:
         overhead = f"{100 * c['median_overhead']:.1f}%" if c["arrivals"] == "concurrency 1" else "-"
         lines.append(f"| {c['precision']} | {c['batching']} | {c['cache']} | {c['arrivals']} | {c['p50_s']:.2f} s | "
                      f"{c['p95_s']:.2f} s | {c['p99_s']:.2f} s | {c['images_per_s']:.2f} | {c['mean_batch']} | "
-                     f"{c['median_queue_s']:.2f} s | {overhead} |")
+                     f"{'-' if c['median_queue_s'] is None else format(c['median_queue_s'], '.2f') + ' s'} | "
+                     f"{overhead} |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,8 @@ tensors with a batch axis of 1; text travels as UTF-8 bytes in UINT8 tensors:
     class INT64 [1, 1]    prompt, negative_prompt, cache UINT8 [1, n]    seed INT64 [1, 1]
     steps INT32 [1, 1]    guidance_scale FP32 [1, 1]                     (every input optional but the prompt
                                                                           of a text-conditioned folder)
-    -> image UINT8 [1, n] (PNG; an animated GIF for video models), full_steps / predicted_steps INT32 [1, 1]
+    -> image UINT8 [1, n] (PNG; an animated GIF for video models), full_steps / predicted_steps INT32 [1, 1],
+       compute_s FP32 [1, 1] (the generation it was part of), batch INT32 [1, 1] (requests that shared it)
 
 Triton's dynamic batcher hands ``execute`` the requests that arrived together; the Generator groups them by
 steps, cache and guidance so that a full step runs the block-stack engine once per group (each request gets
@@ -108,10 +109,12 @@ def _answer(pb_utils, result):
     import torch
 
     image = torch.frombuffer(bytearray(result.image), dtype=torch.uint8)[None]  # [1, n]
-    steps = lambda n: torch.tensor([[n]], dtype=torch.int32)
+    count = lambda n: torch.tensor([[n]], dtype=torch.int32)
     return pb_utils.InferenceResponse(output_tensors=[
-        _to_triton(pb_utils, "image", image), _to_triton(pb_utils, "full_steps", steps(result.full_steps)),
-        _to_triton(pb_utils, "predicted_steps", steps(result.predicted_steps))])
+        _to_triton(pb_utils, "image", image), _to_triton(pb_utils, "full_steps", count(result.full_steps)),
+        _to_triton(pb_utils, "predicted_steps", count(result.predicted_steps)),
+        _to_triton(pb_utils, "compute_s", torch.tensor([[result.compute_s]], dtype=torch.float32)),
+        _to_triton(pb_utils, "batch", count(result.batch))])
 
 
 def _error(pb_utils, message: str, invalid: bool = False):

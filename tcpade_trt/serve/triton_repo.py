@@ -48,7 +48,8 @@ def _config(batch_max: int, batch_wait_us: int, parameters: dict[str, str]) -> s
     lines += ["]", "output ["]
     lines += [",\n".join(f'  {{ name: "{n}" data_type: {t} dims: {d} }}' for n, t, d in
                          (("image", "TYPE_UINT8", "[ -1 ]"), ("full_steps", "TYPE_INT32", "[ 1 ]"),
-                          ("predicted_steps", "TYPE_INT32", "[ 1 ]")))]
+                          ("predicted_steps", "TYPE_INT32", "[ 1 ]"), ("compute_s", "TYPE_FP32", "[ 1 ]"),
+                          ("batch", "TYPE_INT32", "[ 1 ]")))]
     lines += ["]", f"dynamic_batching {{ max_queue_delay_microseconds: {batch_wait_us} }}",
               # one instance: the model places itself (CPU, or the GPU the engine folder was built for)
               "instance_group [ { kind: KIND_MODEL count: 1 } ]", "parameters ["]
