@@ -48,7 +48,9 @@ def post(url: str, body: dict) -> tuple[float, dict]:
     started = time.perf_counter()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as answer:
-        reply = json.loads(answer.read())
+        data = answer.read()
+        json_length = answer.headers.get("Inference-Header-Content-Length")  # Triton: binary outputs follow
+        reply = json.loads(data[:int(json_length)] if json_length else data)
     latency = time.perf_counter() - started
     if not triton:
         return latency, reply["stats"]
