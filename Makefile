@@ -15,7 +15,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
-	$(PY) scripts/fetch_tritonserver.py  # Triton's server binary for the Triton tests (they skip without it)
 	touch $@
 
 env: $(VENV)/.installed
@@ -24,6 +23,7 @@ demo: env
 	$(VENV)/bin/tcpade-trt demo
 
 test: env
+	$(PY) scripts/fetch_tritonserver.py  # Triton's server binary for the Triton tests (they skip without it)
 	PY=$(PY) bash scripts/typecheck_tensorrt.sh
 	$(PY) -m pytest -q
 

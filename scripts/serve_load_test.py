@@ -77,7 +77,7 @@ def start_triton(folder: Path, wait_s: float):
 
     binary = find_tritonserver()
     if binary is None:
-        raise SystemExit("no tritonserver: run scripts/fetch_tritonserver.py (make env does), or set "
+        raise SystemExit("no tritonserver: run scripts/fetch_tritonserver.py (make test does), or set "
                          "TCPADE_TRITONSERVER")
     repo = write_repository(folder, Path(tempfile.mkdtemp()) / "repo", device="cpu", batch_wait_ms=1000 * wait_s)
     port = free_port()

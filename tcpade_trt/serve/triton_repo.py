@@ -97,7 +97,7 @@ def site_dirs() -> list[str]:
 
 
 def find_tritonserver() -> Path | None:
-    """A tritonserver binary: $TCPADE_TRITONSERVER, the one `make env` unpacks from nvidia-pytriton into the
+    """A tritonserver binary: $TCPADE_TRITONSERVER, the one `make test` unpacks from nvidia-pytriton into the
     virtual environment (scripts/fetch_tritonserver.py), an installed nvidia-pytriton's, or one on PATH."""
     candidates = [os.environ.get("TCPADE_TRITONSERVER"),
                   Path(sys.prefix) / "opt" / "pytriton" / "tritonserver" / "bin" / "tritonserver"]

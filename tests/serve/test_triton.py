@@ -1,5 +1,5 @@
 """The Triton model repository: requests judged like the HTTP server's, and a real tritonserver (the one
-nvidia-pytriton bundles, unpacked by `make env`) serving an engine folder with dynamic batching."""
+nvidia-pytriton bundles, unpacked by `make test`) serving an engine folder with dynamic batching."""
 
 import ctypes.util
 import json
@@ -56,7 +56,7 @@ def test_the_repository_takes_the_folders_batch_range_and_never_overwrites(fp32_
 BINARY = find_tritonserver()
 STUB_PYTHON = ctypes.util.find_library(f"python{sys.version_info.major}.{sys.version_info.minor}")
 needs_triton = pytest.mark.skipif(BINARY is None or STUB_PYTHON is None, reason=(
-    "no tritonserver (make env unpacks the one nvidia-pytriton bundles: scripts/fetch_tritonserver.py)"
+    "no tritonserver (make test unpacks the one nvidia-pytriton bundles: scripts/fetch_tritonserver.py)"
     if BINARY is None else "Triton's Python stub needs the shared libpython of this Python version"))
 
 
