@@ -2,8 +2,9 @@
 
     tcpade-trt triton-repo --engines engines/demo-int8 --out triton-repo
     tritonserver --model-repository triton-repo --http-address 127.0.0.1
-    curl -s 127.0.0.1:8000/v2/models/tcpade/infer -d '{"inputs": [{"name": "class", "shape": [1, 1],
-        "datatype": "INT64", "data": [3]}], "outputs": [{"name": "image", "parameters": {"binary_data": true}}]}'
+    curl -s 127.0.0.1:8000/v2/models/tcpade/infer -d '{"inputs": [{"name": "seed", "shape": [1, 1],
+        "datatype": "INT64", "data": [1]}, {"name": "class", "shape": [1, 1], "datatype": "INT64", "data": [3]}],
+        "outputs": [{"name": "image", "parameters": {"binary_data": true}}]}'
 
 The model takes one image per request (class or prompt, seed, steps, cache, guidance_scale: the HTTP
 server's fields, text as UTF-8 bytes in UINT8 tensors) and answers the PNG bytes and its full / predicted

@@ -4,17 +4,18 @@
 One Triton request is one image. Its inputs mirror the HTTP server's JSON fields (serve/request.py), as
 tensors with a batch axis of 1; text travels as UTF-8 bytes in UINT8 tensors:
 
-    class INT64 [1, 1]    prompt, negative_prompt, cache UINT8 [1, n]    seed INT64 [1, 1]
-    steps INT32 [1, 1]    guidance_scale FP32 [1, 1]                     (every input optional but the prompt
-                                                                          of a text-conditioned folder)
+    seed INT64 [1, 1]    class INT64 [1, 1]    prompt, negative_prompt, cache UINT8 [1, n]
+    steps INT32 [1, 1]   guidance_scale FP32 [1, 1]     (each optional, but the prompt of a text folder;
+                                                         a request carries at least one)
     -> image UINT8 [1, n] (PNG; an animated GIF for video models), full_steps / predicted_steps INT32 [1, 1],
        compute_s FP32 [1, 1] (the generation it was part of), batch INT32 [1, 1] (requests that shared it)
 
 Triton's dynamic batcher hands ``execute`` the requests that arrived together; the Generator groups them by
 steps, cache and guidance so that a full step runs the block-stack engine once per group (each request gets
-the image it would get alone). A bad request gets an error response with the same one sentence as over HTTP,
-and the others of its batch are answered. Tensors cross by DLPack, not ``as_numpy``: the Python backend
-stubs that nvidia-pytriton bundles read numpy 1's array layout, and this environment has numpy 2.
+the image it would get alone; Triton batches only requests that send the same inputs). A bad request gets
+an error response with the same one sentence as over HTTP, and the others of its batch are answered.
+Tensors cross by DLPack, not ``as_numpy``: the Python backend stubs that nvidia-pytriton bundles read numpy
+1's array layout, and this environment has numpy 2.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def _answer(pb_utils, result):
 
 
 def _error(pb_utils, message: str, invalid: bool = False):
-    """An error response: the client's mistake is INVALID_ARG (HTTP 400), anything else INTERNAL (500)."""
+    """An error response: the client's mistake is INVALID_ARG (HTTP 400), anything else INTERNAL (500 from
+    Triton 24.01; older servers answer 400 for every error). Codes exist from 23.09; before, message only."""
     code = getattr(pb_utils.TritonError, "INVALID_ARG" if invalid else "INTERNAL", None)
     error = pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
     return pb_utils.InferenceResponse(output_tensors=[], error=error)

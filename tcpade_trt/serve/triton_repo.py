@@ -13,6 +13,7 @@ server runs, or mount the folder at the same path.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import sys
@@ -25,19 +26,29 @@ from ..errors import ConfigError
 MODEL = "tcpade"
 
 MODEL_PY = '''# Written by `tcpade-trt triton-repo`. Triton's Python backend runs this file in its own Python
-# (the stub's); the environment tcpade-trt is installed in joins its path (site.addsitedir also reads its
-# .pth files, which is where an editable install lives), then the model is tcpade_trt's.
+# (the stub's); the environment tcpade-trt is installed in goes first on its path (site.addsitedir also reads
+# its .pth files, which is where an editable install lives), then the model is tcpade_trt's. Its compiled
+# packages (torch, numpy) only load in the Python version they were installed for.
 import site
+import sys
 
+if sys.version_info[:2] != {version!r}:
+    raise RuntimeError(f"this repository was written for Python {version[0]}.{version[1]} (its packages are built "
+                       f"for it) but Triton's Python stub runs {{sys.version.split()[0]}}: write the repository with "
+                       "tcpade-trt installed in the stub's Python, or point EXECUTION_ENV_PATH at a matching one.")
+before = list(sys.path)
 for folder in {site_dirs!r}:
     site.addsitedir(folder)
+sys.path[:] = [p for p in sys.path if p not in before] + before  # ahead of the stub's own packages
 
 from tcpade_trt.serve.triton_model import TritonPythonModel  # noqa: E402,F401
 '''
 
 
 def _config(batch_max: int, batch_wait_us: int, parameters: dict[str, str]) -> str:
-    inputs = [("class", "TYPE_INT64", "[ 1 ]"), ("seed", "TYPE_INT64", "[ 1 ]"), ("steps", "TYPE_INT32", "[ 1 ]"),
+    # all optional, as the HTTP server's fields are; the Python backend reads a request's batch size from its
+    # first input, so a request must carry at least one (Triton refuses an empty one with its own message)
+    inputs = [("seed", "TYPE_INT64", "[ 1 ]"), ("class", "TYPE_INT64", "[ 1 ]"), ("steps", "TYPE_INT32", "[ 1 ]"),
               ("guidance_scale", "TYPE_FP32", "[ 1 ]"), ("prompt", "TYPE_UINT8", "[ -1 ]"),
               ("negative_prompt", "TYPE_UINT8", "[ -1 ]"), ("cache", "TYPE_UINT8", "[ -1 ]")]
     # text of different lengths may share a batch: the Python backend gets every request's tensors apart
@@ -71,8 +82,11 @@ def write_repository(engines: str | Path, out: str | Path, *, pipeline: str | Pa
     if out.exists():
         raise ConfigError(f"{out} exists; give a new folder for the repository (nothing was overwritten).")
     for value in (str(engines), str(pipeline or "")):
-        if '"' in value or "\\" in value:
-            raise ConfigError(f"{value}: a path with quotes or backslashes cannot go into config.pbtxt; move it.")
+        if any(c in value for c in '"\\\n\r'):
+            raise ConfigError(f"{value!r}: a path with quotes, backslashes or line breaks cannot go into "
+                              "config.pbtxt; move it.")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N (got {device!r}).")
     parameters = {"engines": str(engines), "pipeline": str(pipeline or ""), "device": device,
                   "max_steps": str(max_steps)}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +95,8 @@ def write_repository(engines: str | Path, out: str | Path, *, pipeline: str | Pa
         (staging / MODEL / "1").mkdir(parents=True)
         (staging / MODEL / "config.pbtxt").write_text(
             _config(manifest.shape["batch_max"], round(batch_wait_ms * 1000), parameters))
-        (staging / MODEL / "1" / "model.py").write_text(MODEL_PY.format(site_dirs=site_dirs()))
+        (staging / MODEL / "1" / "model.py").write_text(
+            MODEL_PY.format(site_dirs=site_dirs(), version=tuple(sys.version_info[:2])))
         os.replace(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -140,4 +140,6 @@ def test_a_bad_request_is_one_sentence_and_the_model_keeps_serving(triton):
     assert status == 400 and "class must be an index from 0 to" in answer["error"]
     status, answer = infer(triton, {**dit_inputs(1, 1), "steps": ("INT32", [50])})
     assert status == 400 and "steps must be a whole number from 2 to 12" in answer["error"]
+    status, answer = infer(triton, {})  # no input to read the batch size from: Triton's own refusal, not a crash
+    assert status == 400 and answer["error"]
     assert infer(triton, dit_inputs(2, 2))[0] == 200
