@@ -10,6 +10,7 @@ how a prompt becomes the conditioning, how latents become pixels) is the family'
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ class PromptConditioning:
 class PromptEncoder:
     """A local pipeline folder's text encoders and VAE, loaded once (a server replica keeps one for all its
     requests). ``encode`` may be called from several threads: fast tokenizers refuse concurrent use
-    ("Already borrowed"), so calls take turns."""
+    ("Already borrowed"), so calls take turns. The last ``cache_size`` encodings are kept: a served prompt that
+    comes again (a popular prompt, a retry, a sweep over seeds) skips the text encoders (T5-XXL is tens of ms
+    on a GPU). The kept tensors are never written to: the sampler builds its batch from copies."""
 
-    def __init__(self, model: Model, pipeline: str | Path):
+    def __init__(self, model: Model, pipeline: str | Path, cache_size: int = 256):
         import diffusers
 
         family = model.family
@@ -49,13 +52,24 @@ class PromptEncoder:
         self.height, self.width, _ = model.latent_size
         self.text_tokens = model.parts.manifest.shape["text_tokens"]
         self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple, tuple] = OrderedDict()
+        self.cache_size = cache_size
 
     def encode(self, prompt: str, batch: int = 1, negative_prompt: str = "", guidance_scale: float | None = None):
         """(cond, negative_cond or None, the sampler's guidance scale or None) for ``batch`` copies of ``prompt``."""
+        key = (prompt, batch, negative_prompt, guidance_scale)
         with self._lock:
-            return self.family.encode_prompt(self.pipe, prompt, batch, height=self.height, width=self.width,
-                                             text_tokens=self.text_tokens, negative_prompt=negative_prompt,
-                                             guidance_scale=guidance_scale)
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+            encoded = self.family.encode_prompt(self.pipe, prompt, batch, height=self.height, width=self.width,
+                                                text_tokens=self.text_tokens, negative_prompt=negative_prompt,
+                                                guidance_scale=guidance_scale)
+            if self.cache_size > 0:
+                self._kept[key] = encoded
+                if len(self._kept) > self.cache_size:
+                    self._kept.popitem(last=False)
+            return encoded
 
     def pixels(self, latents: torch.Tensor) -> torch.Tensor:
         """Final latents -> images [B, 3, H, W] in [0, 1] (video: [B, 3, F, H, W]) through the pipeline's VAE."""

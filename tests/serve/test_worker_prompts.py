@@ -94,3 +94,15 @@ def test_a_text_folder_needs_a_pipeline_and_a_class_folder_takes_none(fp32_folde
         Generator(fp32_folders["tiny-flux"], device="cpu")
     with pytest.raises(ConfigError, match="--pipeline is for text-conditioned folders"):
         Generator(fp32_folders["tiny-dit"], device="cpu", pipeline=flux_pipeline_folder)
+
+
+def test_a_prompt_that_comes_again_skips_the_text_encoders_and_gives_the_same_image(flux, monkeypatch):
+    calls = []
+    original = flux.family.encode_prompt
+    monkeypatch.setattr(flux.family, "encode_prompt", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    flux.encoder._kept.clear()
+    first = flux.generate([request("a green kite", 4)])[0]
+    again = flux.generate([request("a green kite", 4)])[0]
+    flux.generate([request("a blue kite", 5)])
+    assert calls == ["a green kite", "a blue kite"]  # the second "a green kite" came from the kept encodings
+    assert again.image == first.image
