@@ -100,6 +100,10 @@ def create_session(path: str | Path, providers: list | None = None, threads: int
     # Between engine calls the loop runs torch ops (scheduler, policy); spinning onnxruntime threads
     # would keep the cores busy and slow those down several times over.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # INT8 on x86 CPUs without VNNI (AVX2): onnxruntime's uint8 x int8 kernel sums pairs of products in a
+    # saturating int16 (255 * 127 * 2 > 32767); this makes it use uint8 x uint8 for weights that could
+    # overflow. No effect on VNNI CPUs, FP32 graphs or GPUs (tests/engines/test_int8_saturation.py).
+    options.add_session_config_entry("session.x64quantprecision", "1")
     providers = providers or default_providers()
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

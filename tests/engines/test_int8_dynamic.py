@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tcpade_trt.engines import int8_dynamic
 from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.ort_backend import create_session
 from tcpade_trt.export.onnx_files import referenced_data_files, save_model
 from tcpade_trt.export.parts import example_tensors
 
@@ -21,7 +22,8 @@ ort = pytest.importorskip("onnxruntime")
 
 
 def run(path, feeds):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    """Outputs of ``path`` in a session as the runtime opens it (create_session: exact INT8 products)."""
+    session = create_session(path, ["CPUExecutionProvider"])
     return session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()})
 
 
@@ -66,6 +68,7 @@ PEAK_OF_QUANTIZING = """
 import sys
 from pathlib import Path
 from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.ort_backend import create_session
 
 def status(key):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))
