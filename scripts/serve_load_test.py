@@ -10,13 +10,16 @@ replica is deployed; then, per cache (none, tcpade-fast), N requests (demo class
 at closed-loop concurrency 1, 4 and 16, and open-loop at a Poisson rate. Recorded per request: the client's
 latency and the server's own split (queue, compute). Reported: p50 / p95 / p99 latency, images per second
 (requests / wall time of the cell), and at concurrency 1 the server's overhead (client latency minus
-compute, as a share of compute). Writes OUT/load.json, OUT/load.md and OUT/latency_throughput.png.
+compute, as a share of compute). --ingress proxy direct sends every Ray Serve cell both through Ray Serve's
+proxy and to the replica's own port (direct ingress, as `serve --direct-ingress`).
+Writes OUT/load.json, OUT/load.md and OUT/latency_throughput.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import statistics
@@ -32,6 +35,7 @@ CACHES = ("none", "tcpade-fast")
 # dynamic batcher instead of Ray Serve, batches up to the folder's range within the same 20 ms
 BATCHING = {"off": (1, 0.0, "request"), "request-level": (16, 0.02, "request"), "step-level": (16, 0.0, "step"),
             "triton": (16, 0.02, "triton")}
+DIRECT_PORT = 30000  # --ingress direct: the replica's own port (Ray Serve's direct ingress), from here up
 MIXED_STEPS = (10, 20, 30)  # --mixed-steps: each request draws one (seeded), as a real mix of clients would
 
 
@@ -153,6 +157,9 @@ def main() -> int:
     p.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32", "int8"])
     p.add_argument("--batching", nargs="+", choices=tuple(BATCHING), default=["off", "request-level"])
     p.add_argument("--caches", nargs="+", default=list(CACHES))
+    p.add_argument("--ingress", nargs="+", choices=("proxy", "direct"), default=["proxy"],
+                   help="Ray Serve modes: through the proxy, or to the replica's own port (Ray Serve's direct "
+                        "ingress, `serve --direct-ingress`); both: every cell twice, on the same replica")
     p.add_argument("--concurrency", type=int, nargs="*", default=list(CONCURRENCY),
                    help="closed-loop concurrencies (default 1 4 16; none: Poisson only)")
     p.add_argument("--rates", type=float, nargs="+", default=None,
@@ -173,10 +180,13 @@ def main() -> int:
     from ray import serve
 
     from tcpade_trt.bench.machine import machine_info
+    from tcpade_trt.serve import direct_ingress
     from tcpade_trt.serve.app import build_app
 
     port = free_port()
     ray_modes = [b for b in args.batching if BATCHING[b][2] != "triton"]
+    if "direct" in args.ingress:  # Ray's processes read it when they start; the proxy keeps serving `port`
+        os.environ.update(direct_ingress.environment(DIRECT_PORT))
     if ray_modes:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -192,27 +202,32 @@ def main() -> int:
             max_batch, wait, mode = BATCHING[batching]
             if mode == "triton":
                 triton, url = start_triton(folder, wait)
+                urls = {"triton": url}
             else:
-                url = f"http://127.0.0.1:{port}/v1/generate"
                 serve.run(build_app({"folder": str(folder.resolve()), "device": "cpu", "max_batch": max_batch,
                                      "batch_wait_s": wait, "max_queued_requests": 4 * args.requests,
                                      "batching": mode}), name="load")
-            post(url, {**bodies[args.caches[0]][0], "steps": 20})  # warm-up: the replica's first generation
+                urls = {"proxy": f"http://127.0.0.1:{port}"}
+                if "direct" in args.ingress:
+                    urls["direct"] = direct_ingress.local_replica_urls("127.0.0.1", DIRECT_PORT, 8)[0]
+                urls = {k: f"{u}/v1/generate" for k, u in urls.items() if k in args.ingress}
+            for url in urls.values():
+                post(url, {**bodies[args.caches[0]][0], "steps": 20})  # warm-up: the replica's first generation
             for cache in args.caches:
-                for concurrency in args.concurrency:
-                    row = summary(*closed_loop(url, bodies[cache], concurrency))
-                    cells.append({"precision": precision, "batching": batching, "cache": cache,
-                                  "arrivals": f"concurrency {concurrency}", **row})
-                    print(cells[-1], flush=True)
-                    if rate is None and (precision, batching, cache, concurrency) == ("fp32", "off", "none", 16):
-                        rate = round(0.6 * row["images_per_s"], 3)
-                for r in rates or [rate]:
-                    if r is None:
-                        continue  # no rate given and no uncached FP32 cell at concurrency 16 to derive one from
-                    row = summary(*open_loop(url, bodies[cache], r))
-                    cells.append({"precision": precision, "batching": batching, "cache": cache,
-                                  "arrivals": f"Poisson {r}/s", **row})
-                    print(cells[-1], flush=True)
+                for ingress, url in urls.items():
+                    cell = {"precision": precision, "batching": batching, "cache": cache, "ingress": ingress}
+                    for concurrency in args.concurrency:
+                        row = summary(*closed_loop(url, bodies[cache], concurrency))
+                        cells.append({**cell, "arrivals": f"concurrency {concurrency}", **row})
+                        print(cells[-1], flush=True)
+                        if rate is None and (precision, batching, cache, concurrency) == ("fp32", "off", "none", 16):
+                            rate = round(0.6 * row["images_per_s"], 3)
+                    for r in rates or [rate]:
+                        if r is None:
+                            continue  # no rate given and no uncached FP32 cell at concurrency 16 to derive one from
+                        row = summary(*open_loop(url, bodies[cache], r))
+                        cells.append({**cell, "arrivals": f"Poisson {r}/s", **row})
+                        print(cells[-1], flush=True)
             if mode == "triton":
                 triton.terminate()
                 triton.wait(timeout=60)
@@ -236,11 +251,12 @@ def markdown(results: dict) -> str:
     command = results.get("command", "scripts/serve_load_test.py")
     lines = [f"Load test on {m['cpu']}, {m['cores']} cores, loopback, one replica, demo model, "
              f"{results.get('steps', 20)} steps, {results['requests_per_cell']} requests per cell (`{command}`).", "",
-             "| precision | batching | cache | arrivals | p50 | p95 | p99 | images/s | mean batch | median queue | "
-             "overhead at c=1 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| precision | batching | ingress | cache | arrivals | p50 | p95 | p99 | images/s | mean batch | "
+             "median queue | overhead at c=1 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in results["cells"]:
         overhead = f"{100 * c['median_overhead']:.1f}%" if c["arrivals"] == "concurrency 1" else "-"
-        lines.append(f"| {c['precision']} | {c['batching']} | {c['cache']} | {c['arrivals']} | {c['p50_s']:.2f} s | "
+        lines.append(f"| {c['precision']} | {c['batching']} | {c.get('ingress', 'proxy')} | {c['cache']} | "
+                     f"{c['arrivals']} | {c['p50_s']:.2f} s | "
                      f"{c['p95_s']:.2f} s | {c['p99_s']:.2f} s | {c['images_per_s']:.2f} | {c['mean_batch']} | "
                      f"{'-' if c['median_queue_s'] is None else format(c['median_queue_s'], '.2f') + ' s'} | "
                      f"{overhead} |")
@@ -254,12 +270,12 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (precision, batching, cache) in sorted({(c["precision"], c["batching"], c["cache"]) for c in results["cells"]}):
-        cells = [c for c in results["cells"] if (c["precision"], c["batching"], c["cache"]) == (precision, batching,
-                                                                                                 cache)
-                 and c["arrivals"].startswith("concurrency")]
+    key = lambda c: (c["precision"], c["batching"], c["cache"], c.get("ingress", "proxy"))  # noqa: E731
+    for series in sorted({key(c) for c in results["cells"]}):
+        cells = [c for c in results["cells"] if key(c) == series and c["arrivals"].startswith("concurrency")]
+        precision, batching, cache, ingress = series
         ax.plot([c["images_per_s"] for c in cells], [c["p95_s"] for c in cells], marker="o",
-                label=f"{precision}, {cache}, batching {batching}")
+                label=f"{precision}, {cache}, batching {batching}" + (", direct" if ingress == "direct" else ""))
     ax.set_xlabel("images per second (concurrency 1, 4, 16)")
     ax.set_ylabel("p95 latency (s)")
     ax.set_yscale("log")
