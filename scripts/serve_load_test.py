@@ -209,7 +209,11 @@ def main() -> int:
                                      "batching": mode}), name="load")
                 urls = {"proxy": f"http://127.0.0.1:{port}"}
                 if "direct" in args.ingress:
-                    urls["direct"] = direct_ingress.local_replica_urls("127.0.0.1", DIRECT_PORT, 8)[0]
+                    found = direct_ingress.local_replica_urls("127.0.0.1", DIRECT_PORT, 8)
+                    if not found:
+                        raise SystemExit(f"no replica answered on ports {DIRECT_PORT}-{DIRECT_PORT + 7}: is another "
+                                         "Ray Serve using them, or did the replica fail to start (Ray's log)?")
+                    urls["direct"] = found[0]
                 urls = {k: f"{u}/v1/generate" for k, u in urls.items() if k in args.ingress}
             for url in urls.values():
                 post(url, {**bodies[args.caches[0]][0], "steps": 20})  # warm-up: the replica's first generation

@@ -80,8 +80,9 @@ def run(args) -> int:
     if args.direct_ingress:
         from ..serve.direct_ingress import environment
 
-        env.update(environment(args.direct_port))
-        os.environ.update(environment(args.direct_port))  # before Ray starts here: its processes inherit it
+        direct = environment(args.direct_port)
+        env.update(direct)  # to Serve's processes on a running cluster
+        os.environ.update(direct)  # before Ray starts here: its processes inherit it
     import ray
     from ray import serve
 

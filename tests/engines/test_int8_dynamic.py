@@ -68,7 +68,6 @@ PEAK_OF_QUANTIZING = """
 import sys
 from pathlib import Path
 from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
-from tcpade_trt.engines.ort_backend import create_session
 
 def status(key):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))

@@ -7,8 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -16,16 +14,12 @@ from tcpade_trt.cli import main
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed (pip install 'tcpade-trt[serve]')")
 
-from .test_http import free_port  # noqa: E402
+from .test_http import call, free_port  # noqa: E402
 
 
 def post(url, body: bytes):
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, _, answer = call(url, raw=body, key=None)  # no API key: the server is on loopback without one
+    return status, answer
 
 
 def wait_for_line(process, prefix: str, timeout_s: float) -> str:
@@ -61,6 +55,7 @@ def test_the_replica_answers_on_its_own_port_with_the_proxys_images(fp32_folders
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+    assert process.returncode == 130  # Ctrl-C: the command line's interrupted exit, not a crash
 
 
 def test_a_direct_port_outside_the_range_is_one_sentence(fp32_folders, capsys):
