@@ -70,3 +70,14 @@ def wan_pipeline_folder(tmp_path_factory):
     from .prompt_pipelines import wan_pipeline_folder as make
 
     return make(tmp_path_factory.mktemp("wan-pipeline"))
+
+
+@pytest.fixture(autouse=True)
+def _no_unordered_device_memory_access(monkeypatch):
+    """After every test that ran on the emulated GPU (tests/emulated_cuda.py): no stream read or wrote memory out
+    of order. A test that provokes a race on purpose asserts it and clears ``races``."""
+    yield
+    from . import emulated_cuda
+
+    if emulated_cuda.ACTIVE is not None:
+        emulated_cuda.ACTIVE.assert_no_races()

@@ -1,28 +1,37 @@
-"""A stand-in for TensorRT's Python API (10.x / 11.x) and an emulated CUDA device, for CPU machines.
+"""A stand-in for TensorRT's Python API (10.x / 11.x) on the emulated GPU of tests/emulated_cuda.py.
 
 It behaves like TensorRT where this project relies on it, so that tests fail on the mistakes the real
-library punishes (facts: research on TensorRT's bindings and headers, shared/design/DEPLOYMENT_FACTS.md):
+library punishes (facts: TensorRT's bindings and headers, onnx-tensorrt's parser; the op table and its
+sources are in tests/fixtures/onnx_tensorrt_ops.json):
 
-- addresses: ``set_tensor_address`` and ``set_device_memory`` take device pointers, 256-byte aligned,
-  of sufficient size; a host pointer is found at ``execute_async_v3`` as an illegal memory access
-  that poisons the device for every later launch (CUDA errors are sticky);
+- parsing: a node is imported by its op_type alone, whatever its domain (ModelImporter.cpp): ops that
+  onnx-tensorrt does not support at this version (MatMulInteger, DynamicQuantizeLinear, ...) and ops with
+  no importer (onnxruntime's FastGelu, SkipSimplifiedLayerNormalization, ...) fail with the real parser's
+  messages; every node is checked; external data is read relative to the ONNX file;
+- addresses: ``set_tensor_address`` returns False for a name the engine does not have; addresses and
+  ``set_device_memory`` take device pointers, 256-byte aligned, of sufficient size; a host pointer is an
+  illegal memory access that poisons the device for every later launch (CUDA errors are sticky);
+- launches: ``execute_async_v3`` queues the plan on the stream whose handle it is given (emulated_cuda:
+  a read of its outputs that is not ordered after that stream sees NaN), taking ``launch_seconds`` of the
+  device's simulated time;
 - contexts: ``USER_MANAGED`` contexts need ``set_device_memory`` (10.1+) of at least the engine's
   ``device_memory_size_v2`` before a launch; 11.x has no ``device_memory_size``; the weight-streaming
   budget cannot change while contexts exist (the Python setter drops TensorRT's refusal);
-- shapes: ``set_input_shape`` returns False outside the built profile; output shapes are -1 until
-  every input shape is set; an optimization profile missing an input fails the build;
-- parsing: onnxruntime's com.microsoft ops have no importer; external data is read relative to the
-  ONNX file; TensorRT 11 has no FP16/BF16/INT8/FP8 builder flags and STRONGLY_TYPED is 0;
-- CUDA graphs: a context must be launched once before its launch is captured, and carries one graph.
+- shapes: ``IOptimizationProfile.set_shape`` raises on a negative dimension or mismatched ranks;
+  ``add_optimization_profile`` returns -1 for min > opt > max; ``set_input_shape`` returns False outside
+  the built profile; output shapes are -1 until every input shape is set;
+- builder: TensorRT 11 has no FP16/BF16/INT8/FP8 builder flags and STRONGLY_TYPED is 0; 10.x weight
+  streaming needs a strongly typed network;
+- CUDA graphs: a context must be launched once before its launch is captured, and carries one graph;
+  a replay queues the captured launches on the current stream.
 
-Plans are real enough to run: a plan holds its ONNX graph, and a launch runs it with onnxruntime on
-the tensors found at the bound (emulated device) addresses, writing the outputs where they are bound.
+Plans are real enough to run: a plan holds its ONNX graph (bf16 graphs run in float32 behind bf16 I/O),
+and a launch runs it with onnxruntime on the tensors at the bound addresses, writing the outputs there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import types
 from pathlib import Path
@@ -30,70 +39,112 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from onnx import TensorProto
+
+from tcpade_trt.engines.trt_plans import CudaDevice
+
+from . import emulated_cuda
+from .emulated_cuda import DeviceTensor, EmulatedGPU
 
 ILLEGAL_ADDRESS = "CUDA error 700: an illegal memory access was encountered"
-_NUMPY = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "int8": np.int8,
-          "bool": np.bool_}
-_ONNX_TO_TRT = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-                onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32",
-                onnx.TensorProto.INT8: "int8", onnx.TensorProto.BOOL: "bool"}
+OPS = json.loads((Path(__file__).parent / "fixtures" / "onnx_tensorrt_ops.json").read_text())
+_SERIALIZE = onnx.ModelProto.SerializeToString  # TensorRT's plans are not protobuf: no 2 GB limit on them
+_ONNX_TO_TRT = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16",
+                TensorProto.INT64: "int64", TensorProto.INT32: "int32", TensorProto.INT8: "int8",
+                TensorProto.BOOL: "bool", TensorProto.UINT8: "uint8", TensorProto.DOUBLE: "float32",
+                TensorProto.FLOAT8E4M3FN: "fp8"}
 _TORCH = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
-          "int32": torch.int32, "int8": torch.int8, "bool": torch.bool}
+          "int32": torch.int32, "int8": torch.int8, "bool": torch.bool, "uint8": torch.uint8,
+          "fp8": torch.float8_e4m3fn}
 
 
-class EmulatedDevice:
-    """CudaDevice's interface over host memory that only this object hands out: an address is device
-    memory only if it lies in one of its allocations (all 256-byte aligned, as cudaMalloc's are)."""
+def supported_ops(version: str) -> set[str]:
+    """Default-domain ops onnx-tensorrt imports at ``version`` (10.1's table plus what came later) and TensorRT's
+    own ops that ModelOpt exports (TRT_FP8QuantizeLinear, ...)."""
+    have = tuple(int(p) for p in version.split(".")[:2])
+    later = {op for op, since in OPS["op_added_in"].items() if have >= tuple(int(p) for p in since.split("."))}
+    return set(OPS["supported_10_1"]) | later | set(OPS["trt_custom_ops_10_1"])
 
-    def __init__(self):
-        self.allocations: list[tuple[int, int, torch.Tensor]] = []  # (start, end, backing buffer)
-        self.poisoned = False
+
+def parser_errors(model: onnx.ModelProto, version: str) -> list[str]:
+    """What onnx-tensorrt's parser reports for ``model``: one message per node it cannot import."""
+    supported, explicit = supported_ops(version), set(OPS["not_supported_10_1"])
+    errors = []
+    for i, node in enumerate(model.graph.node):
+        if node.op_type in supported:
+            continue
+        if node.op_type in explicit:  # a static checker that always fails
+            errors.append(f"In node {i} with name: {node.name} and operator: {node.op_type} (check{node.op_type}): "
+                          "UNSUPPORTED_NODE: false")
+        else:  # no importer: the plugin fallback, and no such plugin
+            errors.append(f"In node {i} with name: {node.name} and operator: {node.op_type} "
+                          "(checkFallbackPluginImporter): INVALID_NODE: creator && \"Plugin not found, are the plugin "
+                          "name, version, and namespace correct?\"")
+    for value in model.graph.input:
+        if value.type.tensor_type.elem_type not in _ONNX_TO_TRT:
+            errors.append(f"In node -1 with name:  and operator:  (importInput): UNSUPPORTED_NODE: Assertion failed: "
+                          f"convertDtype(onnxDtype.elem_type(), &trtDtype) (input {value.name})")
+    return errors
+
+
+def runnable_on_cpu(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph as onnxruntime's CPU kernels run it: bf16 (no CPU MatMul) computed in float32."""
+    if not any(t.data_type == TensorProto.BFLOAT16 for t in model.graph.initializer) and not any(
+            v.type.tensor_type.elem_type == TensorProto.BFLOAT16 for v in [*model.graph.input, *model.graph.output]):
+        return model
+    model = onnx.ModelProto.FromString(_SERIALIZE(model))
+    for tensor in model.graph.initializer:
+        if tensor.data_type == TensorProto.BFLOAT16:
+            array = onnx.numpy_helper.to_array(tensor)
+            bits = array.view(np.uint16) if array.dtype != np.float32 else None
+            values = (bits.astype(np.uint32) << 16).view(np.float32) if bits is not None else array
+            tensor.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), tensor.name))
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name == "to" and attribute.i == TensorProto.BFLOAT16:
+                attribute.i = TensorProto.FLOAT
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.BFLOAT16:
+                value = torch.from_numpy(onnx.numpy_helper.to_array(attribute.t).view(np.int16).copy()).view(
+                    torch.bfloat16).float().numpy()
+                attribute.t.CopyFrom(onnx.numpy_helper.from_array(value, attribute.t.name))
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        if value.type.tensor_type.elem_type == TensorProto.BFLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+    return model
+
+
+class EmulatedDevice(CudaDevice):
+    """The runtime's CudaDevice over the emulated GPU: memory from the GPU, streams, stream contexts and
+    synchronization through (emulated) torch.cuda, as on a real GPU."""
+
+    def __init__(self, gpu: EmulatedGPU):
+        self.gpu, self.device = gpu, emulated_cuda.DEVICE
+        self.poisoned = False  # a host pointer was launched on: every later launch fails
         self.capturing = None  # the EmulatedGraph being captured
-        self._streams = itertools.count(0x1000)
 
     def empty(self, shape, dtype: torch.dtype) -> torch.Tensor:
-        count = int(np.prod(shape)) if len(shape) else 1
-        nbytes = max(count * torch.empty((), dtype=dtype).element_size(), 1)
-        raw = torch.empty(nbytes + 256, dtype=torch.uint8)
-        offset = (-raw.data_ptr()) % 256
-        view = raw[offset: offset + nbytes].view(dtype)[:count].view(tuple(shape))
-        self.allocations.append((view.data_ptr(), view.data_ptr() + nbytes, raw))
-        return view
+        return self.gpu.empty(shape, dtype)
 
     def owns(self, ptr: int, nbytes: int = 1) -> bool:
-        return any(start <= ptr and ptr + nbytes <= end for start, end, _ in self.allocations)
-
-    def put(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        if (t.dtype == dtype and t.is_contiguous() and t.data_ptr() % 256 == 0
-                and self.owns(t.data_ptr(), t.numel() * t.element_size())):
-            return t
-        out = self.empty(t.shape, dtype)
-        out.copy_(t)
-        return out
-
-    def copy(self, t: torch.Tensor) -> torch.Tensor:
-        out = self.empty(t.shape, t.dtype)
-        out.copy_(t)
-        return out
+        return self.gpu.owns(ptr, nbytes)
 
     def tensor_at(self, ptr: int, shape, dtype: torch.dtype) -> torch.Tensor:
-        """The device memory at ``ptr`` seen as a tensor (the view TensorRT would read or write)."""
-        for start, end, raw in self.allocations:
-            if start <= ptr < end:
-                count = int(np.prod(shape)) if len(shape) else 1
-                offset = ptr - raw.data_ptr()
-                return raw[offset: offset + count * torch.empty((), dtype=dtype).element_size()].view(dtype).view(
-                    tuple(shape))
-        raise AssertionError("not device memory")
+        return self.gpu.tensor_at(ptr, shape, dtype)
 
-    def stream(self):
-        return types.SimpleNamespace(cuda_stream=next(self._streams))
+    def put(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if isinstance(t, DeviceTensor) and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % 256 == 0 \
+                and self.owns(t.data_ptr(), t.numel() * t.element_size()):
+            return t
+        return self.copy(t, dtype)
 
-    def on(self, stream):
-        return contextlib.nullcontext()
-
-    def synchronize(self) -> None:
-        pass
+    def copy(self, t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """A new device tensor holding ``t``: a device copy, or a host-to-device copy of a host tensor, on the
+        current stream."""
+        out = self.empty(t.shape, dtype or t.dtype)
+        reads = {"src": t} if isinstance(t, DeviceTensor) else {}
+        self.gpu.launch(self.gpu.current_stream(), reads, [out], lambda seen: out.copy_(seen.get("src", t)),
+                        what="a copy")
+        return out
 
     def graph(self):
         return EmulatedGraph()
@@ -112,16 +163,20 @@ class EmulatedGraph:
         self.launches: list[tuple] = []
 
     def replay(self) -> None:
+        """The captured launches, queued on the current stream (as cudaGraphLaunch on torch's current stream)."""
         for context, addresses, shapes in self.launches:
-            context._run(addresses, shapes)
+            context.enqueue(context.engine.gpu.current_stream(), addresses, shapes)
 
 
-def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = None) -> types.SimpleNamespace:
-    """A module-like namespace to put in sys.modules["tensorrt"], and ``.device`` (the EmulatedDevice)."""
-    device = device or EmulatedDevice()
+def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -> types.SimpleNamespace:
+    """A module-like namespace to put in sys.modules["tensorrt"]; ``.device`` is its EmulatedDevice,
+    ``.launch_seconds`` the simulated time of a plan's launch."""
+    gpu = gpu or EmulatedGPU()
+    device = EmulatedDevice(gpu)
     major = int(version.split(".")[0])
-    trt = types.SimpleNamespace(__version__=version, device=device, deserialized=[], built=[])
-    for name in ("float32", "float16", "bfloat16", "int64", "int32", "int8", "bool", "fp8"):
+    trt = types.SimpleNamespace(__version__=version, device=device, gpu=gpu, deserialized=[], built=[],
+                                launch_seconds=0.0)
+    for name in ("float32", "float16", "bfloat16", "int64", "int32", "int8", "bool", "uint8", "fp8"):
         setattr(trt, name, name)
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
     trt.ExecutionContextAllocationStrategy = types.SimpleNamespace(STATIC=0, ON_PROFILE_CHANGE=1, USER_MANAGED=2)
@@ -156,9 +211,7 @@ def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = N
             except Exception as exc:  # a missing or unreadable side file
                 self.errors.append(f"failed to load {path}: {exc}")
                 return False
-            for node in model.graph.node:
-                if node.domain not in ("", "ai.onnx", "trt"):
-                    self.errors.append(f"No importer registered for op: {node.op_type} (domain {node.domain})")
+            self.errors += parser_errors(model, version)
             self.network.model = model
             return not self.errors
 
@@ -171,7 +224,11 @@ def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = N
             self.shapes = {}
 
         def set_shape(self, name, lo, opt, hi):
-            self.shapes[name] = [list(lo), list(opt), list(hi)]
+            dims = [list(lo), list(opt), list(hi)]
+            for which, d in zip(("min", "opt", "max"), dims):
+                if any(int(v) < 0 for v in d) or len(d) != len(dims[0]):
+                    raise RuntimeError(f"Shape provided for {which} is inconsistent with other shapes.")
+            self.shapes[name] = dims
 
     class TimingCache:
         def __init__(self, data: bytes):
@@ -192,7 +249,7 @@ def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = N
             self.flags.add(flag)
 
         def add_optimization_profile(self, profile):
-            ok = all(all(a <= b <= c for a, b, c in zip(*dims)) and min(dims[0]) >= 1
+            ok = all(all(a <= b <= c for a, b, c in zip(*dims)) and min(dims[0], default=1) >= 1
                      for dims in profile.shapes.values())
             if not ok:
                 return -1
@@ -243,13 +300,13 @@ def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = N
                       "profile": profile, "streamable": sum(t.ByteSize() for t in model.graph.initializer)
                       if "WEIGHT_STREAMING" in config.flags else 0}
             trt.built.append(header)
-            return json.dumps(header).encode() + b"\n" + model.SerializeToString()
+            return json.dumps(header).encode() + b"\n" + _SERIALIZE(runnable_on_cpu(model))
 
     class Engine:
         def __init__(self, header, model_bytes):
             import onnxruntime as ort
 
-            self.header, self.contexts = header, 0
+            self.header, self.contexts, self.gpu = header, 0, gpu
             self.tensors = {s["name"]: ("INPUT", s) for s in header["inputs"]}
             self.tensors.update({s["name"]: ("OUTPUT", s) for s in header["outputs"]})
             self.names = list(self.tensors)
@@ -344,24 +401,28 @@ def fake_tensorrt(version: str = "10.13.0.35", device: EmulatedDevice | None = N
                 device.capturing.launches.append((self, dict(self.addresses), dict(self.shapes)))
                 return True
             self.launched = True
-            self._run(dict(self.addresses), dict(self.shapes))
+            self.enqueue(gpu.stream_by_handle(stream_handle), dict(self.addresses), dict(self.shapes))
             return True
 
-        def _run(self, addresses, shapes):
-            feeds = {}
+        def enqueue(self, stream, addresses, shapes):
+            """The plan's work on ``stream``: reads its inputs and writes its outputs at the bound addresses."""
+            views = {}
             for name, (mode, spec) in self.engine.tensors.items():
-                size = _nbytes(self.get_tensor_shape(name) if mode == "OUTPUT" else shapes[name], spec["dtype"])
+                shape = self.get_tensor_shape(name) if mode == "OUTPUT" else shapes[name]
                 ptr = addresses.get(name)
-                if ptr is None or ptr % 256 or not device.owns(ptr, size):
+                if ptr is None or ptr % 256 or not device.owns(ptr, _nbytes(shape, spec["dtype"])):
                     device.poisoned = True
                     raise RuntimeError(ILLEGAL_ADDRESS)
-                if mode == "INPUT":
-                    t = device.tensor_at(ptr, shapes[name], _TORCH[spec["dtype"]])
-                    feeds[name] = t.float().numpy() if spec["dtype"] == "bfloat16" else t.numpy()
-            names = [s["name"] for s in self.engine.header["outputs"]]
-            for name, value in zip(names, self.engine.session.run(names, feeds)):
-                spec = self.engine.tensors[name][1]
-                device.tensor_at(addresses[name], value.shape, _TORCH[spec["dtype"]]).copy_(torch.from_numpy(value))
+                views[name] = device.tensor_at(ptr, shape, _TORCH[spec["dtype"]])
+            inputs = {n: v for n, v in views.items() if self.engine.tensors[n][0] == "INPUT"}
+            outputs = [s["name"] for s in self.engine.header["outputs"]]
+
+            def run(seen):
+                feeds = {n: (t.float() if t.dtype == torch.bfloat16 else t).numpy() for n, t in seen.items()}
+                for name, value in zip(outputs, self.engine.session.run(outputs, feeds)):
+                    views[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+            gpu.launch(stream, inputs, [views[n] for n in outputs], run, trt.launch_seconds, what="a TensorRT launch")
 
     class Runtime:
         def __init__(self, logger):
@@ -395,8 +456,8 @@ def _io(values, model) -> list[dict]:
 
 
 def _nbytes(shape, dtype: str) -> int:
-    return int(np.prod(shape)) * torch.empty((), dtype=_TORCH[dtype]).element_size() if len(shape) else \
-        torch.empty((), dtype=_TORCH[dtype]).element_size()
+    count = int(np.prod(shape)) if len(shape) else 1
+    return count * torch.empty((), dtype=_TORCH[dtype]).element_size()
 
 
 def write_fake_plan(trt, onnx_path: Path, plan_path: Path, profile: dict) -> None:
@@ -414,14 +475,12 @@ def write_fake_plan(trt, onnx_path: Path, plan_path: Path, profile: dict) -> Non
 
 
 def install(monkeypatch, version: str = "10.13.0.35", capability: tuple[int, int] = (9, 0)):
-    """This machine, as far as a TensorRT build can tell, becomes one with the stand-in TensorRT and an
-    emulated GPU of ``capability`` (Hopper by default). Returns the stand-in."""
+    """This machine, as far as the toolkit can tell, becomes one with TensorRT (the stand-in) and a GPU of
+    ``capability`` (Hopper by default; emulated_cuda). Returns the stand-in; ``.gpu`` is the emulated GPU."""
     from tcpade_trt.engines import trt_plans
 
-    fake = fake_tensorrt(version)
+    gpu = emulated_cuda.install_cuda(monkeypatch, capability=capability)
+    fake = fake_tensorrt(version, gpu)
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", fake)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Emulated GPU")
     monkeypatch.setattr(trt_plans, "default_device", lambda: fake.device)
     return fake

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..engines import trt_plans
 from ..engines.ort_backend import create_session
-from ..export.onnx_export import ExportError, check_part, relative_error
+from ..export.onnx_export import ExportError, check_part, relative_error, worst_error
 from ..export.pade_onnx import example_pade_inputs
 from ..export.parts import PARTS, part_io
 
@@ -34,7 +34,7 @@ def check_plans(folder: Path, entries: dict, model, options) -> None:
                          (t.numpy() for t in example_pade_inputs(graph, tokens=tokens, hidden=hidden))))
         got = trt_plans.PlanSession(parts[name], [o.name for o in reference.get_outputs()]).run(None, feeds)
         expected = reference.run(None, feeds)
-        error = max(relative_error(g, e) for g, e in zip(got, expected))
+        error = worst_error(relative_error(g, e) for g, e in zip(got, expected))
         if not error <= tolerance:
             raise ExportError(f"the {name} plan differs from onnxruntime by {error:.2e} (relative L2), more than the "
                               f"{tolerance:.0e} allowed; the build stops.")

@@ -126,6 +126,28 @@ def profile_shapes(inputs: list[dict], batch_min: int, batch_opt: int, batch_max
     return out
 
 
+# ops TensorRT's ONNX parser has no importer for, that this toolkit's own graphs may hold, and what to build instead
+PARSER_ADVICE = {
+    "FastGelu": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
+    "SkipSimplifiedLayerNormalization": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
+    "SimplifiedLayerNormalization": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
+    "MatMulInteger": "onnxruntime's dynamic INT8 form: build --backend tensorrt --precision int8 (ModelOpt SmoothQuant)",
+    "DynamicQuantizeLinear": "onnxruntime's dynamic INT8 form: build --backend tensorrt --precision int8 (ModelOpt "
+                             "SmoothQuant)",
+}
+
+
+def parse_failure(onnx_path: Path, errors: list[str]) -> TensorRTError:
+    """One sentence for a graph TensorRT's parser refused: which ops, what to do, the parser's first words."""
+    import re
+
+    ops = sorted(set(re.findall(r"operator: (\w+)", " ".join(errors))))
+    advice = sorted({PARSER_ADVICE[op] for op in ops if op in PARSER_ADVICE})
+    what = f"it has no importer for {', '.join(ops)}" if ops else "the parser refused it"
+    return TensorRTError(f"TensorRT cannot parse {onnx_path.name}: {what} ({errors[0][:200] if errors else ''})"
+                         + (f"; {'; '.join(advice)}." if advice else "."))
+
+
 def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape: dict, plan: BuilderPlan,
                     workspace_gb: float = 8.0, timing_cache: str | None = None) -> None:
     """Parse ONNX, build a serialized engine, write it to ``plan_path`` (all through TensorRT's API)."""
@@ -139,8 +161,7 @@ def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape:
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise TensorRTError(f"TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
+        raise parse_failure(onnx_path, [str(parser.get_error(i)) for i in range(parser.num_errors)])
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     config.builder_optimization_level = plan.optimization_level

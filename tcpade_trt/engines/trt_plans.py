@@ -239,8 +239,11 @@ class PlanSession:
         self.part, self.order = part, list(order)
 
     def run(self, names, feeds):
-        out = self.part({n: torch.from_numpy(v) for n, v in feeds.items()})
-        return [out[n].float().cpu().numpy() for n in (names or self.order)]
+        # the outputs are ready on the plans' stream only (a non-blocking pool stream: the default stream is not
+        # ordered after it), so they are read on it: .cpu() there waits for the plan and the copies
+        with self.part.device.on(self.part.stream):
+            out = self.part({n: torch.from_numpy(v) for n, v in feeds.items()})
+            return [out[n].float().cpu().numpy() for n in (names or self.order)]
 
 
 def load_trt_parts(folder: Path, files: dict[str, str], cuda_graphs: bool = False, weight_streaming_budget=None,

@@ -85,6 +85,12 @@ def relative_error(got: np.ndarray, expected: np.ndarray, scale: np.ndarray | No
     return float(np.linalg.norm(got.astype(np.float64) - expected) / (denom if denom > 0 else 1.0))
 
 
+def worst_error(errors) -> float:
+    """The largest error, NaN if any is NaN (max() keeps a number over a later NaN: an all-NaN engine would pass)."""
+    errors = list(errors)
+    return float("nan") if any(e != e for e in errors) else max(errors)
+
+
 def check_part(session, model: Model, part: str, shape: BuildShape, tolerance: float,
                batches: tuple[int, ...] = (2,), seed: int = 7) -> float:
     """Run ``session`` (anything with .run(None, feeds)) on fresh example inputs at each of ``batches``;
@@ -104,8 +110,8 @@ def check_part(session, model: Model, part: str, shape: BuildShape, tolerance: f
         # the residual x_out - x_in carries x_out's absolute error; it is judged on x_out's scale, or a
         # quantized block stack whose residual is small next to x_in would read as wrong
         scale = {"residual": expected.get("x_out")}
-        worst = max(worst, *(relative_error(got[n], expected[n], scale.get(n)) for n in module.output_names))
-    if not worst <= tolerance:
+        worst = worst_error([worst, *(relative_error(got[n], expected[n], scale.get(n)) for n in module.output_names)])
+    if not worst <= tolerance:  # NaN included
         raise ExportError(f"the {part} engine differs from torch by {worst:.2e} (relative L2), more than the "
                           f"{tolerance:.0e} allowed; the export is not trustworthy, so the build stops.")
     return worst

@@ -3,7 +3,6 @@ TensorRT rejects: host pointers, USER_MANAGED contexts without their scratch mem
 the profile, a graph captured before a first launch or a second graph on one context. The real thing
 runs only on an NVIDIA GPU with TensorRT."""
 
-import sys
 import types
 
 import numpy as np
@@ -14,8 +13,9 @@ from onnx import TensorProto, helper
 
 from tcpade_trt.engines import trt_plans
 from tcpade_trt.engines.trt_backend import TensorRTError
+from tcpade_trt.runtime.streams import on_stream
 
-from ..fake_tensorrt import ILLEGAL_ADDRESS, fake_tensorrt, write_fake_plan
+from ..fake_tensorrt import ILLEGAL_ADDRESS, install, write_fake_plan
 
 
 def scale_and_shift_graph(path):
@@ -38,9 +38,8 @@ PROFILE = {"x": ((1, 4, 8), (2, 4, 8), (4, 4, 8)), "t": ((1,), (2,), (4,))}
 
 @pytest.fixture
 def trt(monkeypatch, tmp_path):
-    """The stand-in as `tensorrt`, with one plan (blocks.plan) built through its builder."""
-    fake = fake_tensorrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    """The stand-in as `tensorrt` on an emulated GPU, with two plans built through its builder."""
+    fake = install(monkeypatch)
     write_fake_plan(fake, scale_and_shift_graph(tmp_path / "g.onnx"), tmp_path / "blocks.plan", PROFILE)
     write_fake_plan(fake, tmp_path / "g.onnx", tmp_path / "head.plan", PROFILE)
     return fake
@@ -55,16 +54,37 @@ def expected(x, t):
     return 2 * x + t[:, None, None]
 
 
+def run(part, named):
+    """A part called as the runtime calls it: on the plans' stream, after the caller's work, and the caller's
+    reads after it (runtime/streams.on_stream)."""
+    with on_stream(part.stream):
+        return part(named)
+
+
 def test_host_tensors_are_put_on_the_device_and_outputs_are_reused_buffers_handed_out_as_copies(trt, tmp_path):
     parts, _ = load(trt, tmp_path)
     part = parts["blocks"]
     x, t = torch.randn(2, 4, 8), torch.tensor([1.0, -1.0])  # host tensors: the timestep of a CPU scheduler
-    out = part({"x": x, "t": t, "unused": torch.zeros(1)})
+    out = run(part, {"x": x, "t": t, "unused": torch.zeros(1)})
     torch.testing.assert_close(out["y"], expected(x, t))
     bound = part._outputs[((2, 4, 8), (2,))]["y"]
-    again = part({"x": x, "t": t})
+    again = run(part, {"x": x, "t": t})
     assert part._outputs[((2, 4, 8), (2,))]["y"] is bound  # the same shapes reuse the bound buffer ...
     assert len({bound.data_ptr(), out["y"].data_ptr(), again["y"].data_ptr()}) == 3  # ... callers get copies
+
+
+def test_outputs_read_off_the_plans_stream_before_it_is_waited_for_are_poison(trt, tmp_path):
+    """What the emulated GPU catches: a part's outputs are ready on the plans' stream only; the default stream
+    reading them without a wait races TensorRT (torch's pool streams are non-blocking)."""
+    parts, _ = load(trt, tmp_path)
+    x, t = torch.randn(2, 4, 8), torch.tensor([1.0, -1.0])
+    out = parts["blocks"]({"x": x, "t": t})  # called outside the plans' stream context, read on the default stream
+    assert torch.isnan(out["y"].cpu()).all()
+    assert trt.gpu.races and "without waiting" in trt.gpu.races[0]
+    trt.gpu.races.clear()
+    parts["blocks"].stream.synchronize()  # the host waits for the plans' stream: now the outputs are there
+    torch.testing.assert_close(out["y"].cpu(), expected(x, t))
+    trt.gpu.assert_no_races()
 
 
 def test_a_misaligned_slice_is_copied_before_binding(trt, tmp_path):
@@ -73,7 +93,7 @@ def test_a_misaligned_slice_is_copied_before_binding(trt, tmp_path):
     second = both[1:]  # contiguous, on the device, but 128 bytes past an aligned start
     assert second.data_ptr() % 256
     t = trt.device.put(torch.tensor([0.5, 0.25]), torch.float32)
-    torch.testing.assert_close(parts["blocks"]({"x": second, "t": t})["y"], expected(second, t))
+    torch.testing.assert_close(run(parts["blocks"], {"x": second, "t": t})["y"], expected(second, t))
 
 
 def test_the_stand_in_treats_a_host_pointer_as_an_illegal_access_for_good(trt, tmp_path):
@@ -88,7 +108,7 @@ def test_the_stand_in_treats_a_host_pointer_as_an_illegal_access_for_good(trt, t
     for name, tensor in (("x", x), ("t", t), ("y", y)):
         context.set_tensor_address(name, tensor.data_ptr())
     with pytest.raises(RuntimeError, match=ILLEGAL_ADDRESS):
-        context.execute_async_v3(1)
+        context.execute_async_v3(parts["blocks"].stream.cuda_stream)
     with pytest.raises(RuntimeError, match=ILLEGAL_ADDRESS):  # sticky, as CUDA errors are
         parts["head"]({"x": x, "t": t})
 
@@ -98,7 +118,7 @@ def test_plans_are_deserialized_once_and_share_one_scratch_allocation(trt, tmp_p
     assert len(trt.deserialized) == 2
     scratch = parts["blocks"].scratch
     assert scratch is parts["head"].scratch and scratch.numel() == parts["blocks"].engine.device_memory_size_v2
-    parts["blocks"]({"x": torch.randn(1, 4, 8), "t": torch.zeros(1)})
+    run(parts["blocks"], {"x": torch.randn(1, 4, 8), "t": torch.zeros(1)})
     assert parts["blocks"]._context.memory == (scratch.data_ptr(), scratch.numel())  # USER_MANAGED on it
     assert parts["blocks"].stream is parts["head"].stream is stream
 
@@ -123,7 +143,7 @@ def test_cuda_graphs_capture_one_graph_per_context_after_a_first_launch(trt, tmp
     part = parts["blocks"]
     for batch in (1, 2, 1, 2):  # two shapes, each captured once, then replayed with new inputs
         x, t = torch.randn(batch, 4, 8), torch.randn(batch)
-        torch.testing.assert_close(part({"x": x, "t": t})["y"], expected(x, t))
+        torch.testing.assert_close(run(part, {"x": x, "t": t})["y"], expected(x, t))
     contexts = [entry[1] for entry in part._graphs.values()]
     assert len(part._graphs) == 2 and len({id(c) for c in contexts}) == 2
     assert all(c.graph is not None and c.launched for c in contexts)
@@ -137,12 +157,12 @@ def test_the_stand_in_refuses_a_capture_before_a_first_launch_and_a_second_graph
                                                                                               torch.float32)}
     part._bind(context, inputs, None)
     with trt.device.capture(trt.device.graph(), None):
-        assert not context.execute_async_v3(1)  # TensorRT initialises lazily on the first launch
-    assert context.execute_async_v3(1)
+        assert not context.execute_async_v3(part.stream.cuda_stream)  # TensorRT initialises lazily on the first launch
+    assert context.execute_async_v3(part.stream.cuda_stream)
     with trt.device.capture(trt.device.graph(), None):
-        assert context.execute_async_v3(1)
+        assert context.execute_async_v3(part.stream.cuda_stream)
     with trt.device.capture(trt.device.graph(), None):
-        assert not context.execute_async_v3(1)  # one graph per context
+        assert not context.execute_async_v3(part.stream.cuda_stream)  # one graph per context
 
 
 def test_weight_streaming_budget_is_set_before_contexts_and_checked(trt, tmp_path, monkeypatch):
@@ -172,13 +192,13 @@ def test_bad_budgets_are_one_sentence(spec, message):
 
 
 def test_tensorrt_11_has_only_the_v2_memory_api_and_the_runtime_uses_it(monkeypatch, tmp_path):
-    fake = fake_tensorrt("11.1.0.10")
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    fake = install(monkeypatch, "11.1.0.10")
     write_fake_plan(fake, scale_and_shift_graph(tmp_path / "g.onnx"), tmp_path / "blocks.plan", PROFILE)
     parts, _ = trt_plans.load_trt_parts(tmp_path, {"blocks": "blocks.plan"}, device=fake.device)
     assert not hasattr(parts["blocks"].engine, "device_memory_size")
     x, t = torch.randn(3, 4, 8), torch.randn(3)
-    np.testing.assert_allclose(parts["blocks"]({"x": x, "t": t})["y"].numpy(), expected(x, t).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(run(parts["blocks"], {"x": x, "t": t})["y"].cpu().numpy(), expected(x, t).numpy(),
+                               rtol=1e-6)
 
 
 def test_an_unreadable_plan_is_one_sentence(trt, tmp_path):
