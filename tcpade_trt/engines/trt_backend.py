@@ -127,14 +127,10 @@ def profile_shapes(inputs: list[dict], batch_min: int, batch_opt: int, batch_max
 
 
 # ops TensorRT's ONNX parser has no importer for, that this toolkit's own graphs may hold, and what to build instead
-PARSER_ADVICE = {
-    "FastGelu": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
-    "SkipSimplifiedLayerNormalization": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
-    "SimplifiedLayerNormalization": "onnxruntime's fused kernels: rebuild with --no-ort-fusions",
-    "MatMulInteger": "onnxruntime's dynamic INT8 form: build --backend tensorrt --precision int8 (ModelOpt SmoothQuant)",
-    "DynamicQuantizeLinear": "onnxruntime's dynamic INT8 form: build --backend tensorrt --precision int8 (ModelOpt "
-                             "SmoothQuant)",
-}
+_FUSED = "onnxruntime's fused kernels: rebuild with --no-ort-fusions"
+_DYNAMIC_INT8 = "onnxruntime's dynamic INT8 form: build --backend tensorrt --precision int8 (ModelOpt SmoothQuant)"
+PARSER_ADVICE = {"FastGelu": _FUSED, "SkipSimplifiedLayerNormalization": _FUSED, "SimplifiedLayerNormalization": _FUSED,
+                 "MatMulInteger": _DYNAMIC_INT8, "DynamicQuantizeLinear": _DYNAMIC_INT8}
 
 
 def parse_failure(onnx_path: Path, errors: list[str]) -> TensorRTError:
