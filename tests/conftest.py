@@ -81,3 +81,20 @@ def _no_unordered_device_memory_access(monkeypatch):
 
     if emulated_cuda.ACTIVE is not None:
         emulated_cuda.ACTIVE.assert_no_races()
+
+
+@pytest.fixture(scope="session")
+def trt_folders(tmp_path_factory, unfused_flux_folder):
+    """TensorRT fp32 folders of tiny-flux and tiny-dit, built once through the TensorRT stand-in on an emulated
+    GPU (tests/fake_tensorrt.py); a test opens them after its own ``install`` (the same stand-in version)."""
+    from .fake_tensorrt import install
+
+    root = tmp_path_factory.mktemp("trt")
+    with pytest.MonkeyPatch.context() as patch:
+        install(patch)
+        build_engines("tiny-flux", root / "tiny-flux", BuildOptions(backend="tensorrt", shape=SHAPES["tiny-flux"],
+                                                                     reuse_onnx_from=unfused_flux_folder),
+                      progress=False)
+        build_engines("tiny-dit", root / "tiny-dit", BuildOptions(backend="tensorrt", shape=SHAPES["tiny-dit"]),
+                      progress=False)
+    return {name: root / name for name in ("tiny-flux", "tiny-dit")}

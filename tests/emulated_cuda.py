@@ -78,6 +78,13 @@ class EmulatedStream:
         return self.busy_until <= self.gpu.clock()
 
 
+class StreamFactory:
+    """torch.cuda.Stream while emulated: a type (code annotates with it), whose calls make emulated streams."""
+
+    def __new__(cls, device=None, priority: int = 0, **kwargs) -> EmulatedStream:
+        return ACTIVE.new_stream()
+
+
 class EmulatedEvent:
     """torch.cuda.Event's interface: a position on a stream."""
 
@@ -115,16 +122,18 @@ class DeviceTensor(torch.Tensor):
         if gpu is None or gpu.internal or name == "__get__" or name in _NO_DATA:
             with torch._C.DisableTorchFunctionSubclass():
                 return func(*args, **kwargs)
-        if name == "record_stream":
-            if not isinstance(args[1], EmulatedStream):
-                raise TypeError(f"record_stream() expects a CUDA stream, got {type(args[1]).__name__}")
-            return None
         if name in ("numpy", "__array__"):
             raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor "
                             "to host memory first.")
         if name in _HOST_READS or (name == "to" and _to_host(args, kwargs)):
             return gpu.host_read(func, args, kwargs)
         return gpu.torch_op(func, args, kwargs)
+
+
+    def record_stream(self, stream) -> None:
+        """Accepted (the caching allocator is not modeled), but only with a stream of this device."""
+        if not isinstance(stream, EmulatedStream):
+            raise TypeError(f"record_stream() expects a CUDA stream, got {type(stream).__name__}")
 
 
 def _to_host(args, kwargs) -> bool:
@@ -360,21 +369,25 @@ def _wrap(out):
 
 
 def install_cuda(monkeypatch, gpu: EmulatedGPU | None = None, capability: tuple[int, int] = (9, 0),
-                 name: str = "Emulated GPU") -> EmulatedGPU:
-    """torch.cuda's device, stream and event API on an emulated GPU, for the rest of the test."""
+                 name: str = "Emulated GPU", memory_gib: int = 80) -> EmulatedGPU:
+    """For the rest of the test: the toolkit sees a GPU (tcpade_trt.engines.gpu) and torch.cuda's stream and
+    event API works on the emulated one. torch itself still believes there is no GPU (its internals would
+    otherwise reach for CUDA's random state and kernels)."""
+    from tcpade_trt.engines import gpu as toolkit_gpu
+
     gpu = gpu or EmulatedGPU()
+    monkeypatch.setattr(toolkit_gpu, "available", lambda: True)
+    monkeypatch.setattr(toolkit_gpu, "capability", lambda: capability)
+    monkeypatch.setattr(toolkit_gpu, "identity", lambda: {"gpu": name,
+                                                          "compute_capability": f"{capability[0]}.{capability[1]}"})
+    monkeypatch.setattr(toolkit_gpu, "memory_bytes", lambda: memory_gib << 30)
+    monkeypatch.setattr(toolkit_gpu, "peak_allocated_bytes", lambda: 0)
     cuda = torch.cuda
-    monkeypatch.setattr(cuda, "is_available", lambda: True)
-    monkeypatch.setattr(cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(cuda, "get_device_capability", lambda device=None: capability)
-    monkeypatch.setattr(cuda, "get_device_name", lambda device=None: name)
-    monkeypatch.setattr(cuda, "Stream", lambda device=None, priority=0, **kw: gpu.new_stream())
+    monkeypatch.setattr(cuda, "Stream", StreamFactory)
     monkeypatch.setattr(cuda, "Event", EmulatedEvent)
     monkeypatch.setattr(cuda, "current_stream", lambda device=None: gpu.current_stream())
     monkeypatch.setattr(cuda, "default_stream", lambda device=None: gpu.default_stream)
     monkeypatch.setattr(cuda, "stream", gpu.use)
     monkeypatch.setattr(cuda, "synchronize", lambda device=None: gpu.host_waits_for())
-    monkeypatch.setattr(cuda, "mem_get_info", lambda device=None: (80 << 30, 80 << 30))
     monkeypatch.setattr(sys.modules[__name__], "ACTIVE", gpu)  # undone with the rest after the test
     return gpu
-

@@ -32,6 +32,7 @@ and a launch runs it with onnxruntime on the tensors at the bound addresses, wri
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import json
 import types
 from pathlib import Path
@@ -168,14 +169,16 @@ class EmulatedGraph:
             context.enqueue(context.engine.gpu.current_stream(), addresses, shapes)
 
 
-def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -> types.SimpleNamespace:
+def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -> types.ModuleType:
     """A module-like namespace to put in sys.modules["tensorrt"]; ``.device`` is its EmulatedDevice,
     ``.launch_seconds`` the simulated time of a plan's launch."""
     gpu = gpu or EmulatedGPU()
     device = EmulatedDevice(gpu)
     major = int(version.split(".")[0])
-    trt = types.SimpleNamespace(__version__=version, device=device, gpu=gpu, deserialized=[], built=[],
-                                launch_seconds=0.0)
+    trt = types.ModuleType("tensorrt")  # a module with a spec, as importlib's finders expect of sys.modules entries
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
+    trt.__version__, trt.device, trt.gpu, trt.deserialized, trt.built = version, device, gpu, [], []
+    trt.launch_seconds = 0.0
     for name in ("float32", "float16", "bfloat16", "int64", "int32", "int8", "bool", "uint8", "fp8"):
         setattr(trt, name, name)
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")

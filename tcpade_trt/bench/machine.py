@@ -7,6 +7,8 @@ import platform
 
 import torch
 
+from ..engines import gpu
+
 
 def cpu_name() -> str:
     try:
@@ -34,9 +36,7 @@ def machine_info() -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    info.update(gpu.identity())
     return info
 
 

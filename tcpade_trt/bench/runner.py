@@ -15,9 +15,9 @@ import json
 import resource
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
+from ..engines import gpu
 from ..paths import write_text_atomic
 from .machine import machine_info
 from .matrix import engine_backend, measure, torch_backend
@@ -30,8 +30,9 @@ DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache"
 def peak_memory_mb() -> float:
     """Peak memory: CUDA allocations when on a GPU, else the process's peak resident set (which only
     grows over a run: read it as the high-water mark so far)."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
+    peak = gpu.peak_allocated_bytes()
+    if peak is not None:
+        return peak / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

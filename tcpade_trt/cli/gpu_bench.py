@@ -31,13 +31,14 @@ def run(args) -> int:
 
     from ..bench.gpu_bench import markdown, run_gpu_bench
     from ..cache import cache_config
+    from ..engines import gpu
     from ..errors import ConfigError
     from ..paths import check_output_file, write_text_atomic
 
     for spec in args.caches:
         cache_config(spec)
     check_output_file(args.out, (".json",), "--out")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not gpu.available():
         raise ConfigError("no CUDA GPU is visible; run on a GPU machine, or try `--config tiny --device cpu`.")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     results = run_gpu_bench(args.config, args.resolution, args.steps, args.text_tokens, args.device, dtype,

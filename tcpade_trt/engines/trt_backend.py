@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import TcpadeError
 from ..versions import version_tuple
+from . import gpu
 
 MIN_CAPABILITY = {"fp8": (8, 9), "bf16": (8, 0), "int8": (6, 1), "fp16": (5, 3), "fp32": (0, 0)}
 
@@ -48,13 +49,8 @@ def import_tensorrt():
 
 
 def gpu_identity() -> dict:
-    """Name and compute capability of GPU 0 (via torch), or {} without a GPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {}
-    major, minor = torch.cuda.get_device_capability(0)
-    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+    """Name and compute capability of GPU 0, or {} without a GPU."""
+    return gpu.identity()
 
 
 def tensorrt_versions() -> dict:
@@ -77,11 +73,8 @@ def check_precision_supported(precision: str, capability: tuple[int, int] | None
 def check_build_machine(precision: str) -> None:
     """What a TensorRT build needs, checked before the minutes of export: TensorRT itself and a GPU that
     runs ``precision`` (plans are built on the GPU they will run on)."""
-    import torch
-
     import_tensorrt()
-    capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
-    check_precision_supported(precision, capability)
+    check_precision_supported(precision, gpu.capability())
 
 
 @dataclass
@@ -191,10 +184,8 @@ def build_plans(folder: Path, entries: dict, options) -> None:
     hashed with them). builder/plan_check.py runs each against torch before the folder is sealed."""
     import_tensorrt()  # one sentence when TensorRT is missing or too old
     import tensorrt as trt
-    import torch
 
-    capability = torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None
-    check_precision_supported(options.precision, capability)
+    check_precision_supported(options.precision, gpu.capability())
     major = version_tuple(trt.__version__)[0]
     for name, entry in entries.items():
         carries = True  # quantized blocks carry Q/DQ, bf16 / fp16 blocks were exported in that dtype

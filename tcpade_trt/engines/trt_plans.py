@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from . import gpu
 from .trt_backend import TensorRTError, gpu_identity, import_tensorrt
 
 if TYPE_CHECKING:  # TensorRT's types for the static check (scripts/typecheck_tensorrt.sh); imported lazily at run time
@@ -87,7 +88,7 @@ def require_tensorrt_runtime(manifest) -> None:
     if manifest.versions.get("gpu") and here.get("gpu") != manifest.versions["gpu"]:
         raise TensorRTError(f"the plans were built for {manifest.versions['gpu']}, this machine has "
                             f"{here.get('gpu', 'no GPU')}: TensorRT plans are tied to their GPU; rebuild here.")
-    if not torch.cuda.is_available():
+    if not gpu.available():
         raise TensorRTError("TensorRT plans run on a CUDA GPU and none is visible.")
 
 

@@ -144,13 +144,15 @@ def open_engines(folder: str | Path, device: str = "auto", verify: bool = True, 
     config = FrozenDict({k: (tuple(v) if isinstance(v, list) else v) for k, v in manifest.model["config"].items()})
     stream = None
     if manifest.backend == "tensorrt":
-        from ..engines.trt_plans import load_trt_parts, require_tensorrt_runtime
+        from ..engines.trt_plans import default_device, load_trt_parts, require_tensorrt_runtime
 
         require_tensorrt_runtime(manifest)
-        engine_device = torch.device("cuda")
+        cuda = default_device()
+        engine_device = cuda.device
         # torch ops of a generation go on the plans' stream: ordered with them, no host syncs
         engines, stream = load_trt_parts(folder, {n: e.file for n, e in manifest.parts.items()},
-                                         cuda_graphs=cuda_graphs, weight_streaming_budget=weight_streaming_budget)
+                                         cuda_graphs=cuda_graphs, weight_streaming_budget=weight_streaming_budget,
+                                         device=cuda)
     else:
         if weight_streaming_budget is not None:
             raise TcpadeError(f"{folder} is an onnxruntime folder; a weight-streaming budget is for TensorRT "

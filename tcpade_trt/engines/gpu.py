@@ -1,0 +1,34 @@
+"""What the toolkit asks of the machine's CUDA GPU, in one place: whether there is one, what it is, how much
+memory it has. Tests replace these functions to emulate a GPU (tests/emulated_cuda.py) without making torch
+itself believe in one."""
+
+from __future__ import annotations
+
+import torch
+
+
+def available() -> bool:
+    return torch.cuda.is_available()
+
+
+def capability() -> tuple[int, int] | None:
+    """Compute capability of GPU 0, or None without a GPU."""
+    return tuple(torch.cuda.get_device_capability(0)) if available() else None
+
+
+def identity() -> dict:
+    """Name and compute capability of GPU 0, or {} without a GPU."""
+    if not available():
+        return {}
+    major, minor = capability()
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+def memory_bytes() -> int | None:
+    """Total memory of GPU 0, or None without a GPU."""
+    return torch.cuda.mem_get_info(0)[1] if available() else None
+
+
+def peak_allocated_bytes() -> int | None:
+    """torch's peak allocation on GPU 0 so far, or None without a GPU."""
+    return torch.cuda.max_memory_allocated() if available() else None
