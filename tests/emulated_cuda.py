@@ -258,6 +258,9 @@ class EmulatedGPU:
             view.copy_(poison_like(view))
             with self._lock:
                 self.allocations.append((view.data_ptr(), view.data_ptr() + nbytes, raw))
+                key = raw.untyped_storage().data_ptr()  # the host allocator may reuse a freed tensor's address:
+                self.writes.pop(key, None)  # new memory has no history
+                self.reads.pop(key, None)
             return view.as_subclass(DeviceTensor)
 
     def owns(self, ptr: int, nbytes: int = 1) -> bool:

@@ -50,6 +50,7 @@ class _Pending:
     future: Future
     rows: int
     submitted: float = field(default_factory=time.perf_counter)
+    inputs_ready: object = None  # GPU: a CUDA event after the submitter's work on its inputs (on its stream)
 
 
 @dataclass
@@ -58,6 +59,13 @@ class StepBatchResult:
     queue_s: float  # submitted -> first step
     compute_s: float  # first step -> last step (shared with the requests it ran beside)
     mean_rows: float  # mean rows of the block calls it took part in
+    ready: object = None  # GPU: a CUDA event on the engines' stream after the request's last step
+
+    def wait_ready(self) -> None:
+        """Order the caller's current CUDA stream after the request's last step (no host sync; nothing to do on
+        a CPU). The batcher's own ordering covers callers on the default stream only."""
+        if self.ready is not None:
+            self.ready.wait()
 
 
 class StepBatcher:
@@ -86,12 +94,16 @@ class StepBatcher:
         if rows > self.rows_max:
             future.set_exception(ValueError(f"{rows} rows exceed the batcher's {self.rows_max}; split the request."))
             return future
+        inputs_ready = None
+        if self._stream is not None:  # the submitter's work on its inputs is queued on its current stream
+            inputs_ready = torch.cuda.Event()
+            inputs_ready.record()
         with self._wake:
             if self._closed:
                 raise RuntimeError("the step batcher is closed.")
             self._waiting.append(_Pending(dict(cond=cond, noise=noise, steps=steps, cache=cache,
                                                guidance_scale=guidance_scale, negative_cond=negative_cond),
-                                          future, rows))
+                                          future, rows, inputs_ready=inputs_ready))
             self._wake.notify()
         return future
 
@@ -161,6 +173,8 @@ class StepBatcher:
 
     def _start(self, pending: _Pending) -> _Active | None:
         k = pending.kwargs
+        if pending.inputs_ready is not None:
+            pending.inputs_ready.wait()  # the engines' stream (current here) after the submitter's stream
         try:
             run = Trajectory(self.model, k["cond"], k["noise"], num_steps=k["steps"],
                              guidance_scale=k["guidance_scale"], negative_cond=k["negative_cond"],
@@ -224,8 +238,12 @@ class _Active:
         done = time.perf_counter()
         result = self.run.result()
         keep(result.latents)
+        ready = None
+        if self.pending.inputs_ready is not None:  # on a GPU: the current stream is the engines'
+            ready = torch.cuda.Event()
+            ready.record()
         return StepBatchResult(result, queue_s=self.started - self.pending.submitted, compute_s=done - self.started,
-                               mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen)))
+                               mean_rows=sum(self.rows_seen) / max(1, len(self.rows_seen)), ready=ready)
 
 
 def _settle(future: Future, result=None, exception: BaseException | None = None) -> None:

@@ -130,6 +130,7 @@ class Generator:
         """A finished StepBatchResult -> the image and statistics (batch: mean requests per block call it shared)."""
         from ..runtime.images import require_finite
 
+        r.wait_ready()  # this thread's stream after the request's last step (a GPU; nothing on a CPU)
         require_finite(r.result.latents)  # a non-finite generation is an error, never an image
         image, media_type = self.encode_images(r.result.latents)[0]
         return GenerateResult(image, r.result.full_steps, r.result.predicted_steps, r.compute_s,
