@@ -178,7 +178,7 @@ def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -
     trt = types.ModuleType("tensorrt")  # a module with a spec, as importlib's finders expect of sys.modules entries
     trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     trt.__version__, trt.device, trt.gpu, trt.deserialized, trt.built = version, device, gpu, [], []
-    trt.launch_seconds = 0.0
+    trt.launch_seconds, trt.plan_launches = 0.0, 0
     for name in ("float32", "float16", "bfloat16", "int64", "int32", "int8", "bool", "uint8", "fp8"):
         setattr(trt, name, name)
     trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
@@ -426,6 +426,7 @@ def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -
                     views[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
             gpu.launch(stream, inputs, [views[n] for n in outputs], run, trt.launch_seconds, what="a TensorRT launch")
+            trt.plan_launches += 1
 
     class Runtime:
         def __init__(self, logger):

@@ -84,13 +84,14 @@ def host_syncs(run, cache, device) -> int | None:
         torch.cuda.set_sync_debug_mode(previous)
 
 
-def _time_caches(run, caches, steps: int, repeats: int, device, progress, label: str) -> list[dict]:
+def _time_caches(run, caches, steps: int, repeats: int, model, progress, label: str) -> list[dict]:
     """For each cache: a warm-up, one run with synchronised per-step times, ``repeats`` timed runs.
-    ``run(cache, on_step)`` samples once and returns the SampleResult."""
+    ``run(cache, on_step)`` samples once and returns the SampleResult; the clock is read after ``model``'s
+    device has finished (Model.synchronize: the engines' stream for engine folders)."""
     progress(f"{label}: warm-up and {repeats} timed rounds over {', '.join(caches)}")
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    device = torch.device(model.device)
     results, timings = round_robin({cache: (lambda cache=cache: run(cache, None)) for cache in caches}, repeats,
-                                   synchronize=sync)  # the warm-up round compiles, too
+                                   synchronize=model.synchronize)  # the warm-up round compiles, too
     rows = []
     for cache in caches:
         per_step = {True: [], False: []}
@@ -124,7 +125,7 @@ def run_gpu_bench(config: str = "flux-dev", resolution: int = 1024, steps: int =
         model, note = prepare_mode(base, mode)
         run = lambda cache, on_step, model=model: sample(model, cond, noise, num_steps=steps,
                                                          policy=make_policy(cache), on_step=on_step)
-        runs += [{**row, "note": note} for row in _time_caches(run, caches, steps, repeats, device, progress, mode)]
+        runs += [{**row, "note": note} for row in _time_caches(run, caches, steps, repeats, model, progress, mode)]
         del model, run  # frees a mode's converted or compiled copy before the next
     reference = runs[0]["latents"]
     for r in runs:
@@ -151,7 +152,7 @@ def _time_engines(folder, caches, steps: int, repeats: int, progress) -> list[di
     noise = initial_noise(model, geometry.shape, [0])
     run = lambda cache, on_step: runtime.generate(cond, noise, cache=cache, steps=steps, on_step=on_step)
     m = runtime.manifest
-    rows = _time_caches(run, caches, steps, repeats, model.device, progress, f"engines {m.backend} {m.precision}")
+    rows = _time_caches(run, caches, steps, repeats, model, progress, f"engines {m.backend} {m.precision}")
     note = f"{folder}: {m.model['name']}, latents {s['height']}x{s['width']}"
     for row in rows:
         del row["latents"]  # other weights than the rows above: no quality figure against them

@@ -31,6 +31,7 @@ class Backend:
     name: str  # "torch" or "onnxruntime"
     precision: str
     run: Callable[..., SampleResult]  # (cond, noise, cache_spec, steps, guidance_scale) -> SampleResult
+    synchronize: Callable[[], None] = lambda: None  # the host waits for its device's queued work
 
 
 def torch_backend(model) -> Backend:
@@ -41,12 +42,12 @@ def torch_backend(model) -> Backend:
         policy = make_policy(spec, calibrated=model.calibrated)  # the model's calibrated schedules, as engines have
         return sample(model, cond, noise, num_steps=steps, guidance_scale=guidance, policy=policy)
 
-    return Backend("torch", "fp32", run)
+    return Backend("torch", "fp32", run, model.synchronize)
 
 
 def engine_backend(runtime, precision: str) -> Backend:
     return Backend("onnxruntime", precision, lambda cond, noise, spec, steps, guidance: runtime.generate(
-        cond, noise, cache=spec, steps=steps, guidance_scale=guidance))
+        cond, noise, cache=spec, steps=steps, guidance_scale=guidance), runtime.synchronize)
 
 
 def label(backend: str, precision: str, cache: str) -> str:
@@ -73,6 +74,8 @@ def measure(backends: list[Backend], caches: tuple[str, ...], cond, noise, steps
     for name, run in (peers or {}).items():
         key = label(PEER_BACKEND, "fp32", name)
         cells[key], runs[key] = (PEER_BACKEND, "fp32", name), run
+    if synchronize is None:  # every backend's device (eager torch and engines may sit on different streams)
+        synchronize = lambda: [b.synchronize() for b in backends]
     results, timings = round_robin(runs, repeats, tick, synchronize)
     reference = label(backends[0].name, backends[0].precision, "none")
     reference_latents = results[reference].latents

@@ -71,6 +71,10 @@ class Model:
         self.family.dtype = next(transformer.parameters()).dtype
         return self
 
+    def synchronize(self) -> None:
+        """The host waits until the device has run this model's queued work (before reading a clock)."""
+        self.parts.synchronize()
+
     def geometry_for(self, batch: int):
         """The latent geometry of ``batch`` samples at the model's own size (the demo model, engine folders)."""
         if self.latent_size is None:

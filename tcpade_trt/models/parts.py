@@ -74,6 +74,13 @@ class Parts(ABC):
     def modulated_input(self, step: Tensors) -> torch.Tensor:
         """The first block's modulated input (TeaCache's change signal), [B, tokens, hidden]."""
 
+    def synchronize(self) -> None:
+        """Block the host until the device has run the work queued for these parts (CUDA runs asynchronously;
+        nothing to wait for on a CPU). For timings: a generation itself never waits."""
+        device = torch.device(self.family.device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     def forward_split(self, latents: torch.Tensor, timestep: torch.Tensor, cond: Tensors) -> torch.Tensor:
         """tail(blocks(head(...))) in one call: the uncached split forward."""
         step = self.head(latents, timestep, self.prepare(latents, cond))

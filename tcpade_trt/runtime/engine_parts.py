@@ -114,6 +114,12 @@ class EngineParts(Parts):
             raise EngineError(f"{self.folder} has no 'modulated' engine, which teacache needs; rebuild the folder.")
         return self.engines["modulated"](step)["modulated"]
 
+    def synchronize(self) -> None:
+        """The host waits for the engines' CUDA stream, where every engine call and torch op of a generation
+        runs (nothing to wait for on a CPU)."""
+        if self.stream is not None:
+            self.stream.synchronize()
+
     def engine_seconds(self) -> float:
         """Total time spent inside engines since they were opened (onnxruntime; TensorRT launches are
         asynchronous, so its parts report none)."""

@@ -41,6 +41,11 @@ class Runtime:
     def manifest(self):
         return self.model.parts.manifest
 
+    def synchronize(self) -> None:
+        """The host waits until the engines have finished the work queued so far (a GPU runs asynchronously:
+        read a clock after this, not after ``generate`` returns). Nothing to wait for on a CPU."""
+        self.model.synchronize()
+
     def make_policy(self, cache: str | CacheConfig):
         """A fresh policy whose Padé math runs in this folder's Padé engines, on the folder's calibrated
         schedules when it has them (`tcpade-trt calibrate`)."""

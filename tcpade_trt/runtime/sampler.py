@@ -68,7 +68,7 @@ def sample(
     """
     run = Trajectory(model, cond, latents, num_steps=num_steps, guidance_scale=guidance_scale,
                      negative_cond=negative_cond, policy=policy, unsplit=unsplit)
-    clock = step_clock(latents.device) if on_step else None
+    clock = step_clock(model) if on_step else None
     for step in tqdm(range(run.total), desc="sampling", disable=not progress, leave=False):
         if on_step:
             started = clock()
@@ -166,17 +166,15 @@ class Trajectory:
         return SampleResult(self.latents, stats["full"], stats["predicted"], stats["decisions"])
 
 
-def step_clock(device: torch.device):
-    """time.perf_counter, read after the device has finished its queued work (CUDA runs asynchronously:
-    without the sync a step's time would be the time to queue it). Only for per-step reports, which
-    pay a sync per step that the runtime otherwise avoids."""
-    if torch.device(device).type == "cuda":
-        def clock() -> float:
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
+def step_clock(model: Model):
+    """time.perf_counter, read after the device has finished the model's queued work (CUDA runs
+    asynchronously: without the wait a step's time would be the time to queue it). Only for per-step
+    reports, which pay a host sync per step that the runtime otherwise avoids."""
+    def clock() -> float:
+        model.synchronize()
+        return time.perf_counter()
 
-        return clock
-    return time.perf_counter
+    return clock
 
 
 def check_inputs_finite(latents: torch.Tensor, cond: Tensors, negative_cond: Tensors | None = None) -> None:

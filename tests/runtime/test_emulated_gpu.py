@@ -94,3 +94,84 @@ def test_step_batching_orders_callers_on_their_own_streams(trt, trt_folders):
     finally:
         batcher.close()
     assert rel(latents, expected.latents.cpu()) <= 1e-4
+
+
+class TritonStub:
+    """The part of Triton's ``triton_python_backend_utils`` the model uses, in this process."""
+
+    class TritonError(Exception):
+        INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+        def __init__(self, message, code=None):
+            super().__init__(message)
+            self.code = code
+
+    class Tensor:
+        def __init__(self, name, tensor):
+            self.name, self.tensor = name, tensor
+
+        def to_dlpack(self):
+            return torch.utils.dlpack.to_dlpack(self.tensor)
+
+        @classmethod
+        def from_dlpack(cls, name, capsule):
+            return cls(name, torch.from_dlpack(capsule))
+
+    class InferenceResponse:
+        def __init__(self, output_tensors, error=None):
+            self.outputs = {t.name: t.tensor for t in output_tensors}
+            self.error = error
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.get(name)
+
+
+def test_the_triton_model_serves_plans(trt, trt_folders, fp32_folders, monkeypatch):
+    """TritonPythonModel over a TensorRT folder: a batch of requests, each answered with the image its request
+    gets from the onnxruntime folder of the same weights (within one level of 255)."""
+    import io
+    import json
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from tcpade_trt.serve.request import GenerateRequest
+    from tcpade_trt.serve.triton_model import TritonPythonModel
+    from tcpade_trt.serve.worker import Generator
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", TritonStub)
+    model = TritonPythonModel()
+    model.initialize({"model_config": json.dumps({"parameters": {
+        "engines": {"string_value": str(trt_folders["tiny-dit"])}, "max_steps": {"string_value": "12"}}})})
+    send = lambda name, value, dtype: TritonStub.Tensor(name, torch.tensor([[value]], dtype=dtype))
+    requests = [{"class": send("class", label, torch.int64), "seed": send("seed", 40 + label, torch.int64),
+                 "steps": send("steps", 6, torch.int32), "guidance_scale": send("guidance_scale", 4.0, torch.float32)}
+                for label in (1, 2, 3)]
+    answers = model.execute(requests)
+    alone = Generator(fp32_folders["tiny-dit"], device="cpu").generate(
+        [GenerateRequest(label, 40 + label, 6, "tcpade-fast", 4.0, "png") for label in (1, 2, 3)])
+    for answer, own in zip(answers, alone):
+        assert answer.error is None
+        got = np.asarray(Image.open(io.BytesIO(bytes(answer.outputs["image"][0].tolist()))), dtype=np.int16)
+        want = np.asarray(Image.open(io.BytesIO(own.image)), dtype=np.int16)
+        assert np.abs(got - want).max() <= 1
+
+
+def test_timings_wait_for_the_plans(trt, trt_folders, monkeypatch):
+    """TensorRT launches return at once; a clock read before the device is done times the queueing. Each plan
+    launch takes 20 ms of the emulated GPU's time (its clock stands in for time.perf_counter): gpu-bench's
+    latencies and the sampler's per-step times must include them."""
+    import time
+
+    from tcpade_trt.bench.gpu_bench import _time_engines
+
+    trt.launch_seconds = 0.02
+    monkeypatch.setattr(time, "perf_counter", trt.gpu.clock)
+    before = trt.plan_launches
+    rows = _time_engines(trt_folders["tiny-flux"], ("none",), steps=4, repeats=1, progress=lambda _: None)
+    per_generation = (trt.plan_launches - before) / 3  # a warm-up, the timed round, the run with per-step times
+    assert rows[0]["latency_s"] >= 0.9 * per_generation * trt.launch_seconds
+    # a full step launches head, blocks and tail: at least 3 launches' time each
+    assert rows[0]["full_step_ms"] >= 0.9 * 3 * 1000 * trt.launch_seconds
