@@ -143,7 +143,7 @@ class TrtPart:
             if not context.set_input_shape(n, tuple(inputs[n].shape)):
                 raise TensorRTError(f"the {self.name} plan refuses input {n} of shape {list(inputs[n].shape)}: it is "
                                     "outside the built profile; rebuild with a matching --batch-max / resolution.")
-            context.set_tensor_address(n, inputs[n].data_ptr())
+            self._address(context, n, inputs[n])
         if outputs is None:
             outputs = {}
             for n in self.output_names:
@@ -154,8 +154,14 @@ class TrtPart:
                                         "these inputs (data-dependent shapes are not supported).")
                 outputs[n] = self.device.empty(shape, self.dtypes[n])
         for n, t in outputs.items():
-            context.set_tensor_address(n, t.data_ptr())
+            self._address(context, n, t)
         return outputs
+
+    def _address(self, context: tensorrt.IExecutionContext, name: str, tensor: torch.Tensor) -> None:
+        if not context.set_tensor_address(name, tensor.data_ptr()):  # False: the plan has no such tensor
+            raise TensorRTError(f"the {self.name} plan has no input or output named {name!r} (it has "
+                                f"{', '.join(self.input_names + self.output_names)}): the plan does not match its "
+                                "manifest; rebuild the engine folder.")
 
     def _launch(self, context: tensorrt.IExecutionContext) -> None:
         if not context.execute_async_v3(self.stream.cuda_stream):

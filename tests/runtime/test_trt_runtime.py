@@ -156,6 +156,7 @@ def test_the_stand_in_refuses_a_capture_before_a_first_launch_and_a_second_graph
     inputs = {"x": trt.device.put(torch.randn(1, 4, 8), torch.float32), "t": trt.device.put(torch.zeros(1),
                                                                                               torch.float32)}
     part._bind(context, inputs, None)
+    part.stream.wait_stream(torch.cuda.current_stream())  # the inputs were copied on the default stream
     with trt.device.capture(trt.device.graph(), None):
         assert not context.execute_async_v3(part.stream.cuda_stream)  # TensorRT initialises lazily on the first launch
     assert context.execute_async_v3(part.stream.cuda_stream)
@@ -211,3 +212,15 @@ def test_plans_built_by_another_tensorrt_release_are_refused(trt):
     manifest = types.SimpleNamespace(versions={"tensorrt": "10.13.0.36"})  # a patch release apart is enough
     with pytest.raises(TensorRTError, match="built with TensorRT 10.13.0.36, this machine has 10.13.0.35"):
         trt_plans.require_tensorrt_runtime(manifest)
+
+
+def test_an_address_the_plan_refuses_is_one_sentence(trt, tmp_path):
+    """set_tensor_address returns False for a name the plan does not have (a plan that does not match its
+    manifest); the runtime used to launch anyway, with that output unbound, and hand out stale data."""
+    parts, _ = load(trt, tmp_path)
+    part = parts["blocks"]
+    named = {"x": torch.randn(1, 4, 8), "t": torch.zeros(1)}
+    run(part, named)  # binds and keeps the output buffer for this shape
+    del part.engine.tensors["y"]  # as if the plan had no output y
+    with pytest.raises(TensorRTError, match="the blocks plan has no input or output named 'y'.*rebuild"):
+        run(part, named)
