@@ -4,6 +4,9 @@
     onnxruntime >= 1.21     OrtValue DLPack in the regular (non-training) wheels (I/O binding on a GPU)
     TensorRT >= 10.1        set_device_memory, device_memory_size_v2, weight_streaming_budget_v2
                             (checked in engines/trt_backend.import_tensorrt)
+    nvidia-modelopt >= 0.44 the list form of ``quant_cfg`` (entries with quantizer_name / parent_class / cfg)
+                            that the INT8 / FP8 recipes use; 0.43 and older refuse it in a pydantic error
+                            (ModelOpt's CHANGELOG, 0.44, "quant_cfg ... is now an ordered list")
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from .errors import TcpadeError
 
 TORCH_FOR_EXPORT = (2, 5)
 ONNXRUNTIME_FOR_DLPACK = (1, 21)
+MODELOPT_FOR_LIST_CONFIG = (0, 44)
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -42,6 +46,11 @@ def require_torch_for_export() -> None:
     import torch
 
     require("torch", torch.__version__, TORCH_FOR_EXPORT, "the ONNX export (dynamo exporter with dynamic shapes)")
+
+
+def require_modelopt_for_recipes(installed: str) -> None:
+    require("nvidia-modelopt", installed, MODELOPT_FOR_LIST_CONFIG,
+            "the INT8 / FP8 recipes (their quant_cfg is in the list form ModelOpt reads from 0.44 on)")
 
 
 def require_onnxruntime_for_gpu() -> None:

@@ -56,10 +56,16 @@ def modelopt_available() -> bool:
 
 
 def require_modelopt(precision: str) -> None:
-    """One sentence when ModelOpt is missing (and its import warning silenced once)."""
+    """One sentence when ModelOpt is missing or older than the recipes need (and its import warning silenced
+    once)."""
     if not modelopt_available():
         raise TcpadeError(f"{precision} quantization uses NVIDIA's ModelOpt recipe: pip install 'tcpade-trt[gpu]' "
                           "(or nvidia-modelopt alone).")
+    import modelopt
+
+    from ..versions import require_modelopt_for_recipes
+
+    require_modelopt_for_recipes(getattr(modelopt, "__version__", "0"))
 
 
 def recipe_config(precision: str) -> dict:

@@ -90,3 +90,16 @@ def test_smoothquant_runs_with_alpha_0_8_not_modelopts_default():
         return layer[0].input_quantizer.pre_quant_scale.clone()
 
     assert not torch.allclose(smoothing(0.8), smoothing(1.0))
+
+
+def test_a_modelopt_without_the_list_form_config_is_refused_before_the_build(tmp_path, monkeypatch):
+    """ModelOpt reads the recipes' list-form quant_cfg from 0.44 on; 0.43 and older fail inside mtq.quantize
+    with a pydantic error after the export ("Input should be a valid dictionary")."""
+    modelopt = pytest.importorskip("modelopt", reason="nvidia-modelopt is not installed")
+    from tcpade_trt.errors import TcpadeError
+
+    monkeypatch.setattr(modelopt, "__version__", "0.40.0")
+    with pytest.raises(TcpadeError, match=r"nvidia-modelopt 0.40.0 is too old .*>= 0.44.*pip install -U"):
+        build_engines("tiny-dit", tmp_path / "fp8", BuildOptions(precision="fp8", shape=SHAPES["tiny-dit"]),
+                      progress=False)
+    assert list(tmp_path.iterdir()) == []
