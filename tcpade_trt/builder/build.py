@@ -142,8 +142,11 @@ def model_identity(model: Model) -> dict:
         state.update({f"conditioner.{k}": v for k, v in model.conditioner.state_dict().items()})
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(model.family.config).items()
               if not k.startswith("_") or k == "_class_name"}
-    return {"name": model.name, "family": model.family.name, "class": model.family.diffusers_class,
-            "config": config, "weights_sha256": sha256_state_dict(state)}
+    identity = {"name": model.name, "family": model.family.name, "class": model.family.diffusers_class,
+                "config": config, "weights_sha256": sha256_state_dict(state)}
+    if model.family.scheduler_config:  # the pipeline's own scheduler: generations on the engines sample with it
+        identity["scheduler"] = model.family.scheduler_config
+    return identity
 
 
 def build_engines(model: str | Model, out: str | Path, options: BuildOptions | None = None,

@@ -28,7 +28,9 @@ def add_arguments(p) -> None:
     p.add_argument("--height", type=positive_int, help="latent height (default: per model)")
     p.add_argument("--width", type=positive_int, help="latent width (default: per model)")
     p.add_argument("--frames", type=positive_int, help="latent frames (Wan)")
-    p.add_argument("--text-tokens", type=positive_int, default=None, help="text sequence length (default: 8; demo: 4)")
+    p.add_argument("--text-tokens", type=positive_int, default=None,
+                   help="text tokens the engines take (default: what the model's pipeline feeds its transformer: "
+                        "FLUX.1-dev 512, schnell 256, Wan2.1 512, SD3 77+256; demo 4, tiny models 8)")
     p.add_argument("--batch-min", type=positive_int, default=1)
     p.add_argument("--batch-opt", type=positive_int, default=1)
     p.add_argument("--batch-max", type=positive_int, default=4, help="largest batch (CFG counts cond + uncond rows)")
@@ -49,10 +51,10 @@ def add_arguments(p) -> None:
 def build_options(args, family: str):
     from ..builder import BuildOptions, TensorRTOptions
     from ..export.parts import BuildShape
-    from ..models.registry import default_build_shape
+    from ..models.registry import default_build_shape, default_text_tokens
 
     h, w, f = default_build_shape(args.model, family)
-    text = args.text_tokens if args.text_tokens is not None else (4 if args.model == "demo" else 8)
+    text = args.text_tokens if args.text_tokens is not None else default_text_tokens(args.model)
     shape = BuildShape(height=_given(args.height, h), width=_given(args.width, w), frames=_given(args.frames, f),
                        text_tokens=text, batch_min=args.batch_min, batch_opt=args.batch_opt,
                        batch_max=args.batch_max)
@@ -85,7 +87,9 @@ def run(args) -> int:
         check_build_machine(options.precision)
     model = load_model(args.model)
     options.validate_for(model)
-    print(f"building {args.backend} {args.precision} engines for {model.name} ({model.family.title}) -> {args.out}")
+    text = f", {options.shape.text_tokens} text tokens" if model.family.pipeline_class else ""
+    print(f"building {args.backend} {args.precision} engines for {model.name} ({model.family.title}{text}) -> "
+          f"{args.out}")
     manifest = build_engines(model, args.out, options, force=args.force)
     check = manifest.parts["blocks"].check_error
     checked = ("not checked here (checked when TensorRT builds the plan)" if check is None

@@ -12,6 +12,7 @@ from the same module the eager policies run.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -49,20 +50,35 @@ def pade_module(graph: str, variant: str = "rational") -> nn.Module:
     return PadeEval() if graph == "pade-eval" else TrajectoryStability()
 
 
+# graphs exported in this process, by (graph, variant, hidden, opset): a Padé graph holds no weights and depends on
+# nothing else, so the folders of one process (the demo's fp32 and int8, a bench's precisions) share one export
+_EXPORTED: dict[tuple, bytes] = {}
+
+
 def export_pade(path: str | Path, graph: str, variant: str = "rational", hidden: int = 32, opset: int = 18) -> Path:
     """Write one Padé graph (``graph`` a key of GRAPHS) to ``path`` atomically; returns the path."""
     path = Path(path)
+    key = (graph, variant, hidden, opset)
+    if key not in _EXPORTED:
+        with tempfile.TemporaryDirectory(prefix="tcpade-pade-") as scratch:
+            _export(Path(scratch) / "graph.onnx", graph, variant, hidden, opset)
+            _EXPORTED[key] = (Path(scratch) / "graph.onnx").read_bytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(_EXPORTED[key])
+    return path
+
+
+def _export(path: Path, graph: str, variant: str, hidden: int, opset: int) -> None:
     module = pade_module(graph, variant).eval()
     input_names, output_names = GRAPHS[graph]
     args = example_pade_inputs(graph, hidden=hidden)
     # keyed by forward()'s argument names, which the modules keep equal to the graph's input names
     batch, tokens = torch.export.Dim("batch", min=1, max=4096), torch.export.Dim("tokens", min=2, max=1 << 20)
     dynamic_shapes = {n: ({0: batch, 1: tokens} if a.dim() == 3 else None) for n, a in zip(input_names, args)}
-    with _quiet(), atomic_path(path) as tmp:
+    with _quiet():
         program = torch.onnx.export(module, args, input_names=list(input_names), output_names=list(output_names),
                                     dynamic_shapes=dynamic_shapes, opset_version=opset, dynamo=True, verbose=False)
-        program.save(str(tmp))  # no weights: nothing goes to external data
-    return path
+        program.save(str(path))  # no weights: nothing goes to external data
 
 
 def pade_io(graph: str, tokens: int, hidden: int) -> dict:

@@ -21,7 +21,9 @@ models/families/ holding a Family and a Parts subclass.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -37,6 +39,17 @@ class LatentGeometry:
 
     shape: tuple[int, ...]  # latents as the sampler holds them, batch first
     tokens: int  # image tokens the block stack sees per sample
+
+
+def tokenizer_max_length(pipeline: Path | None, tokenizer: str) -> int | None:
+    """``model_max_length`` of a pipeline folder's tokenizer (``tokenizer``, ``tokenizer_2``, ...), if it says."""
+    if pipeline is None:
+        return None
+    try:
+        value = json.loads((Path(pipeline) / tokenizer / "tokenizer_config.json").read_text()).get("model_max_length")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and 0 < value < 1e6 else None  # 1e30: "unlimited"
 
 
 def per_row(t: torch.Tensor, batch: int) -> torch.Tensor:
@@ -63,9 +76,13 @@ class Family:
     MODULATED_INPUTS: ClassVar[tuple[str, ...]] = ()  # what modulated_input() reads (TeaCache's signal)
     SHARED_COND_INPUTS: ClassVar[tuple[str, ...]] = ()  # conditioning without a batch axis (FLUX's position ids)
 
-    def __init__(self, config, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(self, config, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 scheduler_config: dict | None = None):
         self.config = config
         self.device, self.dtype = torch.device(device), dtype
+        # the pipeline's own scheduler (scheduler/scheduler_config.json of the folder the model came from, kept in
+        # the engine manifest); None: the family's reference scheduler (make_scheduler)
+        self.scheduler_config = dict(scheduler_config) if scheduler_config else None
 
     # ---- the split's names ---------------------------------------------------------------------
     @property
@@ -122,6 +139,17 @@ class Family:
 
     pipeline_class: ClassVar[str | None] = None  # the diffusers pipeline whose text encoders and VAE it uses
 
+    def pipeline_text_tokens(self, pipeline: Path | None) -> int | None:
+        """Text tokens the family's pipeline feeds the transformer (its default ``max_sequence_length``, within
+        its tokenizer's ``model_max_length``), read from a pipeline folder, or the released pipeline's when
+        there is none; None for families without text."""
+        return None
+
+    def prompt_tokens(self, pipe, prompt: str) -> tuple[int, int]:
+        """(tokens of ``prompt`` in the tokenizer whose length ``text_tokens`` sets, tokens of the text input
+        that are not that tokenizer's): how much of a prompt a folder of ``text_tokens`` keeps."""
+        raise ConfigError(f"{self.title} is not conditioned by text.")
+
     def encode_prompt(self, pipe, prompt: str, batch: int, *, height: int, width: int, text_tokens: int,
                       negative_prompt: str = "", guidance_scale: float | None = None):
         """(cond, negative_cond or None, guidance scale or None) for ``prompt``, with the text encoders of
@@ -157,8 +185,28 @@ class Family:
 
     # ---- sampling ------------------------------------------------------------------------------
     def make_scheduler(self, num_steps: int, geometry: LatentGeometry):
-        """A diffusers scheduler with its timesteps set for ``num_steps`` steps, on this family's device."""
+        """A diffusers scheduler with its timesteps set for ``num_steps`` steps, on this family's device: the
+        pipeline's (``scheduler_config``) when the model came with one, else the family's reference."""
+        scheduler = self.configured_scheduler() or self.reference_scheduler()
+        scheduler.set_timesteps(num_steps, device=self.device)
+        return scheduler
+
+    def reference_scheduler(self):
+        """The scheduler of the family's reference checkpoint, for models that come without a pipeline."""
         raise NotImplementedError
+
+    def configured_scheduler(self):
+        """The scheduler ``scheduler_config`` names (its diffusers class, from_config), or None."""
+        if not self.scheduler_config:
+            return None
+        import diffusers
+
+        name = self.scheduler_config.get("_class_name", "")
+        cls = getattr(diffusers, name, None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise ConfigError(f"the pipeline's scheduler {name!r} is not one this diffusers ({diffusers.__version__}) "
+                              "has; upgrade diffusers, or rebuild from a folder with another scheduler.")
+        return cls.from_config(self.scheduler_config)
 
     def model_timestep(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """Scheduler timestep(s) -> the ``timestep`` argument of the model's forward: [batch] for one

@@ -56,11 +56,11 @@ def is_text_conditioned(class_name: str, model_name: str) -> bool:
 
 
 def family_for(class_name: str, config, device: str | torch.device = "cpu",
-               dtype: torch.dtype = torch.float32) -> Family:
+               dtype: torch.dtype = torch.float32, scheduler_config: dict | None = None) -> Family:
     """The weightless family of a diffusers class name and its config (e.g. from an engine manifest)."""
     if class_name not in family_classes():
         raise UnsupportedModelError(f"{class_name} is not supported; supported families are {supported()}.")
-    return family_classes()[class_name][0](config, device=device, dtype=dtype)
+    return family_classes()[class_name][0](config, device=device, dtype=dtype, scheduler_config=scheduler_config)
 
 
 def split_model(transformer: nn.Module, name: str = "") -> Model:
@@ -131,12 +131,29 @@ def _folder_class(name: str) -> tuple[Path, str]:
                                  "model name.")
     folder = _transformer_folder(path)
     try:
-        cls_name = json.loads((folder / "config.json").read_text()).get("_class_name", "?")
+        cls_name = current_class_name(json.loads((folder / "config.json").read_text()))
     except (OSError, ValueError, AttributeError):
         raise ModelNotFoundError(f"{folder / 'config.json'} is not a readable diffusers config.") from None
     if cls_name not in family_classes():
         raise UnsupportedModelError(f"{folder} holds a {cls_name}; supported families are {supported()}.")
     return folder, cls_name
+
+
+# what diffusers loads a legacy class name as, by the config's norm_type (its _CLASS_REMAPPING_DICT, used when
+# diffusers' private copy cannot be imported): the released DiT-XL/2 and PixArt checkpoints say Transformer2DModel
+LEGACY_CLASSES = {"Transformer2DModel": {"ada_norm_zero": "DiTTransformer2DModel",
+                                         "ada_norm_single": "PixArtTransformer2DModel"}}
+
+
+def current_class_name(config: dict) -> str:
+    """The diffusers class a saved transformer config loads as: its ``_class_name``, or the class diffusers maps
+    a legacy name to (models/model_loading_utils._fetch_remapped_cls_from_config)."""
+    name = config.get("_class_name", "?")
+    try:
+        from diffusers.models.model_loading_utils import _CLASS_REMAPPING_DICT as remapping
+    except ImportError:
+        remapping = LEGACY_CLASSES
+    return remapping.get(name, {}).get(config.get("norm_type"), name)
 
 
 def default_build_shape(name: str, family: type[Family]) -> tuple[int, int, int]:
@@ -170,4 +187,41 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
     except (OSError, ValueError, RuntimeError) as exc:  # missing or truncated weights, a config that does not fit
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelNotFoundError(f"diffusers could not load the {cls_name} in {folder} ({reason[:200]}).") from None
-    return split_model(transformer.eval(), name=str(Path(name).expanduser())).to(device, dtype)
+    model = split_model(transformer.eval(), name=str(Path(name).expanduser()))
+    model.family.scheduler_config = pipeline_scheduler_config(pipeline_root(name))
+    return model.to(device, dtype)
+
+
+def pipeline_root(name: str | Path) -> Path | None:
+    """The diffusers pipeline folder a model name points at (model_index.json beside transformer/), or None."""
+    path = Path(str(name)).expanduser()
+    return path if (path / "model_index.json").is_file() and (path / "transformer").is_dir() else None
+
+
+def pipeline_scheduler_config(pipeline: Path | None) -> dict | None:
+    """A pipeline folder's scheduler/scheduler_config.json, the scheduler its pipeline samples with, or None."""
+    if pipeline is None:
+        return None
+    path = pipeline / "scheduler" / "scheduler_config.json"
+    try:
+        config = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        raise ModelNotFoundError(f"{path} is not a readable diffusers scheduler config.") from None
+    return config if isinstance(config, dict) and config.get("_class_name") else None
+
+
+def default_text_tokens(name: str | Path) -> int:
+    """The text tokens a build targets when none is given: what the model's pipeline feeds its transformer (from
+    the folder's tokenizers, or the family's released pipeline for a bare transformer folder); 4 for the demo
+    and 8 for the tiny models. Reads configs only."""
+    name = str(name)
+    if name in DEMO_MODELS:
+        return 4
+    if name.startswith(TINY_PREFIX) and not Path(name).exists():
+        return 8
+    from diffusers.configuration_utils import FrozenDict
+
+    folder, cls_name = _folder_class(name)
+    config = FrozenDict(json.loads((folder / "config.json").read_text()))
+    family = family_classes()[cls_name][0](config)
+    return family.pipeline_text_tokens(pipeline_root(name)) or 8

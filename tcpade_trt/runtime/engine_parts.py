@@ -164,7 +164,8 @@ def open_engines(folder: str | Path, device: str = "auto", verify: bool = True, 
             raise TcpadeError(f"{folder} is an onnxruntime folder; a weight-streaming budget is for TensorRT "
                               "plans built with --weight-streaming.")
         engines, engine_device, stream = _open_ort_engines(folder, manifest, device, io_binding)
-    family = family_for(manifest.model["class"], config, device=engine_device)
+    family = family_for(manifest.model["class"], config, device=engine_device,
+                        scheduler_config=manifest.model.get("scheduler"))
     s = manifest.shape
     return Model(manifest.model["name"], family, EngineParts(folder, manifest, family, engines, stream),
                  conditioner=_load_conditioner(folder, manifest), latent_size=(s["height"], s["width"], s["frames"]),

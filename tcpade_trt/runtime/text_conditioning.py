@@ -10,6 +10,7 @@ how a prompt becomes the conditioning, how latents become pixels) is the family'
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class PromptEncoder:
         self.pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder, transformer=None)
         self.height, self.width, _ = model.latent_size
         self.text_tokens = model.parts.manifest.shape["text_tokens"]
+        self.folder_name = str(getattr(model.parts, "folder", "the engine folder"))
         self._lock = threading.Lock()
         self._kept: OrderedDict[tuple, tuple] = OrderedDict()
         self.cache_size = cache_size
@@ -62,6 +64,8 @@ class PromptEncoder:
             if key in self._kept:
                 self._kept.move_to_end(key)
                 return self._kept[key]
+            for text in (prompt, negative_prompt):
+                self.warn_if_cut(text)
             encoded = self.family.encode_prompt(self.pipe, prompt, batch, height=self.height, width=self.width,
                                                 text_tokens=self.text_tokens, negative_prompt=negative_prompt,
                                                 guidance_scale=guidance_scale)
@@ -70,6 +74,17 @@ class PromptEncoder:
                 if len(self._kept) > self.cache_size:
                     self._kept.popitem(last=False)
             return encoded
+
+    def warn_if_cut(self, prompt: str) -> None:
+        """Say so when a prompt is longer than the folder's text tokens (its encoder would cut it silently)."""
+        if not prompt:
+            return
+        tokens, others = self.family.prompt_tokens(self.pipe, prompt)
+        room = self.text_tokens - others
+        if tokens > room:
+            warnings.warn(f"the prompt is {tokens} tokens long, but {self.folder_name} was built for {room}: "
+                          f"the text encoder keeps the first {room}. Rebuild with --text-tokens {tokens + others} "
+                          "to keep all of it.", stacklevel=3)
 
     def pixels(self, latents: torch.Tensor) -> torch.Tensor:
         """Final latents -> images [B, 3, H, W] in [0, 1] (video: [B, 3, F, H, W]) through the pipeline's VAE."""

@@ -94,13 +94,11 @@ class DiTFamily(Family):
         x = torch.einsum("nhwpqc->nchpwq", tokens.reshape(-1, side, side, p, p, c))
         return x.reshape(-1, c, side * p, side * p)
 
-    def make_scheduler(self, num_steps, geometry):
+    def reference_scheduler(self):
         from diffusers import DDIMScheduler
 
-        # DiT's training schedule (linear betas, 1000 steps), sampled with DDIM
-        scheduler = DDIMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=False)
-        scheduler.set_timesteps(num_steps, device=self.device)
-        return scheduler
+        # DiT's training schedule (linear betas, 1000 steps), sampled with DDIM: the released DiT-XL-2 pipelines'
+        return DDIMScheduler(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, clip_sample=False)
 
     # the policies' time axis on DDPM's discrete schedule: "timestep" (minus the integer timestep, evenly spaced:
     # the same fit as the step index), "log_snr" (log abar / (1 - abar)) or "sigma" (minus sqrt((1 - abar) / abar),

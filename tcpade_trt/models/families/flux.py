@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...errors import ShapeError, check_shape
-from ..family import Family, LatentGeometry, Tensors, per_row
+from ..family import Family, LatentGeometry, Tensors, per_row, tokenizer_max_length
 from ..parts import TorchParts
 
 
@@ -115,7 +115,7 @@ class FluxFamily(Family):
         return cond, None, None
 
     def decode(self, vae, latents, height, width):
-        x = unpack_latents(latents, height, width) / vae.config.scaling_factor + vae.config.shift_factor
+        x = unpack_latents(latents, height, width) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         with torch.no_grad():
             return ((vae.decode(x, return_dict=False)[0] + 1) / 2).clamp(0, 1)  # [B, 3, 8H, 8W] in [0, 1]
 
@@ -139,16 +139,32 @@ class FluxFamily(Family):
     def spatial_latents(self, latents, height, width):
         return unpack_latents(latents, height, width)
 
-    def make_scheduler(self, num_steps, geometry):
+    def reference_scheduler(self):
+        """FLUX.1-dev's released scheduler_config.json (tests/fixtures/released/FLUX.1-dev)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        scheduler = FlowMatchEulerDiscreteScheduler(
-            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-            base_image_seq_len=256, max_image_seq_len=4096,
-        )
-        sigmas = np.linspace(1.0, 1 / num_steps, num_steps)
-        scheduler.set_timesteps(sigmas=sigmas, mu=calculate_shift(geometry.tokens), device=self.device)
+        return FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                               base_image_seq_len=256, max_image_seq_len=4096)
+
+    def make_scheduler(self, num_steps, geometry):
+        # as FluxPipeline: sigmas from 1 to 1/n, shifted by mu (of the image's tokens) when the scheduler shifts
+        # dynamically (dev); schnell's scheduler does not (shift 1.0)
+        scheduler = self.configured_scheduler() or self.reference_scheduler()
+        c = scheduler.config
+        mu = None
+        if c.get("use_dynamic_shifting"):
+            mu = calculate_shift(geometry.tokens, c.get("base_image_seq_len", 256), c.get("max_image_seq_len", 4096),
+                                 c.get("base_shift", 0.5), c.get("max_shift", 1.15))
+        scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / num_steps, num_steps), mu=mu, device=self.device)
         return scheduler
+
+    def pipeline_text_tokens(self, pipeline):
+        # FluxPipeline's max_sequence_length: 512 by default and at most (dev); BFL's schnell uses 256
+        tokens = 512 if self.config.guidance_embeds else 256
+        return min(tokens, tokenizer_max_length(pipeline, "tokenizer_2") or tokens)
+
+    def prompt_tokens(self, pipe, prompt):
+        return len(pipe.tokenizer_2(prompt).input_ids), 0
 
     def model_timestep(self, t, batch):
         return per_row(t / 1000, batch).to(self.dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ConfigError, ShapeError, check_shape
-from ..family import Family, LatentGeometry
+from ..family import Family, LatentGeometry, tokenizer_max_length
 from ..parts import TorchParts
 
 
@@ -70,13 +70,13 @@ class SD3Family(Family):
         with torch.no_grad():
             embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
                 prompt=[prompt] * batch, prompt_2=None, prompt_3=None, do_classifier_free_guidance=True,
-                negative_prompt=[negative_prompt] * batch, max_sequence_length=text_tokens)
+                negative_prompt=[negative_prompt] * batch, max_sequence_length=text_tokens - pipe.tokenizer_max_length)
         scale = guidance_scale if guidance_scale is not None else self.default_guidance
         return ({"encoder_hidden_states": embeds, "pooled_projections": pooled},
                 {"encoder_hidden_states": negative, "pooled_projections": negative_pooled}, scale)
 
     def decode(self, vae, latents, height, width):
-        x = latents / vae.config.scaling_factor + vae.config.shift_factor
+        x = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         with torch.no_grad():
             return ((vae.decode(x, return_dict=False)[0] + 1) / 2).clamp(0, 1)
 
@@ -103,12 +103,20 @@ class SD3Family(Family):
         x = torch.einsum("nhwpqc->nchpwq", tokens.reshape(tokens.shape[0], h, w, p, p, c))
         return x.reshape(tokens.shape[0], c, h * p, w * p)
 
-    def make_scheduler(self, num_steps, geometry):
+    def reference_scheduler(self):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=self.flow_shift)
-        scheduler.set_timesteps(num_steps, device=self.device)
-        return scheduler
+        return FlowMatchEulerDiscreteScheduler(shift=self.flow_shift)
+
+    CLIP_TOKENS = 77  # both CLIP encoders' length; T5's tokens follow them in encoder_hidden_states
+
+    def pipeline_text_tokens(self, pipeline):
+        # StableDiffusion3Pipeline: CLIP's 77 tokens, then T5's max_sequence_length (256 by default, at most 512)
+        clip = tokenizer_max_length(pipeline, "tokenizer") or self.CLIP_TOKENS
+        return clip + min(256, tokenizer_max_length(pipeline, "tokenizer_3") or 256)
+
+    def prompt_tokens(self, pipe, prompt):
+        return len(pipe.tokenizer_3(prompt).input_ids), pipe.tokenizer_max_length
 
 
 class SD3Parts(TorchParts):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ShapeError, check_shape
-from ..family import Family, LatentGeometry
+from ..family import Family, LatentGeometry, tokenizer_max_length
 from ..parts import TorchParts
 
 
@@ -97,12 +97,19 @@ class WanFamily(Family):
         x = tokens.reshape(b, f // pt, h // ph, w // pw, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
-    def make_scheduler(self, num_steps, geometry):
+    def reference_scheduler(self):
+        """Flow matching with Wan2.1's shift at 480p (the released pipelines carry UniPC with flow_shift 3.0,
+        used when the model comes from a pipeline folder)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        scheduler = FlowMatchEulerDiscreteScheduler(shift=self.flow_shift)
-        scheduler.set_timesteps(num_steps, device=self.device)
-        return scheduler
+        return FlowMatchEulerDiscreteScheduler(shift=self.flow_shift)
+
+    def pipeline_text_tokens(self, pipeline):
+        # WanPipeline.__call__'s max_sequence_length (512): the UMT5 embeddings, zero-padded to it
+        return min(512, tokenizer_max_length(pipeline, "tokenizer") or 512)
+
+    def prompt_tokens(self, pipe, prompt):
+        return len(pipe.tokenizer(prompt).input_ids), 0
 
 
 class WanParts(TorchParts):
