@@ -178,6 +178,16 @@ def _open_ort_engines(folder: Path, manifest: Manifest, device: str, io_binding:
     from ..engines.trt_backend import profile_shapes
 
     ort_device = resolve_ort_device(device)
+    if ort_device != "cpu" and runs_on_cpu_only(folder, manifest):
+        if device != "auto":
+            raise EngineError(f"{folder} holds onnxruntime's dynamic INT8 block stack (DynamicQuantizeLinear and "
+                              "MatMulInteger), which neither onnxruntime's CUDA provider nor TensorRT runs: on a GPU "
+                              "every quantized linear would run on the CPU, with two copies per call. Build "
+                              "--backend tensorrt --precision int8 (ModelOpt SmoothQuant) for the GPU, or run this "
+                              "folder with --device cpu.")
+        warnings.warn(f"{folder} holds onnxruntime's dynamic INT8 form, which GPUs do not run: it runs on the CPU "
+                      "(build --backend tensorrt --precision int8 for the GPU).", stacklevel=3)
+        ort_device = "cpu"
     advice = fusion_advice(manifest.options, ort_device, folder)
     if advice:
         warnings.warn(advice, stacklevel=3)
@@ -198,6 +208,19 @@ def _open_ort_engines(folder: Path, manifest: Manifest, device: str, io_binding:
         engines[name] = OrtPart(name, session, [i["name"] for i in entry.inputs], [o["name"] for o in entry.outputs],
                                 device=engine_device, io_binding=io_binding)
     return engines, engine_device, stream
+
+
+# onnxruntime's dynamic INT8 form: its CUDA provider registers MatMulInteger for int8 x int8 with scalar zero
+# points only and has no DynamicQuantizeLinear; onnx-tensorrt supports neither (shared/design/DEPLOYMENT_FACTS.md)
+CPU_ONLY_OPS = frozenset({"MatMulInteger", "DynamicQuantizeLinear"})
+
+
+def runs_on_cpu_only(folder: Path, manifest: Manifest) -> bool:
+    """Whether the folder's block stack holds ops that only onnxruntime's CPU provider runs (read without weights)."""
+    import onnx
+
+    graph = onnx.load(str(folder / manifest.parts["blocks"].file), load_external_data=False).graph
+    return any(node.op_type in CPU_ONLY_OPS for node in graph.node)
 
 
 def ort_tensorrt_cache(folder: Path, manifest: Manifest) -> Path:

@@ -103,3 +103,28 @@ def test_versions_older_than_the_floors_are_refused_with_the_reason(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.0.1.6"))
     with pytest.raises(TensorRTError, match=r"TensorRT 10.0.1.6 is too old.*>= 10.1"):
         import_tensorrt()
+
+
+def test_a_dynamic_int8_folder_is_refused_on_a_gpu_and_auto_runs_it_on_the_cpu(fp32_folders, tmp_path, monkeypatch):
+    """onnxruntime's CUDA provider has no DynamicQuantizeLinear and runs MatMulInteger only with scalar zero
+    points; TensorRT runs neither: every quantized linear of the dynamic INT8 form would run on the CPU."""
+    import warnings
+
+    from tcpade_trt.builder import BuildOptions, build_engines
+    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.runtime.engine_parts import open_engines
+
+    from ..conftest import SHAPES
+
+    folder = tmp_path / "int8"
+    build_engines("tiny-dit", folder, BuildOptions(precision="int8", shape=SHAPES["tiny-dit"],
+                                                   reuse_onnx_from=fp32_folders["tiny-dit"]), progress=False)
+    monkeypatch.setattr(ort_backend, "available_providers",  # onnxruntime-gpu on a GPU machine
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    for device in ("cuda", "tensorrt"):
+        with pytest.raises(TcpadeError, match="dynamic INT8 .* Build --backend tensorrt --precision int8 .* --device cpu"):
+            open_engines(folder, device=device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = open_engines(folder, device="auto")  # the GPU cannot run it: the CPU does, and says so
+    assert model.device.type == "cpu" and any("GPUs do not run" in str(w.message) for w in caught)
