@@ -122,7 +122,7 @@ def test_a_dynamic_int8_folder_is_refused_on_a_gpu_and_auto_runs_it_on_the_cpu(f
     monkeypatch.setattr(ort_backend, "available_providers",  # onnxruntime-gpu on a GPU machine
                         lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
     for device in ("cuda", "tensorrt"):
-        with pytest.raises(TcpadeError, match="dynamic INT8 .* Build --backend tensorrt --precision int8 .* --device cpu"):
+        with pytest.raises(TcpadeError, match="dynamic INT8 .* --backend tensorrt --precision int8 .* --device cpu"):
             open_engines(folder, device=device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
