@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from .args import finite_float, positive_int
+from .args import finite_float, non_negative_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout-s", type=finite_float, default=120.0, help="end-to-end request timeout (120 s)")
     p.add_argument("--max-steps", type=positive_int, default=100, help="largest steps a request may ask for")
     p.add_argument("--device", default="auto")
+    p.add_argument("--gpus-per-replica", type=non_negative_float, default=None,
+                   help="GPUs each replica asks Ray for (default: 1 for a folder that runs on a GPU, else 0; "
+                        "0.5 puts two replicas on one GPU): Ray gives each replica its own")
     p.add_argument("--direct-ingress", action="store_true",
                    help="each replica also answers on its own port (from --direct-port up), skipping Ray Serve's "
                         "proxy hop: 3-4 ms instead of 11-13 ms per request on a 2-core CPU (docs/serving.md); the "
@@ -94,6 +97,7 @@ def run(args) -> int:
     app = build_app({"folder": str(args.engines.resolve()), "pipeline": pipeline, "device": args.device,
                      "max_batch": args.max_batch, "batch_wait_s": args.batch_wait_ms / 1000,
                      "max_steps": args.max_steps, "replicas": args.replicas, "max_queued_requests": args.max_queued,
+                     "gpus_per_replica": args.gpus_per_replica,
                      "require_api_key": has_key, "batching": args.batching})
     print(f"serving {args.engines} on http://{args.host}:{args.port} (POST /v1/generate, GET /healthz); Ctrl-C stops",
           flush=True)

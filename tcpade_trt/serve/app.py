@@ -23,6 +23,7 @@ import hmac
 import os
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -176,13 +177,40 @@ class TcpadeServer:
 
 def build_app(args: dict):
     """The application for ``serve run`` / ``serve deploy``: args {folder, device, max_batch, batch_wait_s,
-    max_steps, replicas, max_queued_requests, max_replicas_per_node, require_api_key, batching, pipeline}."""
+    max_steps, replicas, max_queued_requests, max_replicas_per_node, gpus_per_replica, require_api_key, batching,
+    pipeline}. gpus_per_replica (default: 1 for a folder that runs on a GPU, else 0) is what each replica asks Ray
+    for: Ray then gives each replica its own GPU (CUDA_VISIBLE_DEVICES); with none asked, every replica on a node
+    would load onto GPU 0."""
     args = dict(args)
     replicas = int(args.pop("replicas", 1))
     queued = int(args.pop("max_queued_requests", 64))
     per_node = args.pop("max_replicas_per_node", None)  # 1: one replica per machine, e.g. one per GPU node
+    gpus = args.pop("gpus_per_replica", None)
+    gpus = default_gpus_per_replica(args["folder"], args.get("device", "auto")) if gpus is None else float(gpus)
+    if not gpus >= 0:
+        raise TcpadeError(f"gpus_per_replica must be a number >= 0 (got {gpus!r}).")
     options = {"num_replicas": replicas, "max_queued_requests": queued,
-               "max_ongoing_requests": max(2 * int(args.get("max_batch", 8)), 16)}
+               "max_ongoing_requests": max(2 * int(args.get("max_batch", 8)), 16),
+               "ray_actor_options": {"num_cpus": 0, "num_gpus": gpus}}
     if per_node is not None:
         options["max_replicas_per_node"] = int(per_node)
     return TcpadeServer.options(**options).bind(**args)
+
+
+def default_gpus_per_replica(folder: str, device: str) -> float:
+    """One GPU per replica for a folder that runs on one (TensorRT plans; onnxruntime on its CUDA or TensorRT
+    provider, asked for or picked by 'auto' where onnxruntime-gpu is installed), else none."""
+    from ..engines.manifest import read_manifest
+
+    manifest = read_manifest(folder, verify_hashes=False)
+    if manifest.backend == "tensorrt":
+        return 1.0
+    if device in ("cuda", "tensorrt"):
+        return 1.0
+    if device == "auto":
+        from ..engines.ort_backend import available_providers
+        from ..runtime.engine_parts import runs_on_cpu_only
+
+        gpu_onnxruntime = "CUDAExecutionProvider" in available_providers()
+        return 1.0 if gpu_onnxruntime and not runs_on_cpu_only(Path(folder), manifest) else 0.0
+    return 0.0

@@ -37,3 +37,23 @@ def test_a_text_folder_without_its_pipeline_is_one_sentence_before_ray_starts(fp
 def test_a_pipeline_that_is_not_a_pipeline_folder(fp32_folders, tmp_path, capsys):
     assert main(["serve", "--engines", str(fp32_folders["tiny-flux"]), "--pipeline", str(tmp_path)]) == 2
     assert "is not a diffusers pipeline folder (no model_index.json)" in capsys.readouterr().err
+
+
+def test_replicas_ask_ray_for_a_gpu_each_when_the_folder_runs_on_one(fp32_folders, trt_folders, monkeypatch):
+    """Ray places a replica on a GPU (its own CUDA_VISIBLE_DEVICES) only when it asks for num_gpus; with none
+    asked, every replica of a node loaded onto GPU 0."""
+    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.serve.app import build_app
+
+    def gpus(folder, **args):
+        app = build_app({"folder": str(folder), **args})
+        return app._bound_deployment.ray_actor_options["num_gpus"]
+
+    assert gpus(trt_folders["tiny-dit"]) == 1  # TensorRT plans run on a GPU
+    assert gpus(trt_folders["tiny-dit"], gpus_per_replica=0.5) == 0.5  # two replicas share one
+    assert gpus(fp32_folders["tiny-dit"], device="cpu") == 0
+    assert gpus(fp32_folders["tiny-dit"], device="cuda") == 1
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CPUExecutionProvider"])
+    assert gpus(fp32_folders["tiny-dit"]) == 0  # auto, CPU onnxruntime
+    monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert gpus(fp32_folders["tiny-dit"]) == 1  # auto, onnxruntime-gpu
