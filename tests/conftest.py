@@ -98,3 +98,15 @@ def trt_folders(tmp_path_factory, unfused_flux_folder):
         build_engines("tiny-dit", root / "tiny-dit", BuildOptions(backend="tensorrt", shape=SHAPES["tiny-dit"]),
                       progress=False)
     return {name: root / name for name in ("tiny-flux", "tiny-dit")}
+
+
+@pytest.fixture(scope="session")
+def unfused_folders(tmp_path_factory, unfused_flux_folder):
+    """Every tiny family built with standard ops only (what TensorRT builds reuse), once per session."""
+    root = tmp_path_factory.mktemp("unfused-all")
+    folders = {"tiny-flux": unfused_flux_folder}
+    for name, shape in SHAPES.items():
+        if name not in folders:
+            folders[name] = root / name
+            build_engines(name, folders[name], BuildOptions(shape=shape, ort_fusions=False), progress=False)
+    return folders

@@ -88,28 +88,32 @@ def parser_errors(model: onnx.ModelProto, version: str) -> list[str]:
     return errors
 
 
+_HALF = (TensorProto.BFLOAT16, TensorProto.FLOAT16)
+
+
+def _as_float32(tensor: onnx.TensorProto) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
+
+
 def runnable_on_cpu(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The graph as onnxruntime's CPU kernels run it: bf16 (no CPU MatMul) computed in float32."""
-    if not any(t.data_type == TensorProto.BFLOAT16 for t in model.graph.initializer) and not any(
-            v.type.tensor_type.elem_type == TensorProto.BFLOAT16 for v in [*model.graph.input, *model.graph.output]):
+    """The graph as onnxruntime's CPU kernels run it: bf16 / fp16 (no CPU MatMul for bf16) computed in float32,
+    what a half-precision plan computes up to rounding."""
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    if not any(t.data_type in _HALF for t in model.graph.initializer) and not any(
+            v.type.tensor_type.elem_type in _HALF for v in values):
         return model
     model = onnx.ModelProto.FromString(_SERIALIZE(model))
     for tensor in model.graph.initializer:
-        if tensor.data_type == TensorProto.BFLOAT16:
-            array = onnx.numpy_helper.to_array(tensor)
-            bits = array.view(np.uint16) if array.dtype != np.float32 else None
-            values = (bits.astype(np.uint32) << 16).view(np.float32) if bits is not None else array
-            tensor.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), tensor.name))
+        if tensor.data_type in _HALF:
+            tensor.CopyFrom(_as_float32(tensor))
     for node in model.graph.node:
         for attribute in node.attribute:
-            if attribute.name == "to" and attribute.i == TensorProto.BFLOAT16:
+            if attribute.name == "to" and attribute.i in _HALF:
                 attribute.i = TensorProto.FLOAT
-            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.BFLOAT16:
-                value = torch.from_numpy(onnx.numpy_helper.to_array(attribute.t).view(np.int16).copy()).view(
-                    torch.bfloat16).float().numpy()
-                attribute.t.CopyFrom(onnx.numpy_helper.from_array(value, attribute.t.name))
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type in _HALF:
+                attribute.t.CopyFrom(_as_float32(attribute.t))
     for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
-        if value.type.tensor_type.elem_type == TensorProto.BFLOAT16:
+        if value.type.tensor_type.elem_type in _HALF:
             value.type.tensor_type.elem_type = TensorProto.FLOAT
     return model
 
@@ -316,8 +320,16 @@ def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -
             self.session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
             self.streamable_weights_size = header["streamable"]
             self._budget = self.streamable_weights_size
+            self._output_shapes: dict[tuple, dict] = {}
             if major < 11:
                 self.device_memory_size = 4096
+
+        def output_shapes(self, input_shapes: tuple) -> dict:
+            if input_shapes not in self._output_shapes:
+                feeds = {n: np.zeros(shape, _numpy_dtype(self.tensors[n][1]["dtype"])) for n, shape in input_shapes}
+                names = [s["name"] for s in self.header["outputs"]]
+                self._output_shapes[input_shapes] = dict(zip(names, (o.shape for o in self.session.run(names, feeds))))
+            return self._output_shapes[input_shapes]
 
         @property
         def num_io_tensors(self):
@@ -372,15 +384,14 @@ def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -
             return True
 
         def get_tensor_shape(self, name):
+            """Inputs: as set. Outputs: -1 where unknown until every input shape is set; then what the network
+            computes for those shapes (TensorRT infers them; here the graph runs once per input shapes)."""
             mode, spec = self.engine.tensors[name]
             if mode == "INPUT":
                 return self.shapes.get(name, tuple(-1 if isinstance(d, str) else d for d in spec["shape"]))
-            known = {}
-            for s in self.engine.header["inputs"]:
-                if s["name"] not in self.shapes:
-                    return tuple(-1 if isinstance(d, str) else d for d in spec["shape"])
-                known.update({d: v for d, v in zip(s["shape"], self.shapes[s["name"]]) if isinstance(d, str)})
-            return tuple(known.get(d, -1) if isinstance(d, str) else d for d in spec["shape"])
+            if any(s["name"] not in self.shapes for s in self.engine.header["inputs"]):
+                return tuple(-1 if isinstance(d, str) else d for d in spec["shape"])
+            return self.engine.output_shapes(tuple(sorted(self.shapes.items())))[name]
 
         def set_tensor_address(self, name, ptr):
             if name not in self.engine.tensors:
@@ -421,7 +432,8 @@ def fake_tensorrt(version: str = "10.13.0.35", gpu: EmulatedGPU | None = None) -
             outputs = [s["name"] for s in self.engine.header["outputs"]]
 
             def run(seen):
-                feeds = {n: (t.float() if t.dtype == torch.bfloat16 else t).numpy() for n, t in seen.items()}
+                feeds = {n: (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+                         for n, t in seen.items()}
                 for name, value in zip(outputs, self.engine.session.run(outputs, feeds)):
                     views[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
@@ -457,6 +469,11 @@ def _io(values, model) -> list[dict]:
         shape = [d.dim_param or "?" if not d.HasField("dim_value") else d.dim_value for d in t.shape.dim]
         out.append({"name": v.name, "dtype": _ONNX_TO_TRT[t.elem_type], "shape": shape})
     return out
+
+
+def _numpy_dtype(dtype: str):
+    """What the runnable (float32 for half precision) graph takes for a plan dtype."""
+    return np.float32 if dtype in ("bfloat16", "float16") else torch.empty((), dtype=_TORCH[dtype]).numpy().dtype
 
 
 def _nbytes(shape, dtype: str) -> int:

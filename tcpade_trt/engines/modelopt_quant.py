@@ -10,17 +10,16 @@ norm_out / proj_out (tail) and the Padé graphs are separate engines that are ne
 On the shipped demo model this gives 0.008 relative L2 against torch where onnxruntime's own FP8
 calibration ('Distribution') gave 0.23 (research note of 2026-12-01: variants in the README).
 
-Export: the TorchScript exporter (ModelOpt's fake quantization does not pass torch.export) with an
-ONNX symbolic for aten::rms_norm and diffusers' FLUX rotary embedding in a traceable form (the
-original bakes the example's batch into a reshape, so the graph fails at any other batch); FP8 is
-then rewritten to standard Q/DQ with FP8 weights (export/fp8_qdq.py), INT8 already is standard.
+Export: the TorchScript exporter (ModelOpt's fake quantization does not pass torch.export), with the
+traceable forms of export/traceable.py (the originals bake the example's batch into the graph, which then
+fails at any other batch); FP8 is then rewritten to standard Q/DQ with FP8 weights (export/fp8_qdq.py),
+INT8 already is standard.
 A model on a GPU is quantized in bf16 there (NVIDIA's way, and no fp32 copy of a 12B model in host
 memory); on a CPU in fp32.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from ..errors import TcpadeError
 from ..export import onnx_files
 from ..export.onnx_export import _quiet
 from ..export.parts import PartModule
+from ..export.traceable import traceable
 
 SMOOTHQUANT_ALPHA = 0.8  # the migration strength NVIDIA's diffusers example uses for FLUX / SD3 / SDXL
 OPSET = 19  # float8 QuantizeLinear needs 19
@@ -69,23 +69,25 @@ def require_modelopt(precision: str) -> None:
 
 
 def recipe_config(precision: str) -> dict:
-    """The ModelOpt config: the FP8 recipe above, or INT8 SmoothQuant with alpha SMOOTHQUANT_ALPHA."""
+    """The ModelOpt config: the linear layers of the block stack quantized (FP8 E4M3 per tensor with "max"
+    calibration, or INT8 per-channel weights and per-tensor inputs with SmoothQuant alpha SMOOTHQUANT_ALPHA),
+    nothing else: ModelOpt's INT8 preset also quantizes the inputs of every LayerNorm (the residual stream, 0.08
+    relative L2 on tiny-dit) and, from 0.45, embeddings; KEEP_HIGH_PRECISION stays in full precision."""
     if precision == "fp8":
-        quant_cfg = [
-            {"quantizer_name": "*", "enable": False},  # deny all, then enable what the recipe quantizes
-            {"quantizer_name": "*weight_quantizer", "parent_class": "nn.Linear", "cfg": dict(FP8_E4M3)},
-            {"quantizer_name": "*input_quantizer", "parent_class": "nn.Linear", "cfg": dict(FP8_E4M3)},
-            *({"quantizer_name": name, "enable": False} for name in KEEP_HIGH_PRECISION),
-        ]
-        return {"quant_cfg": quant_cfg, "algorithm": "max"}
-    if precision == "int8":
-        import modelopt.torch.quantization as mtq
-
-        config = copy.deepcopy(mtq.INT8_SMOOTHQUANT_CFG)
-        # the config names the algorithm by a string ("smoothquant", alpha 1.0 by default); a dict sets alpha
-        config["algorithm"] = {"method": "smoothquant", "alpha": SMOOTHQUANT_ALPHA}
-        return config
-    raise TcpadeError(f"ModelOpt quantization covers int8 and fp8, not {precision}.")
+        weights, inputs, algorithm = dict(FP8_E4M3), dict(FP8_E4M3), "max"
+    elif precision == "int8":
+        weights, inputs = {"num_bits": 8, "axis": 0}, {"num_bits": 8, "axis": None}  # as ModelOpt's INT8 preset
+        # the preset names the algorithm by a string ("smoothquant", alpha 1.0); a dict carries alpha
+        algorithm = {"method": "smoothquant", "alpha": SMOOTHQUANT_ALPHA}
+    else:
+        raise TcpadeError(f"ModelOpt quantization covers int8 and fp8, not {precision}.")
+    quant_cfg = [
+        {"quantizer_name": "*", "enable": False},  # deny all, then enable what the recipe quantizes
+        {"quantizer_name": "*weight_quantizer", "parent_class": "nn.Linear", "cfg": weights},
+        {"quantizer_name": "*input_quantizer", "parent_class": "nn.Linear", "cfg": inputs},
+        *({"quantizer_name": name, "enable": False} for name in KEEP_HIGH_PRECISION),  # later entries win
+    ]
+    return {"quant_cfg": quant_cfg, "algorithm": algorithm}
 
 
 def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
@@ -98,58 +100,18 @@ def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
         module.to(torch.bfloat16)  # NVIDIA quantizes FLUX in bf16 on the GPU
     parameter = next(module.parameters())
 
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        """A calibration feed on the module's device; floats in its dtype, integers (DiT's class labels, which
+        index an embedding) as they are."""
+        t = torch.from_numpy(array).to(parameter.device)
+        return t.to(parameter.dtype) if t.is_floating_point() else t
+
     def forward_loop(m):
         for feed in feeds:
-            m(*(torch.from_numpy(feed[n]).to(parameter.device, parameter.dtype) for n in module.input_names))
+            m(*(tensor(feed[n]) for n in module.input_names))
 
     with torch.no_grad(), _quiet():
         return mtq.quantize(module, recipe_config(precision), forward_loop=forward_loop)
-
-
-def _rms_norm_symbolic(g, x, normalized_shape, weight, eps):
-    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2, last axis) + eps) * weight, at any
-    opset (from 18 on ReduceMean takes its axes as an input, not an attribute)."""
-    from torch.onnx import symbolic_helper as sh
-
-    eps_value = None if sh._is_none(eps) else sh._maybe_get_const(eps, "f")
-    eps_value = 1e-6 if eps_value is None else float(eps_value)
-    square = g.op("Mul", x, x)
-    if g.opset >= 18:
-        mean_square = g.op("ReduceMean", square, g.op("Constant", value_t=torch.tensor([-1])), keepdims_i=1)
-    else:
-        mean_square = g.op("ReduceMean", square, axes_i=[-1], keepdims_i=1)
-    dtype = x.type().dtype() or torch.float32
-    y = g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.op("Constant", value_t=torch.tensor(eps_value,
-                                                                                                   dtype=dtype)))))
-    return y if sh._is_none(weight) else g.op("Mul", y, weight)
-
-
-def _rotary_emb_traceable(x, freqs_cis, use_real=True, use_real_unbind_dim=-1, sequence_dim=2):
-    """diffusers' apply_rotary_emb (the FLUX case) without ``x.reshape(*x.shape[:-1], -1, 2)``, which the
-    TorchScript tracer records with the example's batch size as a constant; unflatten keeps the batch
-    dynamic. The same arithmetic."""
-    if not use_real or use_real_unbind_dim != -1:
-        from diffusers.models.embeddings import apply_rotary_emb
-
-        return apply_rotary_emb(x, freqs_cis, use_real, use_real_unbind_dim, sequence_dim)
-    cos, sin = freqs_cis
-    index = (None, None, slice(None), slice(None)) if sequence_dim == 2 else (None, slice(None), None, slice(None))
-    cos, sin = cos[index].to(x.device), sin[index].to(x.device)
-    x_real, x_imag = x.unflatten(-1, (-1, 2)).unbind(-1)
-    x_rotated = torch.stack([-x_imag, x_real], dim=-1).flatten(3)
-    return (x.float() * cos + x_rotated.float() * sin).to(x.dtype)
-
-
-@contextlib.contextmanager
-def traceable_rope():
-    import diffusers.models.transformers.transformer_flux as flux
-
-    original = flux.apply_rotary_emb
-    flux.apply_rotary_emb = _rotary_emb_traceable
-    try:
-        yield
-    finally:
-        flux.apply_rotary_emb = original
 
 
 def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes: dict, out: Path) -> dict:
@@ -158,13 +120,11 @@ def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes
 
     from ..export.fp8_qdq import rewrite_trt_fp8_qdq
 
-    for opset in range(9, 26):  # the symbolic is looked up per opset
-        torch.onnx.register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, opset)
     dtype = next(quantized.parameters()).dtype
     args = tuple(example[n].to(dtype) if example[n].is_floating_point() else example[n] for n in quantized.input_names)
     dynamic = {n: {batch_axes[n]: "batch"} for n in quantized.input_names if batch_axes.get(n) is not None}
     dynamic.update({n: {0: "batch"} for n in quantized.output_names})  # x_out, residual: batch first
-    with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet(), traceable_rope():
+    with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet(), traceable(quantized):
         # over 2 GB the exporter writes one external-data file per tensor beside the graph: it exports into a
         # scratch folder, and the graph is saved again with one <file>.data
         raw = Path(scratch) / out.name
@@ -173,8 +133,10 @@ def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes
                           do_constant_folding=True)
         graph = onnx.load(str(raw))
         counts = rewrite_trt_fp8_qdq(graph) if precision == "fp8" else {}
-        onnx.checker.check_model(graph)
         onnx_files.save_model(graph, out, external=onnx_files.needs_external_data(graph))
+        del graph
+    # checked by path: the checker serializes an in-memory proto, which fails above protobuf's 2 GB (FLUX.1 FP8)
+    onnx.checker.check_model(str(out))
     return counts
 
 

@@ -1,6 +1,8 @@
 """Parts over the external-data threshold (every real model's block stack) keep their weights in a
-side file: the build must name it correctly, quantize it without the 2 GB limit, hash it, and leave
-nothing else. With the threshold at 0 a tiny model takes the same path in seconds."""
+side file: the build must name it correctly, quantize it without ever holding the graph as one serialized
+message (protobuf's 2 GB limit), hash it, and leave nothing else. With protobuf's limit and the threshold
+lowered (tests/protobuf_limit.py) a tiny model takes the same path in seconds, and any step that serializes
+a whole graph fails as it fails on a real one."""
 
 import pytest
 import torch
@@ -13,11 +15,12 @@ from tcpade_trt.runtime.runtime import Runtime
 from tcpade_trt.runtime.sampler import initial_noise
 
 from ..conftest import SHAPES, make_inputs
+from ..protobuf_limit import lower_protobuf_limit
 
 
 @pytest.fixture
-def everything_external(monkeypatch):
-    monkeypatch.setattr(onnx_files, "EXTERNAL_DATA_BYTES", 0)
+def limited(monkeypatch):
+    lower_protobuf_limit(monkeypatch)
 
 
 def assert_folder_is_exactly_its_manifest(folder):
@@ -31,9 +34,9 @@ def assert_folder_is_exactly_its_manifest(folder):
 
 @pytest.fixture(scope="module")
 def external_fp32(tmp_path_factory):
-    """tiny-flux, every model part with external data (module scope: built once)."""
+    """tiny-flux under the lowered protobuf limit: its larger parts with external data (built once)."""
     mp = pytest.MonkeyPatch()
-    mp.setattr(onnx_files, "EXTERNAL_DATA_BYTES", 0)
+    lower_protobuf_limit(mp)
     try:
         folder = tmp_path_factory.mktemp("external") / "fp32"
         build_engines("tiny-flux", folder, BuildOptions(shape=SHAPES["tiny-flux"]), progress=False)
@@ -51,7 +54,7 @@ def test_an_fp32_build_with_external_data_is_complete_and_generates(external_fp3
 
 
 @pytest.mark.parametrize("precision,mode", [("int8", "dynamic"), ("int8", "static"), ("fp8", "static")])
-def test_quantized_builds_with_external_data(external_fp32, everything_external, tmp_path, precision, mode):
+def test_quantized_builds_with_external_data(external_fp32, limited, tmp_path, precision, mode):
     options = BuildOptions(shape=SHAPES["tiny-flux"], precision=precision, int8_mode=mode,
                            reuse_onnx_from=external_fp32, calibration_samples=2, calibration_steps=4)
     manifest = build_engines("tiny-flux", tmp_path / "q", options, progress=False)

@@ -1,0 +1,59 @@
+"""Every family x backend x precision the README lists builds, passes its checks and generates: onnxruntime
+FP32 / INT8 (dynamic, static) / FP8, and TensorRT FP32 / BF16 / FP16 / INT8 / FP8 through the TensorRT stand-in
+on the emulated GPU (plans built, checked against torch, then run). What the README does not list is refused
+before any work, with a sentence."""
+
+import pytest
+import torch
+
+from tcpade_trt.builder import BuildOptions, build_engines
+from tcpade_trt.errors import ConfigError
+from tcpade_trt.runtime.runtime import Runtime
+
+from ..conftest import SHAPES
+from ..fake_tensorrt import install
+from ..runtime.test_engine_runtime import inputs
+
+pytestmark = pytest.mark.slow
+FAMILIES = list(SHAPES)  # tiny-flux, tiny-wan, tiny-dit, tiny-sd3
+GUIDANCE = {"tiny-flux": None, "tiny-wan": 5.0, "tiny-dit": 4.0, "tiny-sd3": 7.0}
+CALIBRATION = dict(calibration_samples=1, calibration_steps=3)  # seconds, not minutes: what is tested is the path
+
+
+def generates(folder, name):
+    _, cond, noise = inputs(name, batch=1)
+    result = Runtime(folder).generate(cond, noise, cache="tcpade-fast", steps=4, guidance_scale=GUIDANCE[name])
+    assert torch.isfinite(result.latents.cpu()).all()
+
+
+@pytest.mark.parametrize("precision,mode", [("int8", "dynamic"), ("int8", "static"), ("fp8", "dynamic")],
+                         ids=["int8-dynamic", "int8-static", "fp8"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_onnxruntime(name, precision, mode, fp32_folders, tmp_path):
+    options = BuildOptions(precision=precision, int8_mode=mode, shape=SHAPES[name],
+                           reuse_onnx_from=fp32_folders[name], **CALIBRATION)
+    manifest = build_engines(name, tmp_path / "q", options, progress=False)
+    assert manifest.parts["blocks"].precision == precision and manifest.parts["blocks"].check_error is not None
+    generates(tmp_path / "q", name)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16", "int8", "fp8"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_tensorrt(name, precision, unfused_folders, tmp_path, monkeypatch):
+    trt = install(monkeypatch)
+    options = BuildOptions(backend="tensorrt", precision=precision, shape=SHAPES[name],
+                           reuse_onnx_from=unfused_folders[name], **CALIBRATION)
+    manifest = build_engines(name, tmp_path / "trt", options, progress=False)
+    assert {p.file for p in manifest.parts.values()} == {f"{n}.plan" for n in manifest.parts}
+    assert all(p.check_error is not None for p in manifest.parts.values())  # every plan ran against torch
+    assert manifest.parts["blocks"].precision == precision
+    generates(tmp_path / "trt", name)
+    assert trt.plan_launches > 0
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_on_onnxruntime_is_refused_up_front(precision, tmp_path):
+    with pytest.raises(ConfigError, match=f"{precision} blocks need a GPU engine: use --backend tensorrt"):
+        build_engines("tiny-dit", tmp_path / "x", BuildOptions(precision=precision, shape=SHAPES["tiny-dit"]),
+                      progress=False)
+    assert list(tmp_path.iterdir()) == []
