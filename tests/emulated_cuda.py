@@ -385,6 +385,7 @@ def install_cuda(monkeypatch, gpu: EmulatedGPU | None = None, capability: tuple[
                                                           "compute_capability": f"{capability[0]}.{capability[1]}"})
     monkeypatch.setattr(toolkit_gpu, "memory_bytes", lambda: memory_gib << 30)
     monkeypatch.setattr(toolkit_gpu, "peak_allocated_bytes", lambda: 0)
+    monkeypatch.setattr(toolkit_gpu, "torch_device", lambda: DEVICE)  # a model "on the GPU": host memory
     cuda = torch.cuda
     monkeypatch.setattr(cuda, "Stream", StreamFactory)
     monkeypatch.setattr(cuda, "Event", EmulatedEvent)

@@ -21,23 +21,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cache.pade import VARIANTS
-from ..engines.manifest import Manifest, PartEntry, build_versions, sha256_state_dict
+from ..engines.manifest import Manifest, build_versions, sha256_state_dict
 from ..errors import ConfigError, TcpadeError
-from ..export.onnx_export import check_part, export_part
-from ..export.onnx_files import copy_model, move_model, referenced_data_files, scratch_folder
-from ..export.pade_onnx import export_pade, pade_io
-from ..export.parts import PARTS, BuildShape, batch_axes, example_tensors
+from ..export.parts import PARTS, BuildShape, batch_axes
 from ..models.model import Model
 from ..models.registry import load_model
 from ..versions import require_torch_for_export
+from . import blocks_stage, parts_stage
+from .device import DEVICES, cheap_parts_model, check_fits, load_dtype, resolve_device, torch_device
 from .output_folder import building_folder, check_destination
+from .parts_stage import TOLERANCE, check_batches  # noqa: F401 (the build's tolerances, for callers)
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
-# relative L2 error of each engine against torch fp32 that a build accepts
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
 
 
 @dataclass
@@ -67,6 +65,10 @@ class BuildOptions:
     # off for folders meant for onnxruntime's TensorRT execution provider
     ort_fusions: bool = True
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    # where the model is loaded and calibrated: "cpu" (fp32 in host memory), "cuda" (on the GPU in the dtype of
+    # the blocks: bf16 for bf16 / fp8 / int8, as NVIDIA's demo/Diffusion) or "auto" (cuda for TensorRT builds on
+    # a machine with a GPU); see builder/device.py
+    device: str = "auto"
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -76,6 +78,11 @@ class BuildOptions:
         if self.backend == "onnxruntime" and self.precision in ("fp16", "bf16"):
             raise ConfigError(f"{self.precision} blocks need a GPU engine: use --backend tensorrt, or fp32 / int8 / "
                               "fp8 with onnxruntime (onnxruntime's CPU kernels have no BF16 MatMul).")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r}).")
+        if self.backend == "onnxruntime" and self.device == "cuda":
+            raise ConfigError("--device cuda loads the model on the GPU for a TensorRT build; onnxruntime builds load "
+                              "it on the CPU (leave --device out).")
         if self.int8_mode not in ("dynamic", "static"):
             raise ConfigError(f"int8 mode must be 'dynamic' or 'static' (got {self.int8_mode!r}).")
         s = self.shape
@@ -97,7 +104,7 @@ class BuildOptions:
             if source.shape != self.shape.as_dict():
                 raise ConfigError(f"{self.reuse_onnx_from} was built for another shape ({source.shape}); build "
                                   "without reusing it, or give the same --height/--width/--frames/--batch-*.")
-        if self.reuse_onnx_from is not None and self.backend == "tensorrt" and _fused(self):
+        if self.reuse_onnx_from is not None and self.backend == "tensorrt" and parts_stage.fused(self):
             raise ConfigError(f"{self.reuse_onnx_from} holds onnxruntime's fused ops, which TensorRT cannot parse; "
                               "build without reusing it, or reuse a folder built with --no-ort-fusions.")
         sizes = {"height": s.height, "width": s.width, "frames": s.frames, "text tokens": s.text_tokens,
@@ -168,8 +175,15 @@ def build_engines(model: str | Model, out: str | Path, options: BuildOptions | N
         from ..engines import trt_backend
 
         trt_backend.check_build_machine(options.precision)  # TensorRT and a capable GPU, before the export
+    device = resolve_device(options.device, options.backend)
+    reduced = load_dtype(device, options.precision) != torch.float32
+    if device == "cuda" and options.reuse_onnx_from is not None and reduced:
+        raise ConfigError(f"--reuse-onnx takes the fp32 export of a CPU build, but a {options.precision} build on the "
+                          "GPU loads the model in bf16: leave --reuse-onnx out (the GPU exports it in seconds), or "
+                          "build with --device cpu.")
+    check_fits(_model_path(model), device, options.backend, options.precision)  # before anything loads
     with building_folder(out) as tmp:
-        return _build_into(model, tmp, options, progress)
+        return _build_into(model, tmp, options, device, progress)
 
 
 def _model_path(model) -> Path | None:
@@ -179,7 +193,7 @@ def _model_path(model) -> Path | None:
     return path if str(name) and path.exists() else None
 
 
-def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) -> Manifest:
+def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, progress: bool) -> Manifest:
     shape, precision = options.shape, options.precision
     quantized = precision in ("int8", "fp8")
     # each model part is exported, then checked; the Padé graphs are exported
@@ -189,37 +203,43 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
         if isinstance(model_ref, Model):
             model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
         else:
-            model = stages.run(f"load {model_ref}", load_model, model_ref)
+            dtype = load_dtype(device, precision)
+            model = stages.run(f"load {model_ref} ({device}, {str(dtype).replace('torch.', '')})", load_model,
+                               model_ref, device=torch_device(device), dtype=dtype)
             options.validate_for(model)
         model.transformer.eval()
         identity = model_identity(model)
         with torch.no_grad():
+            cheap = cheap_parts_model(model)  # the model itself in fp32 on the host; else an fp32 copy of them
             if options.reuse_onnx_from:
-                entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", _copy_fp32_parts,
+                entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", parts_stage.copy_fp32_parts,
                                      options.reuse_onnx_from, folder, identity, shape)
             else:
-                entries = _export_all(model, folder, options, stages)
+                entries = parts_stage.export_all(model, cheap, folder, options, stages)
             quantization = None
+            if quantized or precision in ("bf16", "fp16"):
+                axes = batch_axes(cheap, shape)
             if quantized:
-                quantization = stages.run(f"quantize blocks ({precision})", _quantize_blocks, model, folder,
-                                          entries["blocks"], options)
-                stages.run(f"check blocks ({precision}) against torch", _check_quantized_blocks, model, folder,
-                           entries["blocks"], options, quantization)
+                quantization = stages.run(f"quantize blocks ({precision})", blocks_stage.quantize_blocks, model,
+                                          folder, entries["blocks"], options, axes)
+                stages.run(f"check blocks ({precision}) against torch", blocks_stage.check_quantized_blocks, model,
+                           folder, entries["blocks"], options, quantization)
             elif precision in ("bf16", "fp16"):
-                quantization = stages.run(f"export blocks ({precision})", _export_reduced_precision_blocks, model,
-                                          folder, entries["blocks"], options)
+                quantization = stages.run(f"export blocks ({precision})", blocks_stage.export_reduced_precision_blocks,
+                                          model, folder, entries["blocks"], options, axes)
             if options.backend == "tensorrt":
                 from ..engines.trt_backend import build_plans
                 from .plan_check import check_plans
 
                 stages.run("build TensorRT plans", build_plans, folder, entries, options)
-                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options)
+                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options, cheap)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
             parts=entries, versions=build_versions(options.backend), quantization=quantization,
             extras=_write_extras(model, folder), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt),
-                     "ort_fusions": options.backend == "onnxruntime" and _fused(options)},
+                     "ort_fusions": options.backend == "onnxruntime" and parts_stage.fused(options),
+                     "device": device},
             # the model's calibrated TC-Padé schedules travel with its engines (the same weights)
             calibration={"schedules": [[t, b, list(s)] for t, b, s in model.calibrated], "source": "the model's own"}
             if model.calibrated else {},
@@ -230,147 +250,6 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, progress: bool) 
         return manifest
     finally:
         stages.close()
-
-
-def _export_all(model: Model, folder: Path, options: BuildOptions, stages: _Stages) -> dict[str, PartEntry]:
-    """Every part and Padé variant to fp32 ONNX, each model part checked against torch."""
-    shape = options.shape
-    axes = batch_axes(model, shape)
-    entries: dict[str, PartEntry] = {}
-    for part in PARTS:
-        if part == "prepare" and not model.family.PREPARE_OUTPUTS:
-            continue  # nothing prompt-only to precompute (DiT)
-        io = stages.run(f"export {part}", _export_model_part, model, part, folder / f"{part}.onnx", options, axes)
-        entries[part] = PartEntry(file=f"{part}.onnx", **io)
-        entries[part].check_error = stages.run(f"check {part} against torch", _check_fp32_part, model, part,
-                                               folder / f"{part}.onnx", shape)
-    _, tokens, hidden = entries["blocks"].outputs[0]["shape"]  # x_out ["batch", tokens, hidden]
-    graphs = [(f"pade-fit-{variant}", "pade-fit", variant) for variant in options.pade_variants]
-    for name, graph, variant in [*graphs, ("pade-eval", "pade-eval", "rational"), ("tsi", "tsi", "rational")]:
-        stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", graph, variant, hidden=hidden)
-        entries[name] = PartEntry(file=f"{name}.onnx", **pade_io(graph, tokens, hidden))
-    return entries
-
-
-def _check_fp32_part(model: Model, part: str, path: Path, shape: BuildShape) -> float:
-    return check_part(_ort_session(path), model, part, shape, TOLERANCE["fp32"], batches=check_batches(shape))
-
-
-def check_batches(shape: BuildShape) -> tuple[int, ...]:
-    """The batch sizes every engine is checked at: both ends of the folder's range (an exporter that baked
-    the example's batch into the graph fails at the other)."""
-    return tuple(sorted({shape.batch_min, shape.batch_max}))
-
-
-def _export_model_part(model: Model, part: str, path: Path, options: BuildOptions, axes: dict) -> dict:
-    io = export_part(model, part, options.shape, path, options.opset, axes)
-    if options.backend == "onnxruntime" and options.ort_fusions:
-        from ..engines.ort_fusions import fuse_for_onnxruntime
-
-        fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
-    return io
-
-
-def _copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
-    """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
-    from ..engines.manifest import read_manifest
-
-    src = read_manifest(source)
-    if src.backend != "onnxruntime" or src.precision != "fp32":
-        raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
-    if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
-        raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
-    for entry in src.parts.values():
-        copy_model(source / entry.file, folder)  # with its external data, if any
-    return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
-
-
-def _fused(options: BuildOptions) -> bool:
-    """Whether the folder's parts carry onnxruntime's fused ops (reused parts: as their source's did)."""
-    if options.reuse_onnx_from is None:
-        return options.ort_fusions
-    from ..engines.manifest import read_manifest
-
-    return bool(read_manifest(options.reuse_onnx_from, verify_hashes=False).options.get("ort_fusions"))
-
-
-def _ort_session(path: Path):
-    from ..engines.ort_backend import create_session
-
-    return create_session(path, providers=["CPUExecutionProvider"])
-
-
-def _quantize_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
-    """Replace blocks.onnx by its quantized version (checked against torch by _check_quantized_blocks);
-    returns the recipe for the manifest.
-
-    int8 on onnxruntime: dynamic per-channel S8 written one weight at a time (int8_dynamic.py), or
-    onnxruntime's static QDQ calibrated on trajectories; int8 on TensorRT and fp8 on both: NVIDIA's
-    ModelOpt recipes (modelopt_quant.py), exported as standard Q/DQ. A graph quantized in bf16 (a model
-    on a GPU) is checked by the TensorRT build as a plan: onnxruntime's CPU kernels have no bf16.
-    """
-    from ..engines.int8_dynamic import quantize_int8_dynamic
-    from ..engines.modelopt_quant import quantize_blocks_modelopt
-    from ..engines.ort_backend import quantize_static_qdq
-    from .calibration import collect_block_inputs
-
-    dst = folder / "blocks.onnx"
-    recipe = {"method": None, "scope": "blocks only: prepare, head (embedders), tail (norm_out, proj_out) and the "
-              "Padé graphs stay fp32"}
-    onnxruntime_int8 = options.precision == "int8" and options.backend == "onnxruntime"
-    # the fp32 graph (and its external data) moves aside under its own name, so that its references hold
-    # and the quantized graph can take blocks.onnx / blocks.onnx.data; the scratch folder goes with it
-    with scratch_folder(dst, "fp32") as scratch:
-        src = Path(scratch) / dst.name
-        move_model(dst, src)
-        external = bool(referenced_data_files(src))
-        if onnxruntime_int8 and options.int8_mode == "dynamic":
-            report = quantize_int8_dynamic(src, dst, external)
-            recipe["method"] = ("dynamic INT8 (onnxruntime's MatMulInteger form, written one weight at a time): "
-                                "per-column S8 weights of every MatMul / Gemm with a constant weight")
-            recipe["quantized_matmuls"] = report.matmuls
-            if report.skipped:
-                recipe["left_float"] = report.skipped
-        else:
-            feeds = collect_block_inputs(model, options.shape, options.calibration_samples,
-                                         options.calibration_steps, options.calibration_seed)
-            if onnxruntime_int8:
-                quantize_static_qdq(src, dst, feeds, external=external)
-                recipe["method"] = "onnxruntime static QDQ INT8 per-channel (MatMul, Gemm)"
-            else:
-                example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
-                recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example,
-                                                       batch_axes(model, options.shape), dst))
-            recipe["calibration"] = {"samples": options.calibration_samples, "steps": options.calibration_steps,
-                                     "seed": options.calibration_seed, "feeds": len(feeds)}
-    entry.precision = options.precision
-    return recipe
-
-
-def _check_quantized_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions, recipe: dict) -> None:
-    if recipe.get("graph_dtype") == "bfloat16":
-        entry.check_error = None  # checked as a plan (tensorrt backend only, see BuildOptions.validate)
-    else:
-        entry.check_error = check_part(_ort_session(folder / entry.file), model, "blocks", options.shape,
-                                       TOLERANCE[options.precision], batches=check_batches(options.shape))
-
-
-def _export_reduced_precision_blocks(model: Model, folder: Path, entry: PartEntry, options: BuildOptions) -> dict:
-    """TensorRT bf16 / fp16: blocks.onnx re-exported from a copy of the model cast to that dtype, so
-    that the graph carries its precision (TensorRT 11 builds strongly typed networks only). Its I/O
-    is bf16 / fp16; the runtime casts at the boundary. onnxruntime's CPU kernels cannot run it, so
-    it is checked when TensorRT builds the plan."""
-    import copy
-
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[options.precision]
-    family = copy.copy(model.family)
-    family.dtype = dtype
-    cast = Model(model.name, family, type(model.parts)(copy.deepcopy(model.transformer).to(dtype), family))
-    io = export_part(cast, "blocks", options.shape, folder / "blocks.onnx", options.opset,
-                     batch_axes(model, options.shape))
-    entry.inputs, entry.outputs = io["inputs"], io["outputs"]
-    entry.precision, entry.check_error = options.precision, None
-    return {"method": f"blocks exported in {options.precision} (strongly typed)", "scope": "blocks only"}
 
 
 def _write_extras(model: Model, folder: Path) -> dict:

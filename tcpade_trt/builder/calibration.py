@@ -32,7 +32,7 @@ class _RecordingParts(Parts):
         return self._parts.head(latents, timestep, prepared)
 
     def blocks(self, step: Tensors):
-        self.records.append({n: step[n].detach().cpu().numpy().copy() for n in self.family.BLOCK_INPUTS})
+        self.records.append({n: _host_array(step[n]) for n in self.family.BLOCK_INPUTS})
         return self._parts.blocks(step)
 
     def tail_tokens(self, x_out, step):
@@ -40,6 +40,12 @@ class _RecordingParts(Parts):
 
     def modulated_input(self, step):
         return self._parts.modulated_input(step)
+
+
+def _host_array(t: torch.Tensor) -> np.ndarray:
+    """A copy in host memory; bf16 / fp16 as float32 (numpy has no bf16; the quantizer casts back)."""
+    t = t.detach()
+    return (t.float() if t.is_floating_point() else t).cpu().numpy().copy()
 
 
 def calibration_conds(model: Model, shape: BuildShape, samples: int, seed: int = 0) -> Tensors:

@@ -16,15 +16,18 @@ from ..export.parts import PARTS, part_io
 PLAN_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
 
 
-def check_plans(folder: Path, entries: dict, model, options) -> None:
-    """Run every plan on fresh sample inputs; refuse the build beyond PLAN_TOLERANCE (one sentence)."""
+def check_plans(folder: Path, entries: dict, model, options, cheap=None) -> None:
+    """Run every plan on fresh sample inputs; refuse the build beyond PLAN_TOLERANCE (one sentence). ``model`` is
+    the reference of the blocks plan, ``cheap`` (builder/device.cheap_parts_model) of the others."""
+    cheap = cheap or model
     parts, _ = trt_plans.load_trt_parts(folder, {n: e.file for n, e in entries.items()},
                                         device=trt_plans.default_device())
     for name, entry in entries.items():
         tolerance = PLAN_TOLERANCE[entry.precision]
         if name in PARTS:
-            session = trt_plans.PlanSession(parts[name], part_io(model, name)[1])
-            entry.check_error = check_part(session, model, name, options.shape, tolerance,
+            reference = model if name == "blocks" else cheap
+            session = trt_plans.PlanSession(parts[name], part_io(reference, name)[1])
+            entry.check_error = check_part(session, reference, name, options.shape, tolerance,
                                            batches=tuple(sorted({options.shape.batch_min, options.shape.batch_max})))
             continue
         graph = "pade-fit" if name.startswith("pade-fit") else name  # the Padé graphs: against onnxruntime

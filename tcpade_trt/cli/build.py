@@ -41,6 +41,10 @@ def add_arguments(p) -> None:
     p.add_argument("--no-ort-fusions", action="store_true",
                    help="onnxruntime: keep the exported standard ops instead of onnxruntime's fused GELU and "
                         "RMSNorm kernels (for folders run by onnxruntime's TensorRT execution provider)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model is loaded, calibrated and exported: cuda loads it on the GPU in the blocks' "
+                        "dtype (bf16 for bf16 / fp8 / int8, as NVIDIA's demo/Diffusion); auto (default): cuda for "
+                        "--backend tensorrt on a machine with a GPU, else cpu")
     p.add_argument("--opt-level", type=int, choices=range(6), metavar="0-5", default=3,
                    help="TensorRT builder optimization level 0-5")
     p.add_argument("--timing-cache", help="TensorRT timing cache file (read and updated)")
@@ -62,7 +66,7 @@ def build_options(args, family: str):
                           refittable=args.refittable, weight_streaming=args.weight_streaming)
     return BuildOptions(backend=args.backend, precision=args.precision, shape=shape, int8_mode=args.int8_mode,
                         calibration_samples=args.calibration_samples, tensorrt=trt,
-                        ort_fusions=not args.no_ort_fusions, reuse_onnx_from=args.reuse_onnx)
+                        ort_fusions=not args.no_ort_fusions, reuse_onnx_from=args.reuse_onnx, device=args.device)
 
 
 def _given(value, default):
@@ -85,7 +89,12 @@ def run(args) -> int:
         from ..engines.trt_backend import check_build_machine
 
         check_build_machine(options.precision)
-    model = load_model(args.model)
+    from ..builder.device import check_fits, load_dtype, resolve_device, torch_device
+
+    device = resolve_device(options.device, options.backend)
+    model_path = Path(args.model) if Path(args.model).exists() else None
+    check_fits(model_path, device, options.backend, options.precision)  # before the weights load
+    model = load_model(args.model, device=torch_device(device), dtype=load_dtype(device, options.precision))
     options.validate_for(model)
     text = f", {options.shape.text_tokens} text tokens" if model.family.pipeline_class else ""
     print(f"building {args.backend} {args.precision} engines for {model.name} ({model.family.title}{text}) -> "

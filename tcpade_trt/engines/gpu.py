@@ -11,6 +11,11 @@ def available() -> bool:
     return torch.cuda.is_available()
 
 
+def torch_device() -> torch.device:
+    """Where torch puts a model that should be on the GPU."""
+    return torch.device("cuda", 0)
+
+
 def capability() -> tuple[int, int] | None:
     """Compute capability of GPU 0, or None without a GPU."""
     return tuple(torch.cuda.get_device_capability(0)) if available() else None

@@ -85,6 +85,12 @@ def relative_error(got: np.ndarray, expected: np.ndarray, scale: np.ndarray | No
     return float(np.linalg.norm(got.astype(np.float64) - expected) / (denom if denom > 0 else 1.0))
 
 
+def host_array(t: torch.Tensor) -> np.ndarray:
+    """A tensor as the numpy array an engine is fed: on the host, bf16 / fp16 as float32 (numpy has no bf16)."""
+    t = t.detach()
+    return (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).cpu().numpy()
+
+
 def worst_error(errors) -> float:
     """The largest error, NaN if any is NaN (max() keeps a number over a later NaN: an all-NaN engine would pass)."""
     errors = list(errors)
@@ -102,7 +108,7 @@ def check_part(session, model: Model, part: str, shape: BuildShape, tolerance: f
     worst = 0.0
     for batch in batches:
         example = example_tensors(model, shape, batch=batch, seed=seed)
-        feeds = {n: example[n].detach().cpu().numpy() for n in module.input_names}
+        feeds = {n: host_array(example[n]) for n in module.input_names}
         with torch.no_grad():
             expected = module(*(example[n] for n in module.input_names))
         got = dict(zip(module.output_names, session.run(None, feeds)))

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from tcpade_trt.builder import BuildOptions, build_engines
-from tcpade_trt.builder import build as build_module
+from tcpade_trt.builder import parts_stage
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import ConfigError
 
@@ -121,7 +121,7 @@ def test_an_interrupted_build_leaves_nothing_and_keeps_the_previous_folder(fp32_
     def explode(*args, **kwargs):
         raise interruption("stopped")
 
-    monkeypatch.setattr(build_module, "export_pade", explode)
+    monkeypatch.setattr(parts_stage, "export_pade", explode)
     with pytest.raises(interruption):
         build_engines("tiny-dit", out, BuildOptions(shape=SHAPES["tiny-dit"]), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy"]  # no temporary folder left

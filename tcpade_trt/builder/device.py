@@ -1,0 +1,112 @@
+"""Where a build computes, and in what precision.
+
+    --device cpu    the model in fp32 in host memory (onnxruntime builds, small models)
+    --device cuda   the model on the GPU in the dtype its block stack is built in: bf16 for bf16 / fp8 / int8
+                    (NVIDIA's demo/Diffusion calibrates and exports FLUX in bf16 on the GPU), fp16, or fp32
+    --device auto   cuda for a TensorRT build on a machine with a GPU, else cpu (the default)
+
+The cheap parts (prepare, head, tail, the first block's modulation for TeaCache) are exported from a copy in
+fp32 on the host that holds every module but the blocks after the first: they stay in full precision whatever
+the blocks are built in, as in NVIDIA's recipes, and cost a small fraction of the model's memory.
+
+A build the machine cannot do is refused before anything loads, from the size of the weights on disk: FP8 /
+INT8 for TensorRT calibrates and exports a copy of the whole model, so on the CPU it needs an fp32 copy in host
+memory (about 100 GB and hours of CPU calibration for FLUX.1-dev); on a GPU, the model in bf16 twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..engines import gpu
+from ..errors import ConfigError
+from ..models.model import Model
+
+DEVICES = ("auto", "cpu", "cuda")
+LOAD_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16,
+              "int8": torch.bfloat16}
+# TensorRT recipes on the CPU above this many bytes of fp32 weights: refused (a few GB: hours of calibration)
+CPU_QUANTIZATION_LIMIT = 8 << 30
+
+
+def resolve_device(device: str, backend: str) -> str:
+    if device not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (got {device!r}).")
+    if device == "auto":
+        return "cuda" if backend == "tensorrt" and gpu.available() else "cpu"
+    if device == "cuda" and not gpu.available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to torch; build with --device cpu or on a GPU.")
+    return device
+
+
+def load_dtype(device: str, precision: str) -> torch.dtype:
+    """fp32 on the host; on a GPU the dtype the block stack is built in (bf16 for the quantized recipes)."""
+    return LOAD_DTYPE[precision] if device == "cuda" else torch.float32
+
+
+def torch_device(device: str) -> torch.device:
+    return gpu.torch_device() if device == "cuda" else torch.device("cpu")
+
+
+def weight_bytes_on_disk(model_path: Path | None) -> int | None:
+    """Bytes of the transformer's weight files (safetensors / bin) in a local folder; None for built-in models."""
+    if model_path is None:
+        return None
+    folder = model_path / "transformer" if (model_path / "transformer").is_dir() else model_path
+    files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+    return sum(f.stat().st_size for f in files) if files else None
+
+
+def check_fits(model_path: Path | None, device: str, backend: str, precision: str) -> None:
+    """Refuse, before anything loads, a build this machine cannot do, saying what it needs."""
+    stored = weight_bytes_on_disk(model_path)
+    if stored is None:
+        return
+    parameters = stored / 2  # released diffusion transformers are stored in bf16 (2 bytes a weight)
+    gib = lambda n: f"{n / (1 << 30):.0f} GB"
+    recipe = backend == "tensorrt" and precision in ("fp8", "int8", "bf16", "fp16")
+    if device == "cpu" and recipe and 4 * parameters > CPU_QUANTIZATION_LIMIT:
+        raise ConfigError(f"a TensorRT {precision} build of {model_path.name} ({gib(stored)} of weights) on the CPU "
+                          f"would calibrate and export an fp32 copy ({gib(4 * parameters)} of host memory, hours of "
+                          "CPU time): build it on the GPU with --device cuda (about "
+                          f"{gib(2 * 2 * parameters)} of GPU memory for the bf16 model and its quantized copy).")
+    if device == "cuda":
+        need = 2 * parameters * (2 if recipe and precision in ("fp8", "int8") else 1) * 1.2  # + activations
+        have = gpu.memory_bytes() or 0
+        if need > have:
+            raise ConfigError(f"building {model_path.name} ({gib(stored)} of weights) in {precision} on the GPU needs "
+                              f"about {gib(need)} of GPU memory; this GPU has {gib(have)}. Use a larger GPU.")
+
+
+@contextlib.contextmanager
+def _first_blocks_only(transformer: nn.Module):
+    """The transformer with each stack of blocks (a ModuleList child: transformer_blocks, single_transformer_blocks,
+    Wan's blocks) cut to its first block, for the duration of the block."""
+    stacks = {name: child for name, child in transformer.named_children()
+              if isinstance(child, nn.ModuleList) and len(child) > 1}
+    for name, child in stacks.items():
+        setattr(transformer, name, nn.ModuleList(list(child)[:1]))
+    try:
+        yield
+    finally:
+        for name, child in stacks.items():
+            setattr(transformer, name, child)
+
+
+def cheap_parts_model(model: Model) -> Model:
+    """``model`` itself when it is in fp32 on the host, else an fp32 host copy of what prepare, head, tail and the
+    modulation read (every module but the blocks after the first)."""
+    if model.dtype == torch.float32 and torch.device(model.device).type == "cpu":
+        return model
+    with _first_blocks_only(model.transformer):
+        transformer = copy.deepcopy(model.transformer)
+    transformer.to(device="cpu", dtype=torch.float32)
+    family = copy.copy(model.family)
+    family.device, family.dtype = torch.device("cpu"), torch.float32
+    return Model(model.name, family, type(model.parts)(transformer, family), conditioner=model.conditioner,
+                 latent_size=model.latent_size, calibrated=model.calibrated)

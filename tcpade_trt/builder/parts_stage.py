@@ -1,0 +1,102 @@
+"""The build's first stage: the model's parts and the Padé graphs as fp32 ONNX, each model part checked against
+torch, or the fp32 parts of an existing folder of the same model and shape reused.
+
+The cheap parts (prepare, head, tail, modulated) come from ``cheap`` (builder/device.cheap_parts_model: the model
+in fp32 on the host, or a copy of what those parts read); the block stack from the model as loaded, and only when
+its fp32 graph is used: by fp32 folders and onnxruntime's INT8 quantizers. The other recipes (ModelOpt's FP8 and
+INT8, TensorRT's bf16 / fp16) export the blocks themselves, so the fp32 export of a 12B block stack is skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from ..engines.manifest import PartEntry
+from ..errors import ConfigError
+from ..export.onnx_export import check_part, describe_io, export_part
+from ..export.onnx_files import copy_model
+from ..export.pade_onnx import export_pade, pade_io
+from ..export.parts import PARTS, BuildShape, PartModule, batch_axes, example_tensors
+from ..models.model import Model
+
+# relative L2 error of each engine against torch that a build accepts
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
+
+
+def needs_fp32_blocks(options) -> bool:
+    """Whether the fp32 blocks graph is part of the folder or the input of its quantizer."""
+    return options.precision == "fp32" or (options.precision == "int8" and options.backend == "onnxruntime")
+
+
+def export_all(model: Model, cheap: Model, folder: Path, options, stages) -> dict[str, PartEntry]:
+    """Every part and Padé variant to fp32 ONNX, each model part checked against torch."""
+    shape = options.shape
+    axes = batch_axes(cheap, shape)
+    entries: dict[str, PartEntry] = {}
+    for part in PARTS:
+        if part == "prepare" and not model.family.PREPARE_OUTPUTS:
+            continue  # nothing prompt-only to precompute (DiT)
+        source = model if part == "blocks" else cheap
+        if part == "blocks" and not needs_fp32_blocks(options):
+            module = PartModule(cheap, "blocks")  # the I/O only: the recipe writes blocks.onnx
+            entries[part] = PartEntry(file="blocks.onnx", **describe_io(module, example_tensors(cheap, shape, 2), axes))
+            continue
+        io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes)
+        entries[part] = PartEntry(file=f"{part}.onnx", **io)
+        entries[part].check_error = stages.run(f"check {part} against torch", _check_fp32_part, source, part,
+                                               folder / f"{part}.onnx", shape)
+    _, tokens, hidden = entries["blocks"].outputs[0]["shape"]  # x_out ["batch", tokens, hidden]
+    graphs = [(f"pade-fit-{variant}", "pade-fit", variant) for variant in options.pade_variants]
+    for name, graph, variant in [*graphs, ("pade-eval", "pade-eval", "rational"), ("tsi", "tsi", "rational")]:
+        stages.run(f"export {name}", export_pade, folder / f"{name}.onnx", graph, variant, hidden=hidden)
+        entries[name] = PartEntry(file=f"{name}.onnx", **pade_io(graph, tokens, hidden))
+    return entries
+
+
+def _check_fp32_part(model: Model, part: str, path: Path, shape: BuildShape) -> float:
+    return check_part(ort_session(path), model, part, shape, TOLERANCE["fp32"], batches=check_batches(shape))
+
+
+def check_batches(shape: BuildShape) -> tuple[int, ...]:
+    """The batch sizes every engine is checked at: both ends of the folder's range (an exporter that baked
+    the example's batch into the graph fails at the other)."""
+    return tuple(sorted({shape.batch_min, shape.batch_max}))
+
+
+def _export_model_part(model: Model, part: str, path: Path, options, axes: dict) -> dict:
+    io = export_part(model, part, options.shape, path, options.opset, axes)
+    if options.backend == "onnxruntime" and options.ort_fusions:
+        from ..engines.ort_fusions import fuse_for_onnxruntime
+
+        fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
+    return io
+
+
+def copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShape) -> dict[str, PartEntry]:
+    """The fp32 ONNX files of an existing folder of the same model and shape (saves the export)."""
+    from ..engines.manifest import read_manifest
+
+    src = read_manifest(source)
+    if src.backend != "onnxruntime" or src.precision != "fp32":
+        raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
+    if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
+        raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
+    for entry in src.parts.values():
+        copy_model(source / entry.file, folder)  # with its external data, if any
+    return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
+
+
+def fused(options) -> bool:
+    """Whether the folder's parts carry onnxruntime's fused ops (reused parts: as their source's did)."""
+    if options.reuse_onnx_from is None:
+        return options.ort_fusions
+    from ..engines.manifest import read_manifest
+
+    return bool(read_manifest(options.reuse_onnx_from, verify_hashes=False).options.get("ort_fusions"))
+
+
+def ort_session(path: Path):
+    from ..engines.ort_backend import create_session
+
+    return create_session(path, providers=["CPUExecutionProvider"])
