@@ -5,8 +5,7 @@ import shutil
 
 import pytest
 
-from tcpade_trt.builder import BuildOptions, build_engines
-from tcpade_trt.builder import parts_stage
+from tcpade_trt.builder import BuildOptions, build_engines, parts_stage
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import ConfigError
 
