@@ -14,8 +14,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 IMAGES = {"Dockerfile.cpu": ("cpu", "demo", "serve"), "Dockerfile.gpu": ("gpu", "serve")}  # + extras
-# the NVIDIA PyTorch container ships these, built together
-FROM_BASE_IMAGE = {"Dockerfile.gpu": {"torch", "tensorrt", "numpy"}}
+# the NVIDIA PyTorch container ships these (torch, TensorRT and numpy built together): the image keeps its own
+FROM_BASE_IMAGE = {"Dockerfile.gpu": {"torch", "tensorrt", "numpy", "tqdm"}}
 
 
 def pinned(requirements: Path) -> dict[str, str]:
@@ -67,3 +67,54 @@ def test_every_declared_dependency_is_pinned_within_its_range(dockerfile):
 def test_the_cpu_image_runs_the_demo_as_a_non_root_user():
     text = (DOCKER / "Dockerfile.cpu").read_text()
     assert re.search(r"^USER 10001$", text, re.M) and 'ENTRYPOINT ["tcpade-trt"]' in text and '"demo"' in text
+
+
+def stub_wheel(folder: Path, name: str, version: str) -> None:
+    """An empty wheel that says it is ``name`` ``version``: NVIDIA's builds are not on PyPI."""
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    with zipfile.ZipFile(folder / f"{dist}-py3-none-any.whl", "w") as wheel:
+        wheel.writestr(f"{dist}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel.writestr(f"{dist}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: stub\nRoot-Is-Purelib: true\n"
+                                                   "Tag: py3-none-any\n")
+        wheel.writestr(f"{dist}.dist-info/RECORD", "")
+
+
+def pypi_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not pypi_reachable(), reason="PyPI is not reachable from here: the resolution needs its index")
+def test_the_gpu_requirements_resolve_with_the_base_images_builds_held(tmp_path):
+    """What `docker build` of Dockerfile.gpu resolves, without the image: the requirements for its Python (3.12) and
+    platform, with NVIDIA's builds held at the base image's versions (docker/ngc-pytorch-25.10.txt; stub wheels
+    stand in for them, they are not on PyPI). A pin that fights the image fails here, not in the build."""
+    import json
+
+    held = pinned(DOCKER / "ngc-pytorch-25.10.txt")
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in ("torch", "torchvision", "tensorrt"):  # built by NVIDIA; numpy is PyPI's
+        stub_wheel(stubs, name, held[name])
+    platforms = [f"--platform={p}" for p in ("manylinux_2_39_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
+                                             "manylinux2014_x86_64")]
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--python-version=3.12",
+         "--only-binary=:all:", *platforms, "--implementation=cp", "--target", str(tmp_path / "target"),
+         "--find-links", str(stubs), "--constraint", str(DOCKER / "ngc-pytorch-25.10.txt"),
+         "--requirement", str(DOCKER / "requirements-gpu.txt"), "--report", str(report)],
+        capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": ""})  # not this machine's constraints
+    assert result.returncode == 0, result.stderr[-3000:]
+    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    assert resolved["torch"] == held["torch"] and resolved["numpy"] == held["numpy"]  # the image's builds kept
+    for name, version in pinned(DOCKER / "requirements-gpu.txt").items():
+        assert resolved[name] == version
+    assert "onnxruntime" not in resolved  # only the GPU build
