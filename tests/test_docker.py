@@ -113,7 +113,8 @@ def test_the_gpu_requirements_resolve_with_the_base_images_builds_held(tmp_path)
          "--requirement", str(DOCKER / "requirements-gpu.txt"), "--report", str(report)],
         capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": ""})  # not this machine's constraints
     assert result.returncode == 0, result.stderr[-3000:]
-    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    installs = json.loads(report.read_text())["install"]
+    resolved = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in installs}
     assert resolved["torch"] == held["torch"] and resolved["numpy"] == held["numpy"]  # the image's builds kept
     for name, version in pinned(DOCKER / "requirements-gpu.txt").items():
         assert resolved[name] == version
