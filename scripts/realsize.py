@@ -11,6 +11,14 @@ build stages and their times (the manifest's build log), peak memory of every co
 to the weights, folder sizes, and whether every folder holds exactly the files its manifest lists.
 Results go to OUT/realsize.json and, with --markdown, a page of tables. Weights are random, so image
 quality means nothing here; what is measured is that every released size builds, checks and runs.
+
+    python scripts/realsize.py --tensorrt --out realsize-out --markdown docs/realsize.md [--models dit flux]
+
+builds the TensorRT recipes instead (ModelOpt INT8 SmoothQuant and FP8) of DiT-XL/2 and FLUX.1 at full width
+through the TensorRT stand-in on its emulated GPU (scripts/with_tensorrt_standin.py): the model loaded in bf16
+"on the GPU" (host memory here), calibrated, quantized, exported to ONNX, parsed and built into plans, each plan
+checked against torch, and a 4-step generation on the plans; peak memory and times under GNU time, into the
+page's TensorRT section (the rest of the page is kept).
 """
 
 from __future__ import annotations
@@ -141,6 +149,87 @@ def measure(name: str, out: Path) -> dict:
     return result
 
 
+TENSORRT_MODELS = ("dit", "flux")
+TENSORRT_RECIPES = ("int8", "fp8")
+STANDIN = ROOT / "scripts" / "with_tensorrt_standin.py"
+SECTION = ("<!-- tensorrt recipes: scripts/realsize.py --tensorrt -->", "<!-- /tensorrt recipes -->")
+
+
+def measure_tensorrt(name: str, out: Path) -> dict:
+    """The TensorRT recipes of one model, each a build and a 4-step generation through the stand-in."""
+    from tcpade_trt.engines.manifest import read_manifest
+
+    spec = MODELS[name]
+    models, engines, logs = out / "models" / name, out / "engines", out / "logs"
+    for d in (engines, logs):
+        d.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] saving a random {spec['title']}", flush=True)
+    shutil.rmtree(models, ignore_errors=True)
+    result = {"title": spec["title"], "image": spec["image"], "model": save_random_model(name, spec, models),
+              "recipes": {}}
+    h, w, f = spec["latent"]
+    shape = ["--height", str(h), "--width", str(w), "--frames", str(f), "--text-tokens", str(spec["text_tokens"]),
+             "--batch-max", str(spec["batch_max"]), "--batch-opt", str(spec["batch_max"])]
+    for precision in TENSORRT_RECIPES:
+        folder = engines / f"{name}-trt-{precision}"
+        print(f"[{name}] TensorRT {precision} build (stand-in)", flush=True)
+        build = run([sys.executable, str(STANDIN), "build", str(models), "--out", str(folder), "--backend", "tensorrt",
+                     "--precision", precision, "--calibration-samples", "2", "--calibration-steps", "4", *shape,
+                     "--force"], logs / f"{name}-trt-build-{precision}.log")
+        print(f"[{name}] generate on the {precision} plans (stand-in)", flush=True)
+        generate = run([sys.executable, str(STANDIN), "generate", "--engines", str(folder), "--steps", "4",
+                        "--out", str(out / "images" / f"{name}-trt-{precision}.png"), *spec["generate"]],
+                       logs / f"{name}-trt-generate-{precision}.log")
+        manifest = read_manifest(folder)
+        result["recipes"][precision] = {
+            "build_seconds": build["seconds"], "build_peak_rss_bytes": build["peak_rss_bytes"],
+            "generate_seconds": generate["seconds"], "generate_peak_rss_bytes": generate["peak_rss_bytes"],
+            "folder": folder_report(folder), "plan_errors": {n: p.check_error for n, p in manifest.parts.items()},
+            "method": manifest.quantization["method"], "graph_dtype": manifest.quantization.get("graph_dtype"),
+            "device": manifest.options.get("device"),
+            "blocks_plan_bytes": (folder / manifest.parts["blocks"].file).stat().st_size}
+    shutil.rmtree(models)
+    return result
+
+
+def tensorrt_markdown(results: dict) -> str:
+    lines = [SECTION[0], "## TensorRT recipes at full width (through the TensorRT stand-in)", "",
+             "Made by `python scripts/realsize.py --tensorrt --out realsize-out --markdown docs/realsize.md` on "
+             f"{results['machine']}, {results['date']}; {results['total_minutes']:.0f} minutes in all. Each build ran "
+             "the TensorRT path as on a GPU, through the test suite's TensorRT stand-in on its emulated GPU "
+             "(`scripts/with_tensorrt_standin.py`), whose \"GPU memory\" is host memory: the model loaded in bf16, "
+             "ModelOpt's recipe calibrated on 2 trajectories of 4 steps, the quantized blocks exported by the "
+             "TorchScript exporter and checked by path, parsed against onnx-tensorrt's operator table, built into "
+             "plans (a plan here is its ONNX graph run by onnxruntime: no TensorRT timing), every plan checked "
+             "against torch, then 4 steps generated on the plans. Peak memory is the process's peak resident set "
+             "(the host side of a GPU build and the emulated GPU's memory together).", "",
+             "| model | recipe (graph dtype) | build | peak memory, build (x fp32 weights) | blocks plan "
+             "| blocks plan vs torch | worst other plan | generate, 4 steps | files = manifest |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["models"].values():
+        weights = r["model"]["weight_bytes"]
+        for precision, x in r["recipes"].items():
+            others = max(e for n, e in x["plan_errors"].items() if n != "blocks" and e is not None)
+            lines.append(f"| {r['title']} | {precision} ({x['graph_dtype']}) | {x['build_seconds']:.0f} s | "
+                         f"{gib(x['build_peak_rss_bytes'])} ({x['build_peak_rss_bytes'] / weights:.2f}x) | "
+                         f"{gib(x['blocks_plan_bytes'])} | {x['plan_errors']['blocks']:.1e} | {others:.1e} | "
+                         f"{x['generate_seconds']:.0f} s | {'yes' if x['folder']['exact'] else 'NO'} |")
+    lines += ["", "Build stages (seconds):", ""]
+    for name, r in results["models"].items():
+        for precision, x in r["recipes"].items():
+            stages = ", ".join(f"{s['stage']} {s['seconds']:.0f}" for s in x["folder"]["stages"])
+            lines.append(f"- {name} {precision}: {stages}")
+    return "\n".join([*lines, SECTION[1]]) + "\n"
+
+
+def with_section(page: str, section: str) -> str:
+    """``page`` with its TensorRT section replaced by (or, without one, followed by) ``section``."""
+    if SECTION[0] in page and SECTION[1] in page:
+        before, rest = page.split(SECTION[0], 1)
+        return before + section.rstrip("\n") + rest.split(SECTION[1], 1)[1]
+    return page.rstrip("\n") + "\n\n" + section
+
+
 def machine() -> str:
     import onnxruntime
     import torch
@@ -200,10 +289,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("realsize-out"))
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     p.add_argument("--markdown", type=Path, help="write the tables to this file (e.g. docs/realsize.md)")
+    p.add_argument("--tensorrt", action="store_true",
+                   help="the TensorRT recipes (INT8, FP8) through the TensorRT stand-in instead (dit, flux)")
     args = p.parse_args()
     if not Path("/usr/bin/time").is_file():
         sys.exit("GNU time (/usr/bin/time) measures peak memory here: apt-get install time")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.tensorrt:
+        return main_tensorrt(args)
     json_path = args.out / "realsize.json"
     # models measured by an earlier run into the same OUT stay (a failure late in a long run loses nothing)
     earlier = json.loads(json_path.read_text())["models"] if json_path.is_file() else {}
@@ -217,8 +310,30 @@ def main() -> int:
         json_path.write_text(json.dumps(results, indent=1))  # what is measured so far survives a later failure
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(results))
+        page = args.markdown.read_text() if args.markdown.is_file() else ""
+        kept = page[page.index(SECTION[0]):page.index(SECTION[1]) + len(SECTION[1])] if SECTION[0] in page else ""
+        args.markdown.write_text(with_section(markdown(results), kept) if kept else markdown(results))
     print(markdown(results))
+    return 0
+
+
+def main_tensorrt(args) -> int:
+    json_path = args.out / "realsize-tensorrt.json"
+    models = [m for m in args.models if m in TENSORRT_MODELS]
+    earlier = json.loads(json_path.read_text())["models"] if json_path.is_file() else {}
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+               "models": {k: v for k, v in earlier.items() if k not in models}}
+    for name in models:
+        started = time.perf_counter()
+        results["models"][name] = measure_tensorrt(name, args.out)
+        results["models"][name]["minutes"] = round((time.perf_counter() - started) / 60, 1)
+        results["total_minutes"] = sum(m.get("minutes", 0) for m in results["models"].values())
+        json_path.write_text(json.dumps(results, indent=1))  # what is measured so far survives a later failure
+    section = tensorrt_markdown(results)
+    if args.markdown:
+        page = args.markdown.read_text() if args.markdown.is_file() else ""
+        args.markdown.write_text(with_section(page, section))
+    print(section)
     return 0
 
 

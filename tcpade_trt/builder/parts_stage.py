@@ -9,13 +9,14 @@ INT8, TensorRT's bf16 / fp16) export the blocks themselves, so the fp32 export o
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
 from ..engines.manifest import PartEntry
 from ..errors import ConfigError
 from ..export.onnx_export import check_part, describe_io, export_part
-from ..export.onnx_files import copy_model
+from ..export.onnx_files import copy_model, referenced_data_files
 from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, PartModule, batch_axes, example_tensors
 from ..models.model import Model
@@ -29,8 +30,16 @@ def needs_fp32_blocks(options) -> bool:
     return options.precision == "fp32" or (options.precision == "int8" and options.backend == "onnxruntime")
 
 
-def export_all(model: Model, cheap: Model, folder: Path, options, stages) -> dict[str, PartEntry]:
-    """Every part and Padé variant to fp32 ONNX, each model part checked against torch."""
+# parts exported in this process, by (weights, part, shape, opset, fusions): a process that builds several folders of
+# one model (the demo's fp32 and int8, a bench's precisions, TensorRT precisions) exports each part once. Only
+# graphs without external data, at most MEMO_GRAPH_BYTES each and MEMO_TOTAL_BYTES in all (oldest dropped first).
+_EXPORTED: OrderedDict[tuple, tuple[bytes, dict]] = OrderedDict()
+MEMO_GRAPH_BYTES, MEMO_TOTAL_BYTES = 256 << 20, 1 << 30
+
+
+def export_all(model: Model, cheap: Model, folder: Path, options, stages, weights: str = "") -> dict[str, PartEntry]:
+    """Every part and Padé variant to fp32 ONNX, each model part checked against torch. ``weights``: the model's
+    weights hash (the manifest's), which keys the parts exported earlier in this process."""
     shape = options.shape
     axes = batch_axes(cheap, shape)
     entries: dict[str, PartEntry] = {}
@@ -42,7 +51,10 @@ def export_all(model: Model, cheap: Model, folder: Path, options, stages) -> dic
             module = PartModule(cheap, "blocks")  # the I/O only: the recipe writes blocks.onnx
             entries[part] = PartEntry(file="blocks.onnx", **describe_io(module, example_tensors(cheap, shape, 2), axes))
             continue
-        io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes)
+        key = (weights, str(source.dtype), part, tuple(sorted(shape.as_dict().items())), options.opset,
+               options.backend == "onnxruntime" and options.ort_fusions) if weights else None
+        io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes,
+                        key)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)
         entries[part].check_error = stages.run(f"check {part} against torch", _check_fp32_part, source, part,
                                                folder / f"{part}.onnx", shape)
@@ -64,12 +76,21 @@ def check_batches(shape: BuildShape) -> tuple[int, ...]:
     return tuple(sorted({shape.batch_min, shape.batch_max}))
 
 
-def _export_model_part(model: Model, part: str, path: Path, options, axes: dict) -> dict:
+def _export_model_part(model: Model, part: str, path: Path, options, axes: dict, key: tuple | None) -> dict:
+    if key in _EXPORTED:
+        _EXPORTED.move_to_end(key)
+        graph, io = _EXPORTED[key]
+        path.write_bytes(graph)  # inside the build's temporary folder: an interrupted write leaves nothing
+        return dict(io)
     io = export_part(model, part, options.shape, path, options.opset, axes)
     if options.backend == "onnxruntime" and options.ort_fusions:
         from ..engines.ort_fusions import fuse_for_onnxruntime
 
         fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
+    if key is not None and not referenced_data_files(path) and path.stat().st_size <= MEMO_GRAPH_BYTES:
+        _EXPORTED[key] = (path.read_bytes(), dict(io))
+        while sum(len(g) for g, _ in _EXPORTED.values()) > MEMO_TOTAL_BYTES:
+            _EXPORTED.popitem(last=False)
     return io
 
 

@@ -68,7 +68,12 @@ def require_modelopt(precision: str) -> None:
     require_modelopt_for_recipes(getattr(modelopt, "__version__", "0"))
 
 
-def recipe_config(precision: str) -> dict:
+# ModelOpt's INT8 ONNX export casts a quantizer's input to this dtype for Q/DQ and (0.47, export_onnx.export_int8)
+# never casts back: left at "Float", every op after the first Q/DQ of a bf16 model runs in fp32 in the plan
+HIGH_PRECISION = {torch.bfloat16: "BFloat16", torch.float16: "Half", torch.float32: "Float"}
+
+
+def recipe_config(precision: str, dtype: torch.dtype = torch.float32) -> dict:
     """The ModelOpt config: the linear layers of the block stack quantized (FP8 E4M3 per tensor with "max"
     calibration, or INT8 per-channel weights and per-tensor inputs with SmoothQuant alpha SMOOTHQUANT_ALPHA),
     nothing else: ModelOpt's INT8 preset also quantizes the inputs of every LayerNorm (the residual stream, 0.08
@@ -77,6 +82,8 @@ def recipe_config(precision: str) -> dict:
         weights, inputs, algorithm = dict(FP8_E4M3), dict(FP8_E4M3), "max"
     elif precision == "int8":
         weights, inputs = {"num_bits": 8, "axis": 0}, {"num_bits": 8, "axis": None}  # as ModelOpt's INT8 preset
+        for cfg in (weights, inputs):  # the plan computes in the model's dtype between the quantized GEMMs
+            cfg["trt_high_precision_dtype"] = HIGH_PRECISION[dtype]
         # the preset names the algorithm by a string ("smoothquant", alpha 1.0); a dict carries alpha
         algorithm = {"method": "smoothquant", "alpha": SMOOTHQUANT_ALPHA}
     else:
@@ -111,7 +118,7 @@ def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
             m(*(tensor(feed[n]) for n in module.input_names))
 
     with torch.no_grad(), _quiet():
-        return mtq.quantize(module, recipe_config(precision), forward_loop=forward_loop)
+        return mtq.quantize(module, recipe_config(precision, parameter.dtype), forward_loop=forward_loop)
 
 
 def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes: dict, out: Path) -> dict:
@@ -120,8 +127,8 @@ def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes
 
     from ..export.fp8_qdq import rewrite_trt_fp8_qdq
 
-    dtype = next(quantized.parameters()).dtype
-    args = tuple(example[n].to(dtype) if example[n].is_floating_point() else example[n] for n in quantized.input_names)
+    # each input in the dtype the model itself makes it (a bf16 model's RoPE tables stay float32)
+    args = tuple(example[n] for n in quantized.input_names)
     dynamic = {n: {batch_axes[n]: "batch"} for n in quantized.input_names if batch_axes.get(n) is not None}
     dynamic.update({n: {0: "batch"} for n in quantized.output_names})  # x_out, residual: batch first
     with onnx_files.scratch_folder(out, "modelopt") as scratch, torch.no_grad(), _quiet(), traceable(quantized):
@@ -147,7 +154,7 @@ def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.nda
     quantized = quantize_blocks(model, precision, feeds)
     counts = export_quantized_blocks(quantized, precision, example, batch_axes, out)
     dtype = str(next(quantized.parameters()).dtype).replace("torch.", "")
-    config = recipe_config(precision)
+    config = recipe_config(precision, next(quantized.parameters()).dtype)
     if precision == "fp8":
         method = (f"ModelOpt FP8 E4M3 per-tensor max (weights and inputs of the linear layers, quantized in {dtype}; "
                   f"{counts.get('weights_folded', 0)} FP8 weights), standard Q/DQ ONNX opset {OPSET}")

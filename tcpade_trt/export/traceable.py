@@ -21,21 +21,27 @@ import torch
 
 
 def _rms_norm_symbolic(g, x, normalized_shape, weight, eps):
-    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2, last axis) + eps) * weight, at any
-    opset (from 18 on ReduceMean takes its axes as an input, not an attribute)."""
+    """aten::rms_norm for the TorchScript exporter: x / sqrt(mean(x^2, last axis) + eps) * weight, computed in
+    float32 and cast back to x's dtype, as torch computes it for bf16 / fp16 (its "opmath" type), at any opset
+    (from 18 on ReduceMean takes its axes as an input, not an attribute)."""
     from torch.onnx import symbolic_helper as sh
 
     eps_value = None if sh._is_none(eps) else sh._maybe_get_const(eps, "f")
     eps_value = 1e-6 if eps_value is None else float(eps_value)
-    square = g.op("Mul", x, x)
+    dtype = x.type().dtype() or torch.float32
+    onnx_float = 1  # TensorProto.FLOAT
+    reduced = dtype in (torch.bfloat16, torch.float16)
+    x32 = g.op("Cast", x, to_i=onnx_float) if reduced else x
+    square = g.op("Mul", x32, x32)
     if g.opset >= 18:
         mean_square = g.op("ReduceMean", square, g.op("Constant", value_t=torch.tensor([-1])), keepdims_i=1)
     else:
         mean_square = g.op("ReduceMean", square, axes_i=[-1], keepdims_i=1)
-    dtype = x.type().dtype() or torch.float32
-    y = g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, g.op("Constant", value_t=torch.tensor(eps_value,
-                                                                                                   dtype=dtype)))))
-    return y if sh._is_none(weight) else g.op("Mul", y, weight)
+    eps_constant = g.op("Constant", value_t=torch.tensor(eps_value, dtype=torch.float32 if reduced else dtype))
+    y = g.op("Div", x32, g.op("Sqrt", g.op("Add", mean_square, eps_constant)))
+    if not sh._is_none(weight):
+        y = g.op("Mul", y, g.op("Cast", weight, to_i=onnx_float) if reduced else weight)
+    return g.op("Cast", y, to_i={torch.bfloat16: 16, torch.float16: 10}[dtype]) if reduced else y  # TensorProto
 
 
 def _rotary_emb_traceable(x, freqs_cis, use_real=True, use_real_unbind_dim=-1, sequence_dim=2):

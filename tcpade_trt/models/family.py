@@ -52,6 +52,14 @@ def tokenizer_max_length(pipeline: Path | None, tokenizer: str) -> int | None:
     return int(value) if isinstance(value, (int, float)) and 0 < value < 1e6 else None  # 1e30: "unlimited"
 
 
+def vae_input(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Latents where the VAE's weights are, in their dtype: the generation's device (the engines' GPU) and the
+    VAE's (the pipeline's, placed by runtime/text_conditioning.py) need not be the same, and diffusers' VAEs do
+    not move their input."""
+    parameter = next(vae.parameters())
+    return latents.to(device=parameter.device, dtype=parameter.dtype)
+
+
 def per_row(t: torch.Tensor, batch: int) -> torch.Tensor:
     """t [*S] -> [*S, batch], every value repeated for each row of the batch (a view)."""
     return t.unsqueeze(-1).expand(*t.shape, batch)

@@ -49,7 +49,14 @@ class PromptEncoder:
         if not (folder / "model_index.json").is_file():
             raise ConfigError(f"{folder} is not a diffusers pipeline folder (no model_index.json).")
         self.family, self.folder = family, folder
-        self.pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder, transformer=None)
+        # on a GPU the text encoders and the VAE run there, in bf16 (T5-XXL: 9.5 GB instead of 19 GB in host memory
+        # and seconds of CPU per prompt); on a CPU in fp32
+        on_gpu = getattr(model.parts, "stream", None) is not None
+        dtype = torch.bfloat16 if on_gpu else torch.float32
+        self.pipe = getattr(diffusers, family.pipeline_class).from_pretrained(folder, transformer=None,
+                                                                               torch_dtype=dtype)
+        if on_gpu:
+            self.pipe.to(model.device)
         self.height, self.width, _ = model.latent_size
         self.text_tokens = model.parts.manifest.shape["text_tokens"]
         self.folder_name = str(getattr(model.parts, "folder", "the engine folder"))
@@ -66,9 +73,10 @@ class PromptEncoder:
                 return self._kept[key]
             for text in (prompt, negative_prompt):
                 self.warn_if_cut(text)
-            encoded = self.family.encode_prompt(self.pipe, prompt, batch, height=self.height, width=self.width,
-                                                text_tokens=self.text_tokens, negative_prompt=negative_prompt,
-                                                guidance_scale=guidance_scale)
+            cond, negative, scale = self.family.encode_prompt(
+                self.pipe, prompt, batch, height=self.height, width=self.width, text_tokens=self.text_tokens,
+                negative_prompt=negative_prompt, guidance_scale=guidance_scale)
+            encoded = (_float32(cond), _float32(negative) if negative is not None else None, scale)
             if self.cache_size > 0:
                 self._kept[key] = encoded
                 if len(self._kept) > self.cache_size:
@@ -93,6 +101,11 @@ class PromptEncoder:
     def write(self, latents: torch.Tensor, path: Path) -> Path:
         pixels = self.pixels(latents)
         return save_video(pixels[0] * 2 - 1, path) if self.family.video else save_images(pixels, path)
+
+
+def _float32(cond: dict) -> dict:
+    """The conditioning in float32, as the engines take it (text encoders on a GPU run in bf16)."""
+    return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in cond.items()}
 
 
 def prompt_conditioning(model: Model, pipeline: Path, prompt: str, batch: int, negative_prompt: str = "",

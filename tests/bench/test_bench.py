@@ -14,7 +14,7 @@ from ..conftest import make_inputs
 
 def test_bench_writes_json_table_and_plots(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["bench", "--out", str(out), "--batches", "1", "2", "--repeats", "1", "--steps", "6",
+    assert main(["bench", "tiny-flux", "--out", str(out), "--batches", "1", "2", "--repeats", "1", "--steps", "6",
                  "--caches", "none", "tcpade-fast", "--peers", "diffusers-fbcache", "--precisions", "int8",
                  "--markdown", str(tmp_path / "benchmarks.md")]) == 0
     results = json.loads((out / "bench.json").read_text())

@@ -3,6 +3,7 @@ FP32 / INT8 (dynamic, static) / FP8, and TensorRT FP32 / BF16 / FP16 / INT8 / FP
 on the emulated GPU (plans built, checked against torch, then run). What the README does not list is refused
 before any work, with a sentence."""
 
+import onnx
 import pytest
 import torch
 
@@ -18,6 +19,12 @@ pytestmark = pytest.mark.slow
 FAMILIES = list(SHAPES)  # tiny-flux, tiny-wan, tiny-dit, tiny-sd3
 GUIDANCE = {"tiny-flux": None, "tiny-wan": 5.0, "tiny-dit": 4.0, "tiny-sd3": 7.0}
 CALIBRATION = dict(calibration_samples=1, calibration_steps=3)  # seconds, not minutes: what is tested is the path
+
+
+def matmul_output_types(model: onnx.ModelProto) -> set[int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+    return {types.get(n.output[0]) for n in inferred.graph.node if n.op_type == "MatMul"}
 
 
 def generates(folder, name):
@@ -48,6 +55,16 @@ def test_tensorrt(name, precision, unfused_folders, tmp_path, monkeypatch):
     assert {p.file for p in manifest.parts.values()} == {f"{n}.plan" for n in manifest.parts}
     assert all(p.check_error is not None for p in manifest.parts.values())  # every plan ran against torch
     assert manifest.parts["blocks"].precision == precision
+    blocks = onnx.load(str(tmp_path / "trt" / manifest.parts["blocks"].extra_files[0]))
+    ops = {n.op_type for n in blocks.graph.node}
+    if precision in ("int8", "fp8"):  # standard Q/DQ, no custom (trt::) op left, no onnxruntime kernel
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops and not {"TRT_FP8QuantizeLinear", "FastGelu"} & ops
+        # quantized on "the GPU" in bf16: the network between the quantized GEMMs stays bf16 (ModelOpt's INT8 export
+        # left every op after the first Q/DQ in fp32 unless told the model's dtype)
+        assert matmul_output_types(blocks) == {onnx.TensorProto.BFLOAT16}
+    if precision in ("bf16", "fp16"):  # the graph carries its precision (strongly typed)
+        half = {"bf16": onnx.TensorProto.BFLOAT16, "fp16": onnx.TensorProto.FLOAT16}[precision]
+        assert blocks.graph.input[0].type.tensor_type.elem_type == half
     generates(tmp_path / "trt", name)
     assert trt.plan_launches > 0
 

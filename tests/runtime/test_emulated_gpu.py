@@ -175,3 +175,30 @@ def test_timings_wait_for_the_plans(trt, trt_folders, monkeypatch):
     assert rows[0]["latency_s"] >= 0.9 * per_generation * trt.launch_seconds
     # a full step launches head, blocks and tail: at least 3 launches' time each
     assert rows[0]["full_step_ms"] >= 0.9 * 3 * 1000 * trt.launch_seconds
+
+
+def test_a_prompt_on_plans_is_encoded_and_decoded_on_the_gpu(trt, trt_folders, flux_pipeline_folder):
+    """With the engines on a GPU the pipeline's text encoders and VAE go there too, in bf16; the latents reach the
+    VAE on its device and dtype (they decoded on the host VAE before: "Input type (torch.cuda.FloatTensor) and
+    weight type (torch.FloatTensor) should be the same" after the whole generation)."""
+    from tcpade_trt.runtime.text_conditioning import PromptEncoder
+
+    runtime = Runtime(trt_folders["tiny-flux"])
+    encoder = PromptEncoder(runtime.model, flux_pipeline_folder)
+    assert next(encoder.pipe.vae.parameters()).dtype == torch.bfloat16
+    assert next(encoder.pipe.text_encoder_2.parameters()).dtype == torch.bfloat16
+    cond, _, _ = encoder.encode("a fox")
+    assert all(t.dtype == torch.float32 for t in cond.values() if t.is_floating_point())  # as the engines take it
+    _, _, noise = inputs("tiny-flux", batch=1)
+    pixels = encoder.pixels(runtime.generate(cond, noise, steps=4).latents)
+    assert pixels.ndim == 4 and torch.isfinite(pixels.cpu()).all()
+
+
+def test_latents_go_to_the_vae_wherever_it_is(models):
+    """Family.decode moves the latents to the VAE's device and dtype (here a VAE on the meta device: no memory)."""
+    from diffusers import AutoencoderKL
+
+    with torch.device("meta"):
+        vae = AutoencoderKL(latent_channels=4, block_out_channels=(8,), norm_num_groups=4).to(torch.bfloat16)
+    latents = torch.randn(1, 16, 16)  # tiny-flux: 4 packed tokens of 4 x 4 channels per 8x8 latent image
+    assert models["tiny-flux"].family.decode(vae, latents, 8, 8).device.type == "meta"

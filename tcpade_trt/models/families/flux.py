@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...errors import ShapeError, check_shape
-from ..family import Family, LatentGeometry, Tensors, per_row, tokenizer_max_length
+from ..family import Family, LatentGeometry, Tensors, per_row, tokenizer_max_length, vae_input
 from ..parts import TorchParts
 
 
@@ -115,9 +115,10 @@ class FluxFamily(Family):
         return cond, None, None
 
     def decode(self, vae, latents, height, width):
-        x = unpack_latents(latents, height, width) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        x = unpack_latents(vae_input(vae, latents), height, width) / vae.config.scaling_factor
+        x = x + (vae.config.shift_factor or 0.0)
         with torch.no_grad():
-            return ((vae.decode(x, return_dict=False)[0] + 1) / 2).clamp(0, 1)  # [B, 3, 8H, 8W] in [0, 1]
+            return ((vae.decode(x, return_dict=False)[0].float() + 1) / 2).clamp(0, 1)  # [B, 3, 8H, 8W] in [0, 1]
 
     def unpack_forward(self, a: dict):
         cond = {k: a[k] for k in ("encoder_hidden_states", "pooled_projections", "txt_ids", "img_ids")}

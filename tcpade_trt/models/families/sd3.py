@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ConfigError, ShapeError, check_shape
-from ..family import Family, LatentGeometry, tokenizer_max_length
+from ..family import Family, LatentGeometry, tokenizer_max_length, vae_input
 from ..parts import TorchParts
 
 
@@ -76,9 +76,9 @@ class SD3Family(Family):
                 {"encoder_hidden_states": negative, "pooled_projections": negative_pooled}, scale)
 
     def decode(self, vae, latents, height, width):
-        x = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        x = vae_input(vae, latents) / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
         with torch.no_grad():
-            return ((vae.decode(x, return_dict=False)[0] + 1) / 2).clamp(0, 1)
+            return ((vae.decode(x, return_dict=False)[0].float() + 1) / 2).clamp(0, 1)
 
     def unpack_forward(self, a):
         if a.get("block_controlnet_hidden_states") is not None or a.get("skip_layers"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ...errors import ShapeError, check_shape
-from ..family import Family, LatentGeometry, tokenizer_max_length
+from ..family import Family, LatentGeometry, tokenizer_max_length, vae_input
 from ..parts import TorchParts
 
 
@@ -66,10 +66,11 @@ class WanFamily(Family):
         return {"encoder_hidden_states": embeds}, {"encoder_hidden_states": negative}, scale
 
     def decode(self, vae, latents, height, width):
-        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-        std = 1.0 / torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        latents = vae_input(vae, latents)
+        column = lambda values: torch.tensor(values, device=latents.device, dtype=latents.dtype).view(1, -1, 1, 1, 1)
+        mean, std = column(vae.config.latents_mean), 1.0 / column(vae.config.latents_std)
         with torch.no_grad():
-            video = vae.decode(latents / std + mean, return_dict=False)[0]  # [B, 3, F, H, W] in [-1, 1]
+            video = vae.decode(latents / std + mean, return_dict=False)[0].float()  # [B, 3, F, H, W] in [-1, 1]
         return ((video + 1) / 2).clamp(0, 1)
 
     def unpack_forward(self, a):
