@@ -28,7 +28,15 @@ from ..models.model import Model
 from ..models.registry import load_model
 from ..versions import require_torch_for_export
 from . import blocks_stage, parts_stage
-from .device import DEVICES, cheap_parts_model, check_fits, load_dtype, resolve_device, torch_device
+from .device import (
+    DEVICES,
+    cheap_parts_model,
+    check_fits,
+    load_dtype,
+    model_off_the_gpu,
+    resolve_device,
+    torch_device,
+)
 from .output_folder import building_folder, check_destination
 from .parts_stage import TOLERANCE, check_batches  # noqa: F401 (the build's tolerances, for callers)
 
@@ -181,7 +189,7 @@ def build_engines(model: str | Model, out: str | Path, options: BuildOptions | N
         raise ConfigError(f"--reuse-onnx takes the fp32 export of a CPU build, but a {options.precision} build on the "
                           "GPU loads the model in bf16: leave --reuse-onnx out (the GPU exports it in seconds), or "
                           "build with --device cpu.")
-    check_fits(_model_path(model), device, options.backend, options.precision)  # before anything loads
+    check_fits(_model_path(model), device, options.backend, options.precision, out)  # before anything loads
     with building_folder(out) as tmp:
         return _build_into(model, tmp, options, device, progress)
 
@@ -231,7 +239,8 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, pro
                 from ..engines.trt_backend import build_plans
                 from .plan_check import check_plans
 
-                stages.run("build TensorRT plans", build_plans, folder, entries, options)
+                with model_off_the_gpu(model):
+                    stages.run("build TensorRT plans", build_plans, folder, entries, options)
                 stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options, cheap)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
+import shutil
 from pathlib import Path
 
 import torch
@@ -62,13 +64,27 @@ def weight_bytes_on_disk(model_path: Path | None) -> int | None:
     return sum(f.stat().st_size for f in files) if files else None
 
 
-def check_fits(model_path: Path | None, device: str, backend: str, precision: str) -> None:
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
+
+
+def check_fits(model_path: Path | None, device: str, backend: str, precision: str, out: Path | None = None) -> None:
     """Refuse, before anything loads, a build this machine cannot do, saying what it needs."""
     stored = weight_bytes_on_disk(model_path)
     if stored is None:
         return
     parameters = stored / 2  # released diffusion transformers are stored in bf16 (2 bytes a weight)
     gib = lambda n: f"{n / (1 << 30):.0f} GB"
+    if out is not None:
+        # the blocks' graph and its plan, and for a recipe the exporter's scratch copy in the loaded dtype
+        blocks = BYTES_PER_WEIGHT[precision] * parameters
+        scratch = load_dtype(device, precision).itemsize * parameters if precision in ("fp8", "int8") else 0
+        need = 1.1 * (blocks * (2 if backend == "tensorrt" else 1) + scratch)
+        where = next(p for p in (Path(out).resolve(), *Path(out).resolve().parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        if need > free:
+            raise ConfigError(f"building {model_path.name} in {precision} writes about {gib(need)} under {where} "
+                              f"(the graphs{', the plans' if backend == 'tensorrt' else ''} and the exporter's "
+                              f"scratch copy); {gib(free)} are free there. Free space, or pass another --out.")
     recipe = backend == "tensorrt" and precision in ("fp8", "int8", "bf16", "fp16")
     if device == "cpu" and recipe and 4 * parameters > CPU_QUANTIZATION_LIMIT:
         raise ConfigError(f"a TensorRT {precision} build of {model_path.name} ({gib(stored)} of weights) on the CPU "
@@ -81,6 +97,24 @@ def check_fits(model_path: Path | None, device: str, backend: str, precision: st
         if need > have:
             raise ConfigError(f"building {model_path.name} ({gib(stored)} of weights) in {precision} on the GPU needs "
                               f"about {gib(need)} of GPU memory; this GPU has {gib(have)}. Use a larger GPU.")
+
+
+@contextlib.contextmanager
+def model_off_the_gpu(model: Model):
+    """While TensorRT builds the plans (its builder allocates outside torch), the torch model waits in host memory
+    and torch's cached blocks (the quantized copy's, freed) go back to the driver: a 12B model in bf16 and that cache
+    would leave the builder a third of an H100. It comes back for the plan check."""
+    device = torch.device(model.device)
+    if device != gpu.torch_device():
+        yield
+        return
+    model.transformer.to("cpu")
+    gc.collect()
+    gpu.release_cached_memory()
+    try:
+        yield
+    finally:
+        model.transformer.to(device)
 
 
 @contextlib.contextmanager

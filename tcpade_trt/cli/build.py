@@ -93,7 +93,7 @@ def run(args) -> int:
 
     device = resolve_device(options.device, options.backend)
     model_path = Path(args.model) if Path(args.model).exists() else None
-    check_fits(model_path, device, options.backend, options.precision)  # before the weights load
+    check_fits(model_path, device, options.backend, options.precision, args.out)  # before the weights load
     model = load_model(args.model, device=torch_device(device), dtype=load_dtype(device, options.precision))
     options.validate_for(model)
     text = f", {options.shape.text_tokens} text tokens" if model.family.pipeline_class else ""

@@ -34,6 +34,12 @@ def memory_bytes() -> int | None:
     return torch.cuda.mem_get_info(0)[1] if available() else None
 
 
+def release_cached_memory() -> None:
+    """Hand torch's cached, unused blocks back to the driver, for allocators outside torch (TensorRT's builder)."""
+    if available():
+        torch.cuda.empty_cache()
+
+
 def peak_allocated_bytes() -> int | None:
     """torch's peak allocation on GPU 0 so far, or None without a GPU."""
     return torch.cuda.max_memory_allocated() if available() else None

@@ -6,6 +6,7 @@ import re
 
 import onnx
 import pytest
+import torch
 
 from tcpade_trt.cli import main
 from tcpade_trt.engines.manifest import read_manifest
@@ -55,3 +56,46 @@ def test_a_build_this_machine_cannot_do_is_refused_before_the_weights_load(devic
     assert code == 2 and "Traceback" not in err
     assert re.search(message, err), err
     assert not (tmp_path / "e").exists()
+
+
+def test_a_build_without_the_disk_space_it_needs_is_refused_before_the_weights_load(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tcpade_trt.builder import device
+
+    install(monkeypatch)
+    folder = released_flux_folder(tmp_path, 23_800_000_000)
+    real = shutil.disk_usage
+    monkeypatch.setattr(device.shutil, "disk_usage", lambda path: real(path)._replace(free=20 << 30))
+    code = main(["build", str(folder), "--backend", "tensorrt", "--precision", "fp8", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(r"writes about 49 GB under .*; 20 GB are free there", err), err
+
+
+def test_the_model_leaves_the_gpu_while_tensorrt_builds(tmp_path, monkeypatch):
+    """TensorRT's builder allocates outside torch: the model waits in host memory and torch's cache is released
+    (a 12B model in bf16 and its freed quantized copy would leave the builder a third of an H100)."""
+    from tcpade_trt.builder import BuildOptions, build_engines
+    from tcpade_trt.engines import gpu, trt_backend
+
+    from ..conftest import SHAPES
+
+    install(monkeypatch)
+    events = []
+    monkeypatch.setattr(gpu, "release_cached_memory", lambda: events.append("released"))
+    real_build, real_to = trt_backend.build_plans, torch.nn.Module.to
+
+    def to(module, *args, **kwargs):
+        events.append(("to", str(args[0]) if args else str(kwargs.get("device"))))
+        return real_to(module, *args, **kwargs)
+
+    def build_plans(*args):
+        events.append("build")
+        return real_build(*args)
+
+    monkeypatch.setattr(trt_backend, "build_plans", build_plans)
+    monkeypatch.setattr(torch.nn.Module, "to", to)
+    build_engines("tiny-dit", tmp_path / "e", BuildOptions(backend="tensorrt", precision="bf16",
+                                                           shape=SHAPES["tiny-dit"]), progress=False)
+    around = events[events.index("build") - 2: events.index("build") + 2]
+    assert around == [("to", "cpu"), "released", "build", ("to", "cpu:0")]  # off the GPU, then back for the check
