@@ -74,6 +74,8 @@ def model_folder(name: str, root: Path, pipeline: bool = True) -> Path:
         _flux_text_and_vae(name, folder, config)
     elif name.startswith("Wan"):
         _wan_text_and_vae(name, folder, config)
+    elif name.startswith("DiT"):
+        _dit_vae(folder, config)
     index = FIXTURES / name / "model_index.json"
     if index.is_file():
         shutil.copy(index, folder / "model_index.json")
@@ -114,6 +116,16 @@ def _flux_text_and_vae(name: str, folder: Path, config: dict) -> None:
     tokenizer_2 = t5_tokenizer(folder / "src-t5")
     tokenizer_2.model_max_length = _max_length(name, "tokenizer_2", 512)
     tokenizer_2.save_pretrained(folder / "tokenizer_2")
+
+
+def _dit_vae(folder: Path, config: dict) -> None:
+    """A tiny VAE of in_channels latent channels (4) with DiT's scaling factor (sd-vae-ft-ema's 0.18215)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=config["in_channels"], block_out_channels=(8, 8),
+                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  norm_num_groups=4, layers_per_block=1, scaling_factor=0.18215).save_pretrained(folder / "vae")
 
 
 def _wan_text_and_vae(name: str, folder: Path, config: dict) -> None:

@@ -223,7 +223,7 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, pro
                 entries = stages.run(f"reuse fp32 ONNX of {options.reuse_onnx_from.name}", parts_stage.copy_fp32_parts,
                                      options.reuse_onnx_from, folder, identity, shape)
             else:
-                entries = parts_stage.export_all(model, cheap, folder, options, stages, identity["weights_sha256"])
+                entries = parts_stage.export_all(model, cheap, folder, options, stages, identity)
             quantization = None
             if quantized or precision in ("bf16", "fp16"):
                 axes = batch_axes(cheap, shape)

@@ -9,6 +9,7 @@ INT8, TensorRT's bf16 / fp16) export the blocks themselves, so the fp32 export o
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
@@ -30,17 +31,21 @@ def needs_fp32_blocks(options) -> bool:
     return options.precision == "fp32" or (options.precision == "int8" and options.backend == "onnxruntime")
 
 
-# parts exported in this process, by (weights, part, shape, opset, fusions): a process that builds several folders of
-# one model (the demo's fp32 and int8, a bench's precisions, TensorRT precisions) exports each part once. Only
-# graphs without external data, at most MEMO_GRAPH_BYTES each and MEMO_TOTAL_BYTES in all (oldest dropped first).
+# parts exported in this process, by (model identity: class, config and weights; part, shape, opset, fusions): a
+# process that builds several folders of one model (the demo's fp32 and int8, a bench's precisions, TensorRT
+# precisions) exports each part once. The config is part of the key: buffers that are not weights (DiT's position
+# table, from sample_size) make two models of equal weights compute differently. Only graphs without external
+# data, at most MEMO_GRAPH_BYTES each and MEMO_TOTAL_BYTES in all (oldest dropped first).
 _EXPORTED: OrderedDict[tuple, tuple[bytes, dict]] = OrderedDict()
 MEMO_GRAPH_BYTES, MEMO_TOTAL_BYTES = 256 << 20, 1 << 30
 
 
-def export_all(model: Model, cheap: Model, folder: Path, options, stages, weights: str = "") -> dict[str, PartEntry]:
-    """Every part and Padé variant to fp32 ONNX, each model part checked against torch. ``weights``: the model's
-    weights hash (the manifest's), which keys the parts exported earlier in this process."""
+def export_all(model: Model, cheap: Model, folder: Path, options, stages,
+               identity: dict | None = None) -> dict[str, PartEntry]:
+    """Every part and Padé variant to fp32 ONNX, each model part checked against torch. ``identity``: the manifest's
+    model identity (class, config, weights hash), which keys the parts exported earlier in this process."""
     shape = options.shape
+    model_key = json.dumps(identity, sort_keys=True, default=str) if identity else None
     axes = batch_axes(cheap, shape)
     entries: dict[str, PartEntry] = {}
     for part in PARTS:
@@ -51,8 +56,8 @@ def export_all(model: Model, cheap: Model, folder: Path, options, stages, weight
             module = PartModule(cheap, "blocks")  # the I/O only: the recipe writes blocks.onnx
             entries[part] = PartEntry(file="blocks.onnx", **describe_io(module, example_tensors(cheap, shape, 2), axes))
             continue
-        key = (weights, str(source.dtype), part, tuple(sorted(shape.as_dict().items())), options.opset,
-               options.backend == "onnxruntime" and options.ort_fusions) if weights else None
+        key = (model_key, str(source.dtype), part, tuple(sorted(shape.as_dict().items())), options.opset,
+               options.backend == "onnxruntime" and options.ort_fusions) if model_key else None
         io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes,
                         key)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)

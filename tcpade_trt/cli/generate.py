@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
                    help="demo class name or index, or a DiT class index (repeatable)")
     p.add_argument("--prompt", help="text prompt (FLUX / Wan; needs --pipeline)")
     p.add_argument("--negative-prompt", default="", help="Wan: negative prompt for classifier-free guidance")
-    p.add_argument("--pipeline", type=Path, help="local diffusers pipeline folder with text encoders and VAE")
+    p.add_argument("--pipeline", type=Path,
+                   help="local diffusers pipeline folder: text encoders and VAE (prompts), or the VAE (DiT classes)")
     p.add_argument("--batch", type=positive_int, default=None, help="samples (default: one per --class, else 1)")
     p.add_argument("--guidance-scale", type=finite_float, default=None,
                    help="classifier-free guidance (Wan, DiT); FLUX.1-dev's embedded guidance (default 3.5)")
@@ -143,7 +144,15 @@ def _conditioning(args, model) -> _Conditioning:
         labels = [family.class_label(c) for c in args.classes]
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        return _Conditioning(model.class_cond(labels), preview, batch, args.guidance_scale)
+        decode = preview
+        if args.pipeline is not None:  # DiT: images through the pipeline's VAE, as DiTPipeline makes them
+            from ..runtime.text_conditioning import pipeline_vae
+
+            vae = pipeline_vae(model, args.pipeline)
+            decode = lambda lat, path: save_images(family.decode(vae, lat, height, width), path, 1)
+        # DiT is sampled with classifier-free guidance: the family's scale unless --guidance-scale says otherwise
+        guidance = args.guidance_scale if args.guidance_scale is not None else family.default_guidance
+        return _Conditioning(model.class_cond(labels), decode, batch, guidance)
     if args.prompt:
         if args.pipeline is None:
             raise ConfigError("--prompt needs --pipeline DIR: a local diffusers pipeline folder with the text encoders "

@@ -61,9 +61,14 @@ class Generator:
         else:
             raise ConfigError(f"this folder holds {self.family.title}, which is conditioned by text: serve it with "
                               "--pipeline DIR, a local diffusers pipeline folder holding its text encoders and VAE.")
+        self.vae = None  # a class-conditional folder's pipeline VAE (DiT), when given
         if pipeline is not None and self.encoder is None:
-            raise ConfigError(f"--pipeline is for text-conditioned folders; this one ({self.model.name}) is "
-                              "class-conditional: leave it out.")
+            if self.family.num_classes is None or self.model.name == "demo-dit":
+                raise ConfigError(f"--pipeline is for text-conditioned folders and DiT's VAE; this one "
+                                  f"({self.model.name}) decodes its own images: leave it out.")
+            from ..runtime.text_conditioning import pipeline_vae
+
+            self.vae = pipeline_vae(self.model, pipeline)
 
     def check(self, request: GenerateRequest) -> None:
         """What the request body cannot tell: whether this folder's model takes guidance."""
@@ -76,7 +81,12 @@ class Generator:
         """Block-stack rows of one request: classifier-free guidance runs a second (unconditional) row."""
         if self.encoder is not None:  # text: the family's guidance (Wan, SD3: CFG; FLUX: embedded in the input)
             return 2 if self.family.default_guidance is not None else 1
-        return 2 if request.guidance_scale is not None else 1
+        return 2 if self.guidance(request) is not None else 1
+
+    def guidance(self, request: GenerateRequest) -> float | None:
+        """A class request's classifier-free guidance: as asked, else its family's (DiT: 4.0, as `generate`; the
+        demo model takes none)."""
+        return request.guidance_scale if request.guidance_scale is not None else self.family.default_guidance
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         """One result per request, in order."""
@@ -108,7 +118,7 @@ class Generator:
 
         noise = initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
         if self.encoder is None:
-            return self.model.class_cond(torch.tensor([r.label for r in group])), None, group[0].guidance_scale, noise
+            return self.model.class_cond(torch.tensor([r.label for r in group])), None, self.guidance(group[0]), noise
         encoded = [self.encoder.encode(r.prompt, 1, r.negative_prompt, r.guidance_scale) for r in group]
         cond = self.family.cat_cond([c for c, _, _ in encoded])
         negative = self.family.cat_cond([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
@@ -169,6 +179,9 @@ class Generator:
             return to_unit(decode(latents))
         if self.encoder is not None:
             return self.encoder.pixels(latents)
+        if self.vae is not None:  # DiT with its pipeline's VAE
+            height, width, _ = self.model.latent_size
+            return self.family.decode(self.vae, latents, height, width)
         height, width, _ = self.model.latent_size
         x = self.family.spatial_latents(latents, height, width).float()[:, :3]
         low, high = x.flatten(1).amin(1), x.flatten(1).amax(1)

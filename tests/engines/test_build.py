@@ -4,10 +4,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from tcpade_trt.builder import BuildOptions, build_engines, parts_stage
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import ConfigError
+from tcpade_trt.export.parts import BuildShape
 
 from ..conftest import SHAPES
 
@@ -155,3 +157,23 @@ def test_fp8_blocks_hold_fp8_weights_in_standard_qdq_that_onnxruntime_checks(fp3
     assert len(fp8_weights) >= 10 and all(t.data_type == onnx.TensorProto.FLOAT for t in modulation)
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     assert "ModelOpt FP8" in manifest.quantization["method"] and manifest.parts["blocks"].check_error < 0.05
+
+
+def test_a_part_exported_earlier_is_reused_only_for_the_same_model(tmp_path):
+    """Parts exported earlier in the process are reused by builds of the same model; two DiTs of equal weights whose
+    configs differ (sample_size: the position table is a buffer, not a weight) each get their own export."""
+    from tcpade_trt.models.registry import split_model
+
+    from ..released_models import reduced_config
+
+    def dit(sample_size):
+        import diffusers
+
+        torch.manual_seed(0)
+        config = {**reduced_config("DiT-XL-2-256"), "sample_size": sample_size}
+        return split_model(diffusers.DiTTransformer2DModel.from_config(config).eval(), name=f"dit-{sample_size}")
+
+    shape = BuildShape(8, 8, batch_max=2)
+    for size in (32, 64):  # the second build fails its check if it takes the first one's head
+        build_engines(dit(size), tmp_path / str(size), BuildOptions(shape=shape), progress=False)
+    assert (tmp_path / "32" / "head.onnx").read_bytes() != (tmp_path / "64" / "head.onnx").read_bytes()

@@ -42,10 +42,13 @@ def test_a_released_config_builds_and_generates(name, family, pipeline, size, te
     if pipeline:  # the pipeline's own scheduler travels with the engines
         assert manifest.model["scheduler"] == released(name, "scheduler/scheduler_config.json")
     out = tmp_path / ("out.gif" if family == "wan" else "out.png")
-    flags = [*generate, "--pipeline", str(folder)] if "--prompt" in generate else generate
+    # prompts through the pipeline's text encoders; DiT's classes decoded by its pipeline's VAE
+    flags = [*generate, "--pipeline", str(folder)] if pipeline and generate else generate
     assert main(["generate", "--engines", str(engines), "--steps", "3", "--out", str(out), *flags]) == 0, \
         capsys.readouterr()
     assert out.stat().st_size > 0
+    if pipeline and family == "dit":  # pixels through the VAE (8x8 latents, the tiny VAE's 2x), not a preview
+        assert pytest.importorskip("PIL.Image").open(out).size == (16, 16)
 
 
 def test_schnell_samples_with_its_own_scheduler_not_devs(tmp_path):

@@ -30,8 +30,8 @@ def test_wrong_invocations_are_one_sentence(argv, message, capsys):
 def test_a_text_folder_without_its_pipeline_is_one_sentence_before_ray_starts(fp32_folders, capsys):
     assert main(["serve", "--engines", str(fp32_folders["tiny-flux"])]) == 2
     assert "conditioned by text: add --pipeline DIR" in capsys.readouterr().err
-    assert main(["serve", "--engines", str(fp32_folders["tiny-dit"]), "--pipeline", "/tmp"]) == 2
-    assert "class-conditional: leave out --pipeline" in capsys.readouterr().err
+    assert main(["serve", "--engines", str(fp32_folders["tiny-dit"]), "--pipeline", "/tmp"]) == 2  # DiT: its VAE
+    assert "/tmp is not a diffusers pipeline folder" in capsys.readouterr().err
 
 
 def test_a_pipeline_that_is_not_a_pipeline_folder(fp32_folders, tmp_path, capsys):

@@ -89,11 +89,16 @@ def _frames(gif):
         yield gif.copy()
 
 
-def test_a_text_folder_needs_a_pipeline_and_a_class_folder_takes_none(fp32_folders, flux_pipeline_folder):
+def test_a_text_folder_needs_a_pipeline_and_a_dit_folder_takes_its_vae(fp32_folders, flux_pipeline_folder):
     with pytest.raises(ConfigError, match="conditioned by text: serve it with --pipeline DIR"):
         Generator(fp32_folders["tiny-flux"], device="cpu")
-    with pytest.raises(ConfigError, match="--pipeline is for text-conditioned folders"):
-        Generator(fp32_folders["tiny-dit"], device="cpu", pipeline=flux_pipeline_folder)
+
+    request = GenerateRequest(3, 1, 4, "tcpade-fast", None, "png")  # no guidance asked: DiT's 4.0, as `generate`
+    previewed = Generator(fp32_folders["tiny-dit"], device="cpu")
+    decoded = Generator(fp32_folders["tiny-dit"], device="cpu", pipeline=flux_pipeline_folder)  # a 4-channel VAE
+    assert previewed.rows(request) == decoded.rows(request) == 2
+    preview, image = (Image.open(io.BytesIO(g.generate([request])[0].image)) for g in (previewed, decoded))
+    assert image.size == (2 * preview.size[0], 2 * preview.size[1])  # the tiny VAE's 2x: pixels, not latents
 
 
 def test_a_prompt_that_comes_again_skips_the_text_encoders_and_gives_the_same_image(flux, monkeypatch):

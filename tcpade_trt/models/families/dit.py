@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError, ShapeError, check_shape
-from ..family import Family, LatentGeometry
+from ..family import Family, LatentGeometry, vae_input
 from ..parts import TorchParts
 
 
@@ -93,6 +93,12 @@ class DiTFamily(Family):
         side = int(tokens.shape[1] ** 0.5)  # DiT is square, as its own forward assumes
         x = torch.einsum("nhwpqc->nchpwq", tokens.reshape(-1, side, side, p, p, c))
         return x.reshape(-1, c, side * p, side * p)
+
+    def decode(self, vae, latents, height, width):
+        """DiTPipeline's decode: latents / the VAE's scaling factor, through the VAE, to [0, 1]."""
+        x = vae_input(vae, latents) / vae.config.scaling_factor
+        with torch.no_grad():
+            return ((vae.decode(x, return_dict=False)[0].float() + 1) / 2).clamp(0, 1)  # [B, 3, 8H, 8W]
 
     def reference_scheduler(self):
         from diffusers import DDIMScheduler
