@@ -36,11 +36,11 @@ def quantize_blocks(model: Model, folder: Path, entry: PartEntry, options, axes:
     if options.precision == "int8" and options.backend == "onnxruntime":
         recipe.update(_onnxruntime_int8(model, folder / "blocks.onnx", options))
     else:
-        feeds = collect_block_inputs(model, options.shape, options.calibration_samples, options.calibration_steps,
-                                     options.calibration_seed)
+        feeds, conditioning = collect_block_inputs(model, options.shape, options.calibration_samples,
+                                                   options.calibration_steps, options.calibration_seed)
         example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
         recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example, axes, folder / "blocks.onnx"))
-        recipe["calibration"] = _calibration(options, feeds)
+        recipe["calibration"] = _calibration(options, feeds, conditioning)
     entry.precision = options.precision
     return recipe
 
@@ -65,16 +65,16 @@ def _onnxruntime_int8(model: Model, dst: Path, options) -> dict:
             if report.skipped:
                 recipe["left_float"] = report.skipped
             return recipe
-        feeds = collect_block_inputs(model, options.shape, options.calibration_samples, options.calibration_steps,
-                                     options.calibration_seed)
+        feeds, conditioning = collect_block_inputs(model, options.shape, options.calibration_samples,
+                                                   options.calibration_steps, options.calibration_seed)
         quantize_static_qdq(src, dst, feeds, external=external)
         return {"method": "onnxruntime static QDQ INT8 per-channel (MatMul, Gemm)",
-                "calibration": _calibration(options, feeds)}
+                "calibration": _calibration(options, feeds, conditioning)}
 
 
-def _calibration(options, feeds) -> dict:
+def _calibration(options, feeds, conditioning: str) -> dict:
     return {"samples": options.calibration_samples, "steps": options.calibration_steps,
-            "seed": options.calibration_seed, "feeds": len(feeds)}
+            "seed": options.calibration_seed, "feeds": len(feeds), "conditioning": conditioning}
 
 
 def check_quantized_blocks(model: Model, folder: Path, entry: PartEntry, options, recipe: dict) -> None:

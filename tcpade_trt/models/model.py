@@ -12,6 +12,7 @@ text encoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ class Model:
     # TC-Padé schedules calibrated for this model ((steps, budget, full steps), ...; `tcpade-trt calibrate`):
     # the shipped demo model's file, an engine folder's manifest; budget presets use them where they apply
     calibrated: tuple = ()
+    pipeline: Path | None = None  # the diffusers pipeline folder it was loaded from (its text encoders calibrate)
 
     @property
     def transformer(self) -> nn.Module:

@@ -188,7 +188,8 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu",
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelNotFoundError(f"diffusers could not load the {cls_name} in {folder} ({reason[:200]}).") from None
     model = split_model(transformer.eval(), name=str(Path(name).expanduser()))
-    model.family.scheduler_config = pipeline_scheduler_config(pipeline_root(name))
+    model.pipeline = pipeline_root(name)
+    model.family.scheduler_config = pipeline_scheduler_config(model.pipeline)
     return model.to(device, dtype)
 
 

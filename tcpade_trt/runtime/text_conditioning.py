@@ -51,6 +51,24 @@ def pipeline_vae(model: Model, pipeline: str | Path):
     return AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
 
 
+def encode_prompts(model: Model, pipeline: Path, prompts: list[str], shape) -> tuple[dict, dict | None, float | None]:
+    """(cond, negative cond or None, guidance scale or None) of ``prompts`` (one sample each) through a pipeline
+    folder's text encoders, for a build's ``shape`` (its text tokens); the encoders are freed afterwards."""
+    import diffusers
+
+    family = model.family
+    device = torch.device(model.device)  # beside the model being built: on its GPU in bf16, or the host in fp32
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    pipe = getattr(diffusers, family.pipeline_class).from_pretrained(pipeline, transformer=None, vae=None,
+                                                                      torch_dtype=dtype).to(device)
+    encoded = [family.encode_prompt(pipe, p, 1, height=shape.height, width=shape.width, text_tokens=shape.text_tokens)
+               for p in prompts]
+    del pipe
+    joined = lambda conds: {k: v.to(device) for k, v in family.cat_cond([_float32(c) for c in conds]).items()}
+    negative = joined([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
+    return joined([c for c, _, _ in encoded]), negative, encoded[0][2]
+
+
 class PromptEncoder:
     """A local pipeline folder's text encoders and VAE, loaded once (a server replica keeps one for all its
     requests). ``encode`` may be called from several threads: fast tokenizers refuse concurrent use

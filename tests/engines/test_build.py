@@ -177,3 +177,18 @@ def test_a_part_exported_earlier_is_reused_only_for_the_same_model(tmp_path):
     for size in (32, 64):  # the second build fails its check if it takes the first one's head
         build_engines(dit(size), tmp_path / str(size), BuildOptions(shape=shape), progress=False)
     assert (tmp_path / "32" / "head.onnx").read_bytes() != (tmp_path / "64" / "head.onnx").read_bytes()
+
+
+def test_calibration_is_conditioned_as_the_model_is_used(fp32_folders, flux_pipeline_folder, tmp_path):
+    """DiT: a spread of classes with classifier-free guidance (the null class's rows are half of what its blocks
+    see); a text model built from its pipeline folder: prompts through its text encoders, not random embeddings."""
+    from tcpade_trt.builder.calibration import collect_block_inputs
+    from tcpade_trt.models import tiny_model
+
+    feeds, described = collect_block_inputs(tiny_model("tiny-dit"), SHAPES["tiny-dit"], samples=3, steps=2)
+    assert feeds[0]["class_labels"].shape == (6,) and list(feeds[0]["class_labels"][3:]) == [1000] * 3  # null rows
+    assert len(set(feeds[0]["class_labels"][:3])) == 3 and "classifier-free guidance 4.0" in described
+    options = BuildOptions(precision="fp8", shape=SHAPES["tiny-flux"], reuse_onnx_from=fp32_folders["tiny-flux"],
+                           calibration_samples=2, calibration_steps=3)
+    manifest = build_engines(str(flux_pipeline_folder), tmp_path / "fp8", options, progress=False)
+    assert manifest.quantization["calibration"]["conditioning"] == "2 prompts through pipeline's text encoders"
