@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..engines.manifest import PartEntry
 from ..errors import ConfigError
+from ..export import onnx_files
 from ..export.onnx_export import check_part, describe_io, export_part
 from ..export.onnx_files import copy_model, referenced_data_files
 from ..export.pade_onnx import export_pade, pade_io
@@ -57,7 +58,8 @@ def export_all(model: Model, cheap: Model, folder: Path, options, stages,
             entries[part] = PartEntry(file="blocks.onnx", **describe_io(module, example_tensors(cheap, shape, 2), axes))
             continue
         key = (model_key, str(source.dtype), part, tuple(sorted(shape.as_dict().items())), options.opset,
-               options.backend == "onnxruntime" and options.ort_fusions) if model_key else None
+               options.backend == "onnxruntime" and options.ort_fusions,
+               onnx_files.EXTERNAL_DATA_BYTES) if model_key else None  # where a graph's weights go: in it or beside
         io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes,
                         key)
         entries[part] = PartEntry(file=f"{part}.onnx", **io)

@@ -135,3 +135,24 @@ def test_builder_refusals_are_one_sentence(tmp_path, monkeypatch, fp32_folders, 
     stale.write_bytes(b"made by another TensorRT")
     with pytest.raises(TensorRTError, match="refused the timing cache"):
         build_plan_file(head, tmp_path / "x.plan", inputs, SHAPES["tiny-flux"].as_dict(), plan, timing_cache=str(stale))
+
+
+def test_the_parser_refuses_what_onnx_tensorrt_refuses_and_the_build_says_what_to_build(tmp_path, monkeypatch,
+                                                                                         fp32_folders):
+    """onnx-tensorrt imports by op type alone and has no importer for onnxruntime's dynamic INT8 form (its explicit
+    checkers fail MatMulInteger / DynamicQuantizeLinear); the stand-in's parser holds the same table."""
+    from tcpade_trt.builder import BuildOptions, build_engines
+    from tcpade_trt.engines.manifest import read_manifest
+    from tcpade_trt.engines.trt_backend import BuilderPlan, build_plan_file
+
+    fake = install(monkeypatch)
+    build_engines("tiny-dit", tmp_path / "int8", BuildOptions(precision="int8", shape=SHAPES["tiny-dit"],
+                  reuse_onnx_from=fp32_folders["tiny-dit"]), progress=False)
+    inputs = read_manifest(tmp_path / "int8").parts["blocks"].inputs
+    with pytest.raises(TensorRTError, match=r"no importer for DynamicQuantizeLinear, FastGelu, MatMulInteger \(In node "
+                                            r"\d+ .*UNSUPPORTED_NODE: false\).*--precision int8 \(ModelOpt"):
+        build_plan_file(tmp_path / "int8" / "blocks.onnx", tmp_path / "x.plan", inputs, SHAPES["tiny-dit"].as_dict(),
+                        BuilderPlan(strongly_typed=True))
+    profile = fake.Builder(None).create_optimization_profile()
+    with pytest.raises(RuntimeError, match="Shape provided for opt is inconsistent with other shapes"):
+        profile.set_shape("x", (1, 4), (2,), (4, 4))  # ranks differ: the real binding raises, not returns
