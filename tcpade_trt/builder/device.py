@@ -19,7 +19,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import json
+import math
 import shutil
+import struct
 from pathlib import Path
 
 import torch
@@ -55,13 +58,35 @@ def torch_device(device: str) -> torch.device:
     return gpu.torch_device() if device == "cuda" else torch.device("cpu")
 
 
-def weight_bytes_on_disk(model_path: Path | None) -> int | None:
-    """Bytes of the transformer's weight files (safetensors / bin) in a local folder; None for built-in models."""
+def stored_weights(model_path: Path | None) -> tuple[int, float] | None:
+    """(bytes, parameters) of the transformer's weight files in a local folder; None for built-in models. Parameters
+    from the safetensors headers (a few KB read); a file without a readable one counts 2 bytes a weight (bf16, as
+    FLUX and Wan are released; DiT's fp32 release then reads as twice its size: the checks err on the safe side)."""
     if model_path is None:
         return None
     folder = model_path / "transformer" if (model_path / "transformer").is_dir() else model_path
     files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
-    return sum(f.stat().st_size for f in files) if files else None
+    if not files:
+        return None
+    size = sum(f.stat().st_size for f in files)
+    parameters = 0.0
+    for f in files:
+        counted = _safetensors_parameters(f) if f.suffix == ".safetensors" else None
+        parameters += counted if counted is not None else f.stat().st_size / 2
+    return size, parameters
+
+
+def _safetensors_parameters(path: Path) -> int | None:
+    """Elements of every tensor a safetensors file holds, from its header (8 bytes of length, then JSON)."""
+    try:
+        with open(path, "rb") as f:
+            length = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(length)) if 0 < length < (100 << 20) else None
+    except (OSError, ValueError, struct.error):
+        return None
+    if not isinstance(header, dict):
+        return None
+    return sum(math.prod(info["shape"]) for name, info in header.items() if name != "__metadata__")
 
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
@@ -69,10 +94,10 @@ BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 
 def check_fits(model_path: Path | None, device: str, backend: str, precision: str, out: Path | None = None) -> None:
     """Refuse, before anything loads, a build this machine cannot do, saying what it needs."""
-    stored = weight_bytes_on_disk(model_path)
-    if stored is None:
+    weights = stored_weights(model_path)
+    if weights is None:
         return
-    parameters = stored / 2  # released diffusion transformers are stored in bf16 (2 bytes a weight)
+    stored, parameters = weights
     gib = lambda n: f"{n / (1 << 30):.0f} GB"
     if out is not None:
         # the blocks' graph and its plan, and for a recipe the exporter's scratch copy in the loaded dtype
