@@ -99,17 +99,6 @@ def check_fits(model_path: Path | None, device: str, backend: str, precision: st
         return
     stored, parameters = weights
     gib = lambda n: f"{n / (1 << 30):.0f} GB"
-    if out is not None:
-        # the blocks' graph and its plan, and for a recipe the exporter's scratch copy in the loaded dtype
-        blocks = BYTES_PER_WEIGHT[precision] * parameters
-        scratch = load_dtype(device, precision).itemsize * parameters if precision in ("fp8", "int8") else 0
-        need = 1.1 * (blocks * (2 if backend == "tensorrt" else 1) + scratch)
-        where = next(p for p in (Path(out).resolve(), *Path(out).resolve().parents) if p.exists())
-        free = shutil.disk_usage(where).free
-        if need > free:
-            raise ConfigError(f"building {model_path.name} in {precision} writes about {gib(need)} under {where} "
-                              f"(the graphs{', the plans' if backend == 'tensorrt' else ''} and the exporter's "
-                              f"scratch copy); {gib(free)} are free there. Free space, or pass another --out.")
     recipe = backend == "tensorrt" and precision in ("fp8", "int8", "bf16", "fp16")
     if device == "cpu" and recipe and 4 * parameters > CPU_QUANTIZATION_LIMIT:
         raise ConfigError(f"a TensorRT {precision} build of {model_path.name} ({gib(stored)} of weights) on the CPU "
@@ -122,6 +111,17 @@ def check_fits(model_path: Path | None, device: str, backend: str, precision: st
         if need > have:
             raise ConfigError(f"building {model_path.name} ({gib(stored)} of weights) in {precision} on the GPU needs "
                               f"about {gib(need)} of GPU memory; this GPU has {gib(have)}. Use a larger GPU.")
+    if out is not None:  # last: what the machine cannot do at all comes first
+        # the blocks' graph and its plan, and for a recipe the exporter's scratch copy in the loaded dtype
+        blocks = BYTES_PER_WEIGHT[precision] * parameters
+        scratch = load_dtype(device, precision).itemsize * parameters if precision in ("fp8", "int8") else 0
+        need = 1.1 * (blocks * (2 if backend == "tensorrt" else 1) + scratch)
+        where = next(p for p in (Path(out).resolve(), *Path(out).resolve().parents) if p.exists())
+        free = shutil.disk_usage(where).free
+        if need > free:
+            raise ConfigError(f"building {model_path.name} in {precision} writes about {gib(need)} under {where} "
+                              f"(the graphs{', the plans' if backend == 'tensorrt' else ''} and the exporter's "
+                              f"scratch copy); {gib(free)} are free there. Free space, or pass another --out.")
 
 
 @contextlib.contextmanager
