@@ -34,7 +34,10 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-min", type=positive_int, default=1)
     p.add_argument("--batch-opt", type=positive_int, default=1)
     p.add_argument("--batch-max", type=positive_int, default=4, help="largest batch (CFG counts cond + uncond rows)")
-    p.add_argument("--calibration-samples", type=positive_int, default=8)
+    p.add_argument("--calibration-samples", type=positive_int, default=8,
+                   help="trajectories the INT8 / FP8 recipes calibrate on (classes, or prompts through a pipeline "
+                        "folder's text encoders)")
+    p.add_argument("--calibration-steps", type=positive_int, default=20, help="denoising steps of each trajectory")
     p.add_argument("--reuse-onnx", type=Path, metavar="FOLDER",
                    help="take the ONNX export from this onnxruntime fp32 folder of the same model and shape instead "
                         "of exporting again (a quantized or TensorRT build after an fp32 one)")
@@ -65,7 +68,8 @@ def build_options(args, family: str):
     trt = TensorRTOptions(optimization_level=args.opt_level, timing_cache=args.timing_cache,
                           refittable=args.refittable, weight_streaming=args.weight_streaming)
     return BuildOptions(backend=args.backend, precision=args.precision, shape=shape, int8_mode=args.int8_mode,
-                        calibration_samples=args.calibration_samples, tensorrt=trt,
+                        calibration_samples=args.calibration_samples, calibration_steps=args.calibration_steps,
+                        tensorrt=trt,
                         ort_fusions=not args.no_ort_fusions, reuse_onnx_from=args.reuse_onnx, device=args.device)
 
 

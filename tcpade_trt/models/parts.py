@@ -105,3 +105,11 @@ class TorchParts(Parts):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.transformer.parameters()).dtype
+
+    def prepare(self, latents: torch.Tensor, cond: Tensors) -> Tensors:
+        """As Parts.prepare, with the floating conditioning in the transformer's dtype and on its device, as
+        diffusers' pipelines hand it over (a bf16 model on a GPU, fed float32 prompt embeddings by a caller)."""
+        device, dtype = self.device, self.dtype
+        cond = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                if isinstance(v, torch.Tensor) else v for k, v in cond.items()}
+        return super().prepare(latents, cond)

@@ -99,3 +99,19 @@ def test_the_model_leaves_the_gpu_while_tensorrt_builds(tmp_path, monkeypatch):
                                                            shape=SHAPES["tiny-dit"]), progress=False)
     around = events[events.index("build") - 2: events.index("build") + 2]
     assert around == [("to", "cpu"), "released", "build", ("to", "cpu:0")]  # off the GPU, then back for the check
+
+
+def test_a_text_model_from_its_pipeline_folder_builds_for_tensorrt_and_generates_from_a_prompt(
+        tmp_path, monkeypatch, flux_pipeline_folder, capsys):
+    """The model in bf16 "on the GPU" is calibrated on prompts through the pipeline's text encoders (float32
+    embeddings met a bf16 context embedder: a dtype error at the quantize stage), then generates from a prompt."""
+    install(monkeypatch)
+    engines = tmp_path / "e"
+    assert main(["build", str(flux_pipeline_folder), "--backend", "tensorrt", "--precision", "fp8", "--height", "8",
+                 "--width", "8", "--text-tokens", "8", "--calibration-samples", "2", "--calibration-steps", "3",
+                 "--out", str(engines)]) == 0, capsys.readouterr().err
+    assert "prompts through" in read_manifest(engines).quantization["calibration"]["conditioning"]
+    out = tmp_path / "fox.png"
+    assert main(["generate", "--engines", str(engines), "--prompt", "a fox", "--pipeline", str(flux_pipeline_folder),
+                 "--steps", "3", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert out.stat().st_size > 0
