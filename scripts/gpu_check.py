@@ -1,22 +1,23 @@
-"""The project's GPU check: one prepared run of at most about 5 minutes on one H100 / H200 that needs no network.
+"""The project's GPU check: one prepared run of about 5 minutes on one H100 / H200 that needs no network.
 
     python scripts/gpu_check.py --out gpu-check-out          (scripts/device_gpu_bench.sh wraps it)
 
-Each step runs as its own `tcpade-trt` process with a time limit and becomes one row of a verdict table
-(OUT/verdict.md, OUT/verdict.json; every step's output in OUT/logs/):
+Each step runs as its own process with a time limit and becomes one row of a verdict table (OUT/verdict.md,
+OUT/verdict.json; every step's output in OUT/logs/), most telling first:
 
-1. the machine: GPU, driver, torch and CUDA, TensorRT, onnxruntime's providers, ModelOpt;
-2. where TensorRT is installed: `build` tiny-dit and tiny-flux with --backend tensorrt at fp32, bf16 and fp8
-   (on the GPU, --device cuda: the model in the blocks' dtype, ModelOpt's FP8 recipe there; every plan
-   checked against torch before the folder is sealed), then `generate` on each folder with and without
-   --cuda-graphs;
-3. without TensorRT (this project's lent GPU machines have none, and its wheels are too large to carry):
-   the same builds up to TensorRT's builder call on the real GPU - load in bf16 on CUDA, calibration,
-   ModelOpt's FP8 quantization and the TorchScript export there, the cheap parts from their fp32 copy - with
-   the ONNX handed to TensorRT recorded instead (its ops against onnx-tensorrt's table);
+1. the machine: GPU, driver, torch and CUDA, TensorRT, onnxruntime's providers, ModelOpt, transformers, Ray;
+2. where TensorRT is installed: `build --backend tensorrt` on the GPU (--device cuda: the model in the blocks'
+   dtype, ModelOpt's recipes there, every plan checked against torch) of tiny-dit at fp8, bf16 and int8, of a tiny
+   FLUX pipeline folder at fp8 (calibrated on prompts through its text encoders; by name where transformers is
+   missing) and tiny-flux at fp32; `generate` on each, with and without --cuda-graphs, and from a prompt through
+   the pipeline's text encoders and VAE on the GPU; the server's generation path (serve/worker.Generator) on the
+   DiT fp8 folder, and `tcpade-trt serve` with one request where Ray is installed;
+3. without TensorRT (this project's lent GPU machines have none, and its wheels are too large to carry): the same
+   builds up to TensorRT's builder call on the real GPU - load in bf16 on CUDA, calibration, ModelOpt's
+   quantization and the TorchScript export there, the cheap parts from their fp32 copy - with the ONNX handed to
+   TensorRT checked against onnx-tensorrt's operator table instead;
 4. `gpu-bench` on the device: a FLUX.1-dev-size transformer (random weights) at 512x512, 20 steps, bf16 eager
-   and FP8 linears, uncached and tcpade-fast, host syncs counted; plus the TensorRT folders of step 2 when
-   there are any (CUDA-graph replay).
+   and FP8 linears, uncached and tcpade-fast, host syncs counted; plus the TensorRT folders of step 2.
 """
 
 from __future__ import annotations
@@ -31,9 +32,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "tcpade_trt.cli"]
-TRT_MODELS = ("tiny-dit", "tiny-flux")
-TRT_PRECISIONS = ("fp32", "bf16", "fp8")
-GENERATE = {"tiny-dit": ["--class", "3"], "tiny-flux": []}
+# (name, model, precision): most telling first; "pipeline" is a tiny FLUX pipeline folder (tests/prompt_pipelines)
+TRT_BUILDS = [("dit-fp8", "tiny-dit", "fp8"), ("flux-pipeline-fp8", "pipeline", "fp8"),
+              ("dit-bf16", "tiny-dit", "bf16"), ("dit-int8", "tiny-dit", "int8"), ("flux-fp32", "tiny-flux", "fp32")]
+GENERATE = {"tiny-dit": ["--class", "3"], "tiny-flux": [], "pipeline": ["--prompt", "a red fox"]}
+SERVE_ONE = """
+import sys
+from tcpade_trt.serve.request import GenerateRequest
+from tcpade_trt.serve.worker import Generator
+result = Generator(sys.argv[1]).generate([GenerateRequest(3, 1, 6, "tcpade-fast", None, "png")])[0]
+print("served a", result.media_type, len(result.image), "bytes,", result.full_steps, "full steps")
+"""
+MAKE_PIPELINE = """
+import sys
+sys.path.insert(0, ".")
+from tests.prompt_pipelines import flux_pipeline_folder
+from pathlib import Path
+print(flux_pipeline_folder(Path(sys.argv[1])))
+"""
 
 
 def step(rows: list, logs: Path, name: str, cmd: list[str], timeout: int, expect: str | None = None) -> bool:
@@ -67,7 +83,7 @@ def machine() -> dict:
              "out = {'torch': torch.__version__, 'cuda': torch.version.cuda, 'gpu': torch.cuda.is_available() and "
              "torch.cuda.get_device_name(0), 'capability': torch.cuda.is_available() and "
              "'.'.join(map(str, torch.cuda.get_device_capability(0)))}\n"
-             "for name in ('tensorrt', 'onnxruntime', 'modelopt', 'diffusers', 'onnx'):\n"
+             "for name in ('tensorrt', 'onnxruntime', 'modelopt', 'diffusers', 'onnx', 'transformers', 'ray'):\n"
              "    try:\n"
              "        module = __import__(name)\n"
              "        out[name] = getattr(module, '__version__', '?')\n"
@@ -128,24 +144,36 @@ def main() -> int:
     print(json.dumps(info), flush=True)
     rows: list[dict] = []
     folders = []
+    pipeline = None
+    if info.get("transformers"):
+        made = subprocess.run([sys.executable, "-c", MAKE_PIPELINE, str(out / "pipeline-src")], capture_output=True,
+                              text=True, cwd=ROOT)
+        pipeline = made.stdout.strip().splitlines()[-1] if made.returncode == 0 else None
     if info.get("tensorrt"):
-        for model in TRT_MODELS:
-            for precision in TRT_PRECISIONS:
-                folder = out / "engines" / f"{model}-{precision}"
-                built = step(rows, logs, f"build {model} tensorrt {precision}",
-                             [*CLI, "build", model, "--out", str(folder), "--backend", "tensorrt", "--precision",
-                              precision, "--device", "cuda", "--calibration-samples", "2", "--force"], 240, "done in")
-                if not built:
-                    continue
-                folders.append(folder)
-                for graphs in ([], ["--cuda-graphs"]):
-                    step(rows, logs, f"generate {model} {precision}{' cuda-graphs' if graphs else ''}",
-                         [*CLI, "generate", "--engines", str(folder), "--steps", "6", *graphs, *GENERATE[model],
-                          "--out", str(out / f"{model}-{precision}{'-graphs' if graphs else ''}.png")], 120,
-                         "full steps")
+        for name, model, precision in TRT_BUILDS:
+            source = pipeline if model == "pipeline" else model
+            if source is None:
+                source, model = "tiny-flux", "tiny-flux"  # no transformers here: the same build by name
+            folder = out / "engines" / name
+            built = step(rows, logs, f"build {name} (tensorrt, on the GPU)",
+                         [*CLI, "build", source, "--out", str(folder), "--backend", "tensorrt", "--precision",
+                          precision, "--device", "cuda", "--height", "8", "--width", "8", "--text-tokens", "8",
+                          "--calibration-samples", "2", "--calibration-steps", "6", "--force"], 240, "done in")
+            if not built:
+                continue
+            folders.append(folder)
+            flags = [*GENERATE[model], *(["--pipeline", source] if model == "pipeline" else [])]
+            for graphs in ([], ["--cuda-graphs"]):
+                step(rows, logs, f"generate {name}{' cuda-graphs' if graphs else ''}",
+                     [*CLI, "generate", "--engines", str(folder), "--steps", "6", *graphs, *flags,
+                      "--out", str(out / f"{name}{'-graphs' if graphs else ''}.png")], 120, "full steps")
+        dit = out / "engines" / "dit-fp8"
+        if dit.is_dir():
+            step(rows, logs, "serve path: Generator on dit-fp8", [sys.executable, "-c", SERVE_ONE, str(dit)], 120,
+                 "served a image/png")
     else:
-        for model in TRT_MODELS:
-            for precision in ("bf16", "fp8"):
+        for model in ("tiny-dit", "tiny-flux"):
+            for precision in ("bf16", "fp8", "int8"):
                 step(rows, logs, f"build {model} {precision} on CUDA up to TensorRT's builder (no TensorRT)",
                      [sys.executable, "-c", RECORD_PLANS, model, str(out / "handed" / f"{model}-{precision}"),
                       precision], 240, "handed to TensorRT's builder")
