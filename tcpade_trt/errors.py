@@ -25,6 +25,11 @@ class ConfigError(TcpadeError):
     """A configuration value is invalid."""
 
 
+class BuildError(TcpadeError):
+    """A build stage failed in a way the toolkit did not foresee (a bug here or in a library): the stage and the
+    library's own words, the traceback in the log."""
+
+
 class ManifestError(TcpadeError):
     """An engine folder is missing, corrupt or built for something else."""
 

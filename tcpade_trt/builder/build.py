@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..cache.pade import VARIANTS
 from ..engines.manifest import Manifest, build_versions, sha256_state_dict
-from ..errors import ConfigError, TcpadeError
+from ..errors import BuildError, ConfigError, TcpadeError
 from ..export.parts import PARTS, BuildShape, batch_axes
 from ..models.model import Model
 from ..models.registry import load_model
@@ -139,7 +139,15 @@ class _Stages:
     def run(self, name: str, fn, *args, **kwargs):
         self.bar.set_postfix_str(name)
         start = time.perf_counter()
-        result = fn(*args, **kwargs)
+        try:
+            result = fn(*args, **kwargs)
+        except (TcpadeError, MemoryError):  # already one sentence / the machine's
+            raise
+        except Exception as exc:  # unforeseen: one sentence naming the stage; the traceback stays in the log
+            log.debug("build stage %r failed", name, exc_info=True)
+            words = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise BuildError(f"the build failed at '{name}': {type(exc).__name__}: {words} (nothing was written; "
+                             "the traceback is in the log with TCPADE_LOG=debug: please report it).") from exc
         seconds = time.perf_counter() - start
         self.log.append({"stage": name, "seconds": round(seconds, 2)})
         if self.progress:  # a line per finished stage, above the bar

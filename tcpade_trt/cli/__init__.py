@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -117,7 +118,8 @@ def _speak_plainly() -> None:
     logger = logging.getLogger("tcpade_trt")
     if not logger.handlers:
         logger.addHandler(_StderrHandler())
-        logger.setLevel(logging.INFO)
+        # TCPADE_LOG=debug adds the library's debug lines, with the traceback of a failed build stage
+        logger.setLevel(logging.DEBUG if os.environ.get("TCPADE_LOG", "").lower() == "debug" else logging.INFO)
 
 
 class _StderrHandler(logging.Handler):
@@ -126,6 +128,10 @@ class _StderrHandler(logging.Handler):
     def emit(self, record) -> None:
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
         print(level + record.getMessage(), file=sys.stderr)
+        if record.exc_info:
+            import traceback
+
+            traceback.print_exception(*record.exc_info, file=sys.stderr)
 
 
 def _main_thread() -> bool:

@@ -9,6 +9,7 @@ how a prompt becomes the conditioning, how latents become pixels) is the family'
 
 from __future__ import annotations
 
+import gc
 import threading
 import warnings
 from collections import OrderedDict
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..engines import gpu
 from ..errors import ConfigError
 from ..models.model import Model
 from .images import save_images, save_video
@@ -63,7 +65,9 @@ def encode_prompts(model: Model, pipeline: Path, prompts: list[str], shape) -> t
                                                                       torch_dtype=dtype).to(device)
     encoded = [family.encode_prompt(pipe, p, 1, height=shape.height, width=shape.width, text_tokens=shape.text_tokens)
                for p in prompts]
-    del pipe
+    del pipe  # T5-XXL's 10 GB back to the driver before the model's quantized copy is made
+    gc.collect()
+    gpu.release_cached_memory()
     joined = lambda conds: {k: v.to(device) for k, v in family.cat_cond([_float32(c) for c in conds]).items()}
     negative = joined([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
     return joined([c for c, _, _ in encoded]), negative, encoded[0][2]
