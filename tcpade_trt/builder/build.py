@@ -249,7 +249,8 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, pro
 
                 with model_off_the_gpu(model):
                     stages.run("build TensorRT plans", build_plans, folder, entries, options)
-                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options, cheap)
+                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options, cheap,
+                           quantization)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
             parts=entries, versions=build_versions(options.backend), quantization=quantization,

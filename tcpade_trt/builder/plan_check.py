@@ -11,19 +11,23 @@ from ..engines.ort_backend import create_session
 from ..export.onnx_export import ExportError, check_part, relative_error, worst_error
 from ..export.pade_onnx import example_pade_inputs
 from ..export.parts import PARTS, part_io
+from .blocks_stage import quantized_tolerance
 
 # relative L2 that a plan may differ by; fp32 parts run with TF32 matmuls, TensorRT's default
 PLAN_TOLERANCE = {"fp32": 1e-2, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
 
 
-def check_plans(folder: Path, entries: dict, model, options, cheap=None) -> None:
+def check_plans(folder: Path, entries: dict, model, options, cheap=None, quantization: dict | None = None) -> None:
     """Run every plan on fresh sample inputs; refuse the build beyond PLAN_TOLERANCE (one sentence). ``model`` is
-    the reference of the blocks plan, ``cheap`` (builder/device.cheap_parts_model) of the others."""
+    the reference of the blocks plan, ``cheap`` (builder/device.cheap_parts_model) of the others; a quantized
+    blocks plan is allowed its recipe's measured cost (``quantization``, blocks_stage.quantized_tolerance)."""
     cheap = cheap or model
     parts, _ = trt_plans.load_trt_parts(folder, {n: e.file for n, e in entries.items()},
                                         device=trt_plans.default_device())
     for name, entry in entries.items():
         tolerance = PLAN_TOLERANCE[entry.precision]
+        if name == "blocks" and entry.precision in ("int8", "fp8"):
+            tolerance = quantized_tolerance(entry.precision, PLAN_TOLERANCE, quantization)
         if name in PARTS:
             reference = model if name == "blocks" else cheap
             session = trt_plans.PlanSession(parts[name], part_io(reference, name)[1])

@@ -105,20 +105,34 @@ def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
     module = copy.deepcopy(PartModule(model, "blocks")).eval()
     if next(module.parameters()).device.type == "cuda":
         module.to(torch.bfloat16)  # NVIDIA quantizes FLUX in bf16 on the GPU
-    parameter = next(module.parameters())
-
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        """A calibration feed on the module's device; floats in its dtype, integers (DiT's class labels, which
-        index an embedding) as they are."""
-        t = torch.from_numpy(array).to(parameter.device)
-        return t.to(parameter.dtype) if t.is_floating_point() else t
-
     def forward_loop(m):
         for feed in feeds:
-            m(*(tensor(feed[n]) for n in module.input_names))
+            m(*(_module_tensor(module, feed[n]) for n in module.input_names))
 
     with torch.no_grad(), _quiet():
-        return mtq.quantize(module, recipe_config(precision, parameter.dtype), forward_loop=forward_loop)
+        return mtq.quantize(module, recipe_config(precision, next(module.parameters()).dtype),
+                            forward_loop=forward_loop)
+
+
+def _module_tensor(module: torch.nn.Module, array: np.ndarray) -> torch.Tensor:
+    """A feed on the module's device; floats in its dtype, integers (DiT's class labels, which index an embedding)
+    as they are."""
+    parameter = next(module.parameters())
+    t = torch.from_numpy(np.ascontiguousarray(array)).to(parameter.device)
+    return t.to(parameter.dtype) if t.is_floating_point() else t
+
+
+class TorchSession:
+    """The fake-quantized torch module behind onnxruntime's ``run(None, feeds)``, so that export/onnx_export.check_part
+    measures what the quantization itself costs (against the unquantized model, on the inputs every check uses)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def run(self, _outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad(), _quiet():
+            out = self.module(*(_module_tensor(self.module, feeds[n]) for n in self.module.input_names))
+        return [o.float().cpu().numpy() for o in out]
 
 
 def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes: dict, out: Path) -> dict:
@@ -148,10 +162,12 @@ def export_quantized_blocks(quantized, precision: str, example: dict, batch_axes
 
 
 def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.ndarray]], example: dict,
-                             batch_axes: dict, out: Path) -> dict:
+                             batch_axes: dict, out: Path, measure=None) -> dict:
     """Quantize the blocks with the recipe, calibrate on ``feeds``, export to ``out``; returns the recipe
-    for the manifest."""
+    for the manifest. ``measure(session)``, if given, returns what the fake-quantized blocks (as a TorchSession)
+    differ from the model by; it goes into the recipe as ``quantization_error``, before the export."""
     quantized = quantize_blocks(model, precision, feeds)
+    error = measure(TorchSession(quantized)) if measure else None
     counts = export_quantized_blocks(quantized, precision, example, batch_axes, out)
     dtype = str(next(quantized.parameters()).dtype).replace("torch.", "")
     config = recipe_config(precision, next(quantized.parameters()).dtype)
@@ -161,4 +177,4 @@ def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.nda
     else:
         method = f"ModelOpt INT8 SmoothQuant alpha {SMOOTHQUANT_ALPHA}, Q/DQ ONNX opset {OPSET}"
     return {"method": method, "algorithm": config["algorithm"], "kept_in_full_precision": list(KEEP_HIGH_PRECISION),
-            "graph_dtype": dtype}
+            "graph_dtype": dtype, **({"quantization_error": error} if error is not None else {})}

@@ -75,3 +75,32 @@ def test_half_precision_on_onnxruntime_is_refused_up_front(precision, tmp_path):
         build_engines("tiny-dit", tmp_path / "x", BuildOptions(precision=precision, shape=SHAPES["tiny-dit"]),
                       progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quantized_plan_is_judged_against_what_its_recipe_costs(tmp_path, monkeypatch):
+    """INT8 error grows with depth (28 blocks in DiT-XL/2): the plan is allowed what the fake-quantized torch blocks
+    differ from the model by, measured on the same inputs, plus a kernel margin; a fixed figure below that cost
+    (here zero) would stop every sound build."""
+    from tcpade_trt.builder import blocks_stage, plan_check
+
+    install(monkeypatch)
+    monkeypatch.setitem(plan_check.PLAN_TOLERANCE, "int8", 0.0)
+    options = BuildOptions(backend="tensorrt", precision="int8", shape=SHAPES["tiny-dit"], **CALIBRATION)
+    manifest = build_engines("tiny-dit", tmp_path / "trt", options, progress=False)
+    cost = manifest.quantization["quantization_error"]
+    assert 0 < cost <= blocks_stage.QUANTIZATION_LIMIT["int8"]
+    assert manifest.parts["blocks"].check_error <= cost + blocks_stage.KERNEL_MARGIN
+
+
+def test_a_recipe_that_costs_too_much_is_refused_in_one_sentence(tmp_path, monkeypatch):
+    from tcpade_trt.builder import blocks_stage
+    from tcpade_trt.errors import TcpadeError
+
+    install(monkeypatch)
+    monkeypatch.setitem(blocks_stage.QUANTIZATION_LIMIT, "int8", 1e-9)
+    options = BuildOptions(backend="tensorrt", precision="int8", shape=SHAPES["tiny-dit"], **CALIBRATION)
+    with pytest.raises(TcpadeError, match=r"the int8 recipe changes the blocks' output by .* more than the 1e-09 a "
+                                          r"usable quantization keeps; build this model at fp8 or bf16 instead\.") as e:
+        build_engines("tiny-dit", tmp_path / "trt", options, progress=False)
+    assert "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
