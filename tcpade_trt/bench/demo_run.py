@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..cache import compared_presets
 from ..models.demo import CLASSES
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -25,7 +26,7 @@ from .matrix import engine_backend, label, measure, torch_backend
 from .metrics import lpips_metric, psnr
 from .subjects import demo_subject
 
-DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache", "reuse")
+DEFAULT_CACHES = compared_presets()  # every method's compared presets (cache/methods/)
 QUICK = {"seeds": 8, "repeats": 3}
 FULL = {"seeds": 16, "repeats": 7}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..cache import compared_presets
 from ..engines import gpu
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -24,7 +25,7 @@ from .matrix import engine_backend, measure, torch_backend
 from .peers import PEERS, calibrate_magcache, run_peer
 from .subjects import BenchSubject, demo_subject, engines_subject, model_subject
 
-DEFAULT_CACHES = ("none", "tcpade-slow", "tcpade-fast", "taylorseer", "teacache", "reuse")
+DEFAULT_CACHES = compared_presets()  # every method's compared presets (cache/methods/)
 
 
 def peak_memory_mb() -> float:

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache import TCPadeConfig, make_policy
 from ..cache.calibrate import GapCosts, dp_schedule
-from ..cache.config import TCPadeConfig
-from ..cache.factory import make_policy
 from ..cache.policy import AlwaysCompute, StepContext
 from ..cache.schedule import budget_schedule, full_step_count
 from ..errors import ConfigError

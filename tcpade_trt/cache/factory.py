@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from .baselines import ReusePolicy, TaylorSeerPolicy, TeaCachePolicy
 from .config import CacheConfig, ScheduleConfig
-from .policy import AlwaysCompute, CachePolicy
+from .policy import CachePolicy
+from .registry import method_of
 from .spec import cache_config
-from .tcpade import TCPadePolicy
-
-POLICIES = {"none": AlwaysCompute, "tcpade": TCPadePolicy, "reuse": ReusePolicy, "teacache": TeaCachePolicy,
-            "taylorseer": TaylorSeerPolicy}
 
 
 def make_policy(cache: str | CacheConfig, pade=None, calibrated=()) -> CachePolicy:
@@ -25,7 +21,10 @@ def make_policy(cache: str | CacheConfig, pade=None, calibrated=()) -> CachePoli
     if calibrated and isinstance(config, ScheduleConfig) and config.budget and config.calibration \
             and not config.calibrated:
         config = config.with_(calibrated=tuple(calibrated))
-    cls = POLICIES[config.method]
-    if cls is TCPadePolicy:
-        return cls(config, predictor=pade(config.variant) if pade is not None else None)
-    return cls(config)
+    return method_of(config).policy(config, pade)
+
+
+def decides_per_batch(cache: str | CacheConfig) -> bool:
+    """Whether this cache's decisions depend on the samples in the batch (a request must then run alone)."""
+    config = cache_config(cache)
+    return method_of(config).decides_per_batch(config)

@@ -12,7 +12,7 @@ from dataclasses import fields
 
 from ..errors import ConfigError
 from .config import CacheConfig
-from .presets import PRESETS
+from .registry import presets
 
 
 def _convert(value: str, current):
@@ -39,9 +39,10 @@ def cache_config(spec: str | CacheConfig) -> CacheConfig:
         raise ConfigError(f"a cache is a CacheConfig or a spec 'PRESET[:field=value,...]' (got {spec!r}).")
     name, _, overrides = spec.partition(":")
     name = name.strip()
-    if name not in PRESETS:
-        raise ConfigError(f"unknown cache preset {name!r}; choose one of: {', '.join(PRESETS)}.")
-    config = PRESETS[name]()
+    known = presets()
+    if name not in known:
+        raise ConfigError(f"unknown cache preset {name!r}; choose one of: {', '.join(known)}.")
+    config = known[name]()
     if not overrides:
         return config
     changes = {}

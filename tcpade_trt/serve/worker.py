@@ -98,12 +98,11 @@ class Generator:
 
     def groups(self, requests: list[GenerateRequest]) -> list[list[int]]:
         """Indices of requests that may share a generation, each group within the folder's batch range."""
-        from ..cache import cache_config
+        from ..cache import decides_per_batch
 
         by_key: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            config = cache_config(r.cache)
-            alone = config.method == "teacache" or (config.method == "tcpade" and getattr(config, "threshold", 0) > 0)
+            alone = decides_per_batch(r.cache)
             by_key.setdefault((r.batch_key(), i if alone else None), []).append(i)
         out = []
         for indices in by_key.values():

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from tcpade_trt.cache import cache_config, make_policy
-from tcpade_trt.cache.presets import FAST
-from tcpade_trt.cache.schedule import budget_schedule
+from tcpade_trt.cache.schedule import FAST, budget_schedule
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models import tiny_model
 from tcpade_trt.runtime.hooks import apply_cache

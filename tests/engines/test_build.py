@@ -173,7 +173,8 @@ def test_a_part_exported_earlier_is_reused_only_for_the_same_model(tmp_path):
     def dit(sample_size):
         torch.manual_seed(0)
         config = {**DiTFamily.tiny_config, "sample_size": sample_size}
-        return split_model(diffusers.DiTTransformer2DModel(**config).eval(), name="dit")  # same name: only the config tells them apart
+        # one name for both: only the config tells them apart
+        return split_model(diffusers.DiTTransformer2DModel(**config).eval(), name="dit")
 
     shape = BuildShape(8, 8, batch_max=2)
     for size in (8, 16):  # the second build fails its check if it takes the first one's head

@@ -1,4 +1,5 @@
-"""The TC-Padé policy: schedule skeleton + TSI gate + Padé prediction (math in pade.py).
+"""TC-Padé: the schedule skeleton + the TSI gate + the Padé prediction of the block-stack residual (math in
+cache/pade.py), with the presets tcpade-slow and tcpade-fast.
 
 Per predicted step the policy evaluates a fit of the residual history; the fit (and the TSI, when
 the gate is on) is recomputed only when the history or the phase mix changed, i.e. once per run
@@ -9,11 +10,73 @@ engine and no arithmetic of the policy's own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 
-from .config import TCPadeConfig
-from .pade import PadePredictor
-from .policy import CachePolicy, Prediction, StepContext, is_finite
+from ..config import ScheduleConfig, _number_in, _require
+from ..pade import VARIANTS, PadePredictor
+from ..policy import CachePolicy, Prediction, StepContext, is_finite
+from ..registry import Method
+from ..schedule import FAST, SLOW
+
+TIME_AXES = ("sampler", "step")
+
+
+@dataclass(frozen=True)
+class TCPadeConfig(ScheduleConfig):
+    """TC-Padé: predict the block-stack residual with a Padé extrapolation at stable steps.
+
+    variant:   "rational" (default; [1/1] Padé fitted per element to the last three computed residuals
+               at their real times, predictions kept out of the history), "paper" (the paper's
+               equations) or "reference" (the released code's formula). See cache/pade.py; measured
+               quality of each: the README's "Choosing the defaults".
+    time:      the rational variant's time axis: "sampler" (default; the timestep the model is given,
+               i.e. sigma for flow matching, whose steps grow several-fold late in a run) or "step" (the
+               step index).
+    threshold: theta of the Trajectory Stability Indicator gate, in [0, 2], as in the paper: a step off
+               the schedule is predicted only if the TSI of every sample in the batch is >= theta
+               (TSI = ||u1 + u2||, u = the unit directions of the last two residual changes: 2 = the
+               residual keeps its direction, 0 = it reverses). A larger theta means more full steps;
+               the paper's presets are 0.7, 1.0 and 1.3. 0 (default) turns the gate off.
+    lam:       lambda of the stability factor sigma (paper / reference variants), default 10.
+    phase_aware: use the three phases; early (step < early * T): alpha1 r1 + alpha2 r2;
+               middle: Padé; late (step > late * T): Padé + beta (r1 - r2) / d, d = the steps between r1
+               and r2 (the reference's one-step correction). Off by default (README, "Choosing the defaults").
+    alpha1, alpha2, beta, early, late: the phase constants (0.9, 0.1, 0.3, 0.3, 0.8).
+    c_max:     the rational variant's largest damping, as a share of the history's span: c <= c_max / span,
+               so the fitted pole stays at least span / c_max before the newest residual, outside the
+               history (default 0.5: at least two spans away).
+    input_delta: reference variant only: x_out = x_in + R_hat + input_delta (x_in(s) - x_in(s-1)), 0.2.
+    """
+
+    method: ClassVar[str] = "tcpade"
+    variant: str = "rational"
+    time: str = "sampler"
+    threshold: float = 0.0
+    lam: float = 10.0
+    phase_aware: bool = False
+    alpha1: float = 0.9
+    alpha2: float = 0.1
+    beta: float = 0.3
+    early: float = 0.3
+    late: float = 0.8
+    c_max: float = 0.5
+    input_delta: float = 0.2
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(self.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)} (got {self.variant!r}).")
+        _require(self.time in TIME_AXES, f"time must be one of {', '.join(TIME_AXES)} (got {self.time!r}).")
+        _number_in("threshold (the TSI gate's theta, the paper's scale: 0 turns the gate off, 2 predicts only "
+                   "perfectly straight trajectories; the paper uses 0.7, 1.0, 1.3)", self.threshold, 0.0, 2.0)
+        _number_in("lam", self.lam, 0.0, low_open=True)
+        for name in ("alpha1", "alpha2", "beta", "input_delta", "early", "late"):
+            _number_in(name, getattr(self, name), 0.0, 1.0)
+        _require(self.early <= self.late, f"need early <= late (got early={self.early}, late={self.late}).")
+        _number_in("c_max (0 makes the rational variant linear)", self.c_max, 0.0)
+        _require(isinstance(self.phase_aware, bool), f"phase_aware must be true or false (got {self.phase_aware!r}).")
 
 
 def prediction_bound(magnitude: list[float], offset: float) -> float:
@@ -152,3 +215,25 @@ class TCPadePolicy(CachePolicy):
     def update(self, ctx: StepContext, residual: torch.Tensor | None, computed: bool) -> None:
         super().update(ctx, residual, computed)
         self._prev_x_in = ctx.x_in
+
+
+def tcpade_slow() -> TCPadeConfig:
+    """TC-Padé for quality (the paper's 'slow'): 45% of the steps full (9 of 20), rational fit in the
+    sampler's time, TSI gate off."""
+    return TCPadeConfig(budget=SLOW)
+
+
+def tcpade_fast() -> TCPadeConfig:
+    """TC-Padé for speed (the paper's 'fast'): 35% of the steps full (7 of 20), rational fit in the
+    sampler's time, TSI gate off."""
+    return TCPadeConfig(budget=FAST)
+
+
+def _policy(config: TCPadeConfig, pade) -> TCPadePolicy:
+    return TCPadePolicy(config, predictor=pade(config.variant) if pade is not None else None)
+
+
+METHOD = Method(TCPadeConfig, _policy, {"tcpade-slow": tcpade_slow, "tcpade-fast": tcpade_fast},
+                compared=("tcpade-slow", "tcpade-fast"),
+                # the TSI gate predicts only while every sample of the batch is stable
+                decides_per_batch=lambda config: config.threshold > 0, rank=1)
