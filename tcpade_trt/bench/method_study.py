@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ..cache import compared_presets
 from ..cache.schedule import full_step_count
 from ..paths import write_text_atomic
 from .compute import BlockMacs, measured
@@ -60,6 +61,10 @@ def cache_specs(steps: int, budget: float) -> dict[str, str]:
         "released code (reference variant, phases on), calibrated steps":
             f"{preset}:variant=reference,phase_aware=true",
     }
+    # every other method at its own preset (cache/methods/: a new method enters the study by its file alone)
+    for name in compared_presets(peers_only=True):
+        if not any(spec.split(":")[0] == name for spec in specs.values()):
+            specs[f"{name} (its own preset)"] = name
     if steps == 20 and budget == 0.45:  # the released configuration itself, and the default on its steps
         specs["released configuration: reference variant, phases, steps 0-4,8,12,16,19"] = \
             f"tcpade-slow:variant=reference,phase_aware=true,full_steps={REFERENCE_20}"

@@ -109,7 +109,7 @@ def run_peer(model: Model, name: str, cond, noise, steps: int, guidance_scale=No
     MagCache needs ``mag_ratios`` from ``calibrate_magcache``; without them it calibrates first
     (an extra uncached run: calibrate once outside timed loops)."""
     transformer = model.transformer
-    if name.endswith("magcache") and mag_ratios is None:
+    if name == "diffusers-magcache" and mag_ratios is None:
         mag_ratios = calibrate_magcache(model, cond, noise, steps, guidance_scale)
     counter = {"full": 0}
     handle = _compute_probe(transformer).register_forward_hook(lambda *a: counter.__setitem__("full",

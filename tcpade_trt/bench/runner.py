@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import compared_presets
+from ..cache import DEFAULT_CACHE, compared_presets
 from ..engines import gpu
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -136,13 +136,13 @@ def _orthogonal_speedups(results: dict) -> list[str]:
     """INT8 alone, tcpade-fast alone and both against each uncached FP32 reference at the same batch
     (ratios of median latencies per image), then whether CPU_TARGETS hold at each batch."""
     lines = ["## Orthogonal speedups (same batch, ratios of median latencies per image)", "",
-             "| batch | against | INT8 alone | tcpade-fast alone (FP32) | INT8 + tcpade-fast | PSNR of both |",
+             f"| batch | against | INT8 alone | {DEFAULT_CACHE} alone (FP32) | INT8 + {DEFAULT_CACHE} | PSNR of both |",
              "|---|---|---|---|---|---|"]
     both_speedup = {name: {} for name, _ in CPU_TARGETS}  # reference -> batch -> INT8 + tcpade-fast speedup
     for batch in results["batches"]:
         cell = {(r["backend"], r["precision"], r["cache"]): r for r in results["runs"] if r["batch"] == batch}
         int8, fast, both = (cell.get(("onnxruntime", p, c)) for p, c in
-                            (("int8", "none"), ("fp32", "tcpade-fast"), ("int8", "tcpade-fast")))
+                            (("int8", "none"), ("fp32", DEFAULT_CACHE), ("int8", DEFAULT_CACHE)))
         references = {"onnxruntime FP32 uncached": cell.get(("onnxruntime", "fp32", "none")),
                       "eager torch FP32 uncached": cell.get(("torch", "fp32", "none"))}
         for name, ref in references.items():

@@ -3,12 +3,14 @@ policy and presets; found by cache/registry.py), the policy interface (policy.py
 schedules (schedule.py, calibrate.py) and the Padé / TSI functions (pade.py). It imports neither the models nor
 the runtime; the step that uses a policy is runtime/step.py."""
 
+from . import registry
 from .config import CacheConfig, ScheduleConfig
 from .factory import decides_per_batch, make_policy
 from .policy import AlwaysCompute, CachePolicy, Prediction, ResidualHistory, StepContext
-from . import registry
-from .registry import compared_presets, presets
+from .registry import compared_presets, default_preset, presets
 from .spec import cache_config
+
+DEFAULT_CACHE = default_preset()  # the preset every entry point uses when none is given
 
 
 def __getattr__(name: str):
@@ -25,6 +27,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "PRESETS", "AlwaysCompute", "CacheConfig", "CachePolicy", "Prediction", "ResidualHistory", "ScheduleConfig",
-    "StepContext", "cache_config", "compared_presets", "decides_per_batch", "make_policy", "presets",
+    "DEFAULT_CACHE", "PRESETS", "AlwaysCompute", "CacheConfig", "CachePolicy", "Prediction", "ResidualHistory",
+    "ScheduleConfig", "StepContext", "cache_config", "compared_presets", "decides_per_batch", "make_policy", "presets",
 ]

@@ -36,6 +36,7 @@ class Method:
     decides_per_batch: whether the policy's decisions depend on the samples it sees (a gate on the batch's
                inputs): such requests are generated alone, so that each gets the image it would get alone
     rank:      listing order: 0 no cache, 1 TC-Padé, 2 the methods it is compared with
+    default:   the preset every entry point uses when none is given (exactly one method names one)
     """
 
     config: type[CacheConfig]
@@ -44,6 +45,7 @@ class Method:
     compared: tuple[str, ...] = ()
     decides_per_batch: Callable[[CacheConfig], bool] = field(default=_never)
     rank: int = 2
+    default: str | None = None
 
     @property
     def name(self) -> str:
@@ -83,6 +85,15 @@ def presets() -> dict[str, Callable[[], CacheConfig]]:
     return out
 
 
-def compared_presets() -> tuple[str, ...]:
-    """The presets the demo, the bench and the method study compare by default, in listing order."""
-    return tuple(p for m in methods().values() for p in m.compared)
+def compared_presets(peers_only: bool = False) -> tuple[str, ...]:
+    """The presets the demo, the bench and the method study compare by default, in listing order; ``peers_only``:
+    those of the methods TC-Padé is compared with (rank 2)."""
+    return tuple(p for m in methods().values() if m.rank >= (2 if peers_only else 0) for p in m.compared)
+
+
+def default_preset() -> str:
+    """The preset used when a caller names none (the one a method declares as ``default``)."""
+    named = [m.default for m in methods().values() if m.default]
+    if len(named) != 1:
+        raise ConfigError(f"exactly one cache method must name the default preset (found {named or 'none'}).")
+    return named[0]

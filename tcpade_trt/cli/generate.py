@@ -19,8 +19,10 @@ from .args import SEED_MAX, finite_float, positive_int, seed
 
 
 def add_arguments(p) -> None:
+    from ..cache import DEFAULT_CACHE
+
     p.add_argument("--engines", type=Path, required=True, help="engine folder from `tcpade-trt build`")
-    p.add_argument("--cache", default="tcpade-fast", help="cache spec: PRESET[:field=value,...] (default tcpade-fast)")
+    p.add_argument("--cache", default=DEFAULT_CACHE, help="cache spec: PRESET[:field=value,...] (default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--seed", type=seed, default=0, help="seed of the first sample; sample i uses seed + i")
     p.add_argument("--out", default=None,

@@ -20,6 +20,7 @@ import torch
 from diffusers.configuration_utils import FrozenDict
 from torch import nn
 
+from ..cache import DEFAULT_CACHE
 from ..cache.config import CacheConfig
 from ..cache.spec import cache_config
 from ..errors import ConfigError, TcpadeError
@@ -47,7 +48,7 @@ class EngineConfig(FrozenDict):
 
 
 class EngineTransformer(nn.Module):
-    def __init__(self, folder: str | Path, cache: str | CacheConfig = "tcpade-fast", num_steps: int | None = None,
+    def __init__(self, folder: str | Path, cache: str | CacheConfig = DEFAULT_CACHE, num_steps: int | None = None,
                  device: str = "auto", scheduler=None):
         """num_steps: the pipeline's step count; leave it out when the pipeline's scheduler is given
         (``scheduler=pipe.scheduler``, or ``.into(pipe)``), which tells it for every call."""

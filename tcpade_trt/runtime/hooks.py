@@ -32,6 +32,7 @@ import inspect
 
 import torch
 
+from ..cache import DEFAULT_CACHE
 from ..cache.config import CacheConfig
 from ..cache.factory import make_policy
 from ..cache.spec import cache_config
@@ -276,7 +277,7 @@ class CacheHandle(CachedForward):
             self.removed = True
 
 
-def apply_cache(target, config: CacheConfig | str = "tcpade-fast", num_steps: int | None = None,
+def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: int | None = None,
                 calibration=None) -> CacheHandle:
     """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..cache import DEFAULT_CACHE
 from ..cache.config import CacheConfig
 from ..cache.factory import make_policy
 from ..errors import TcpadeError
@@ -51,7 +52,7 @@ class Runtime:
         schedules when it has them (`tcpade-trt calibrate`)."""
         return make_policy(cache, pade=self.model.parts.pade, calibrated=self.model.calibrated)
 
-    def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = "tcpade-fast",
+    def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = DEFAULT_CACHE,
                  steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,
                  progress: bool = False, on_step=None) -> SampleResult:
         """Denoise ``latents`` (initial noise, the family's layout) with ``cache`` in ``steps`` steps."""

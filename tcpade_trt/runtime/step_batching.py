@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cache import DEFAULT_CACHE
 from ..models.family import Tensors
 from ..models.model import Model
 from .sampler import SampleResult, Trajectory
@@ -85,7 +86,7 @@ class StepBatcher:
         self._thread.start()
 
     # ---- the caller's side ------------------------------------------------------------------------
-    def submit(self, cond: Tensors, noise: torch.Tensor, *, steps: int, cache="tcpade-fast",
+    def submit(self, cond: Tensors, noise: torch.Tensor, *, steps: int, cache=DEFAULT_CACHE,
                guidance_scale: float | None = None, negative_cond: Tensors | None = None) -> Future:
         """A future of StepBatchResult; errors of this request (bad cache spec, non-finite inputs) land in it.
         ``negative_cond``: the unconditional half of a CFG request (a negative prompt); else the family's."""

@@ -62,7 +62,7 @@ class GenerateRequest:
 
 def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
     """A checked request from a decoded JSON body, for a folder conditioned as ``accepts`` says."""
-    from ..cache import cache_config
+    from ..cache import DEFAULT_CACHE, cache_config
     from ..errors import ConfigError
 
     if not isinstance(body, dict):
@@ -77,9 +77,9 @@ def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
     steps = body.get("steps", 20)
     if not _is_int(steps) or not 2 <= steps <= limits.max_steps:
         raise RequestError(400, f"steps must be a whole number from 2 to {limits.max_steps} (got {steps!r}).")
-    cache = body.get("cache", "tcpade-fast")
+    cache = body.get("cache", DEFAULT_CACHE)
     if not isinstance(cache, str) or len(cache) > 200:
-        raise RequestError(400, "cache must be a cache spec string such as \"tcpade-fast\".")
+        raise RequestError(400, f"cache must be a cache spec string such as \"{DEFAULT_CACHE}\".")
     try:
         cache_config(cache)
     except ConfigError as exc:

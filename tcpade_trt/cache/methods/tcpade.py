@@ -236,4 +236,4 @@ def _policy(config: TCPadeConfig, pade) -> TCPadePolicy:
 METHOD = Method(TCPadeConfig, _policy, {"tcpade-slow": tcpade_slow, "tcpade-fast": tcpade_fast},
                 compared=("tcpade-slow", "tcpade-fast"),
                 # the TSI gate predicts only while every sample of the batch is stable
-                decides_per_batch=lambda config: config.threshold > 0, rank=1)
+                decides_per_batch=lambda config: config.threshold > 0, rank=1, default="tcpade-fast")

@@ -1,0 +1,36 @@
+"""Locality, checked on the source: a cache method lives in its own file of cache/methods/, and nothing else in the
+package names it (the registry finds it)."""
+
+import ast
+from pathlib import Path
+
+from tcpade_trt.cache import registry
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tcpade_trt"
+# research code that compares hand-configured variants of the methods, and cache-dit's own calibrator names (to move
+# out of the package, issue 25)
+RESEARCH = {"bench/method_study.py", "bench/cachedit_peer.py"}
+
+
+def string_constants(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_no_cache_method_is_named_outside_its_own_file():
+    # "none" is an ordinary word of the CLI; "tcpade" is the project's name as well as its method's
+    names = {n for m in registry.methods().values() for n in (m.name, *m.presets)} - {"none", "tcpade"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("cache/methods/") or relative in RESEARCH:
+            continue
+        found += [f"{relative}:{line} {value!r}" for line, value in string_constants(path)
+                  if value.split(":")[0] in names]
+    assert not found, "cache methods named outside cache/methods/: " + ", ".join(found)
+
+
+def test_every_method_file_declares_one_method():
+    files = sorted(p.stem for p in (PACKAGE / "cache" / "methods").glob("*.py") if p.stem != "__init__")
+    assert sorted(registry.methods()) == files
