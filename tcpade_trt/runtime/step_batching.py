@@ -39,7 +39,7 @@ from ..cache import DEFAULT_CACHE
 from ..models.family import Tensors
 from ..models.model import Model
 from .sampler import SampleResult, Trajectory
-from .step import step_context
+from .step import StepInput, cached_forward_many
 from .streams import on_stream
 
 log = logging.getLogger(__name__)
@@ -186,29 +186,12 @@ class StepBatcher:
         return _Active(pending, run, started=time.perf_counter())
 
     def tick(self, runs: list[Trajectory]) -> None:
-        """One step of every trajectory; those at a full step share one block-stack call."""
-        parts = self.model.parts
-        staged = []  # (run, tensors, ctx, x_out or None)
-        for run in runs:
-            tensors = run.head()
-            ctx = step_context(parts, tensors, run.step_index, run.num_steps, run.times[run.step_index])
-            prediction = run.policy.predict(ctx)
-            if prediction is not None:
-                run.policy.update(ctx, prediction.residual, computed=False)
-            staged.append((run, tensors, ctx, None if prediction is None else prediction.x_out))
-        full = [(run, tensors, ctx) for run, tensors, ctx, x_out in staged if x_out is None]
-        computed = {}
-        if full:
-            batched = self._concat([(run.rows, tensors) for run, tensors, _ in full])
-            x_out, residual = parts.blocks_with_residual(batched)
-            offset = 0
-            for run, _, ctx in full:
-                rows = slice(offset, offset + run.rows)
-                offset += run.rows
-                computed[id(run)] = x_out[rows]
-                run.policy.update(ctx, residual[rows] if run.policy.needs_residual else None, computed=True)
-        for run, tensors, _, x_out in staged:
-            run.finish(parts.tail(x_out if x_out is not None else computed[id(run)], tensors))
+        """One step of every trajectory (runtime/step.py, the only step); those at a full step share one block-stack
+        call."""
+        steps = [StepInput(run.policy, run.head(), run.step_index, run.num_steps, run.times[run.step_index], run.rows)
+                 for run in runs]
+        for run, out in zip(runs, cached_forward_many(self.model.parts, steps, self._concat)):
+            run.finish(out)
         self.ticks += 1
 
     def _concat(self, steps: list[tuple[int, Tensors]]) -> Tensors:

@@ -65,7 +65,8 @@ def test_a_calibrated_table_replaces_the_formula_where_it_has_an_entry():
 
 
 def test_every_preset_resolves_by_name_and_unknown_names_are_explained():
-    assert set(PRESETS) == {"none", "tcpade-slow", "tcpade-fast", "reuse", "teacache", "taylorseer", "taylorseer-o2"}
+    assert set(PRESETS) == {"none", "tcpade-slow", "tcpade-fast", "magcache", "reuse", "teacache", "taylorseer",
+                            "taylorseer-o2"}
     with pytest.raises(ConfigError, match="choose one of: none, tcpade-slow"):
         cache_config("tcpade-turbo")
 

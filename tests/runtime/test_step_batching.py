@@ -25,17 +25,28 @@ def alone(model, make, label, seed, steps, cache):
 
 
 class CountingBlocks:
-    """Records the rows of every block-stack call."""
+    """Records the rows of every block-stack call (``rows``), and of those that also formed the residual."""
 
     def __init__(self, parts, monkeypatch):
-        self.rows = []
-        original = parts.blocks_with_residual
+        self.rows, self.with_residual, inside = [], [], []
+        blocks, blocks_with_residual = parts.blocks, parts.blocks_with_residual
 
-        def spy(step):
+        def spy_blocks(step):
+            if not inside:  # torch parts form the residual by calling blocks: one call, counted once
+                self.rows.append(step["hidden_states"].shape[0])
+            return blocks(step)
+
+        def spy_blocks_with_residual(step):
             self.rows.append(step["hidden_states"].shape[0])
-            return original(step)
+            self.with_residual.append(step["hidden_states"].shape[0])
+            inside.append(True)
+            try:
+                return blocks_with_residual(step)
+            finally:
+                inside.pop()
 
-        monkeypatch.setattr(parts, "blocks_with_residual", spy)
+        monkeypatch.setattr(parts, "blocks", spy_blocks)
+        monkeypatch.setattr(parts, "blocks_with_residual", spy_blocks_with_residual)
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
@@ -131,3 +142,19 @@ def test_a_cancelled_request_does_not_stop_the_others(models):
 
 # The ordering of ticks with the engines' CUDA stream and the callers' streams is tested on the emulated GPU
 # (tests/runtime/test_emulated_gpu.py), where a missing wait reads NaN.
+
+
+def test_the_batcher_runs_the_one_step_and_its_shortcut(models, monkeypatch):
+    """The batcher's tick is runtime/step.cached_forward_many, the step the sampler and the hook run: uncached
+    requests (no policy keeps a residual) run the block stack alone, not blocks_with_residual (the tick once had
+    its own copy of the step, which did not)."""
+    model = models["tiny-dit"]
+    calls = CountingBlocks(model.parts, monkeypatch)
+    batcher = StepBatcher(model, make_policy, rows_max=4)
+    try:
+        cond, noise = inputs(model, 1, 1)
+        futures = [batcher.submit(cond, noise, steps=4, cache="none", guidance_scale=4.0) for _ in range(2)]
+        assert [f.result(timeout=60).result.full_steps for f in futures] == [4, 4]
+    finally:
+        batcher.close()
+    assert calls.rows and calls.with_residual == []
