@@ -160,8 +160,9 @@ SUMMARY_COLUMNS = ("TC-Padé (default), calibrated steps", "TaylorSeer order 1, 
 
 
 def summary_table(results: dict) -> list[str]:
-    """The README's table: PSNR per (steps, budget) of the default and what it is measured against, the
-    default's lead over TaylorSeer order 1 on the same steps, and the best peer at no more compute."""
+    """The summary table (docs/method.md, docs/measurements.md): PSNR per (steps, budget) of the default and what
+    it is measured against, the default's lead over TaylorSeer order 1 on the same steps, and the best peer at no
+    more compute."""
     lines = ["| steps / budget (full) | TC-Padé, default | TaylorSeer-1, same steps | TC-Padé - TaylorSeer | "
              "TC-Padé, formula steps | TaylorSeer-1, formula steps | TC-Padé, step-index time | paper's equations | "
              "released code | best peer at <= TC-Padé's compute |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -8,7 +8,7 @@ multiplied by; quantizing them costs accuracy for little time) and each block's 
 embedders (DiT); attention (q / k / v products, softmax) stays unquantized. The embedders (head),
 norm_out / proj_out (tail) and the Padé graphs are separate engines that are never quantized.
 On the shipped demo model this gives 0.008 relative L2 against torch where onnxruntime's own FP8
-calibration ('Distribution') gave 0.23 (research note of 2026-12-01: variants in the README).
+calibration ('Distribution') gave 0.23 (research note of 2026-12-01: variants in docs/measurements.md).
 
 Export: the TorchScript exporter (ModelOpt's fake quantization does not pass torch.export), with the
 traceable forms of export/traceable.py (the originals bake the example's batch into the graph, which then

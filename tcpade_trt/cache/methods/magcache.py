@@ -112,8 +112,8 @@ class MagCachePolicy(CachePolicy):
 
 
 def magcache() -> MagCacheConfig:
-    """MagCache with its ratios measured on the run, threshold 0.25: 9 full steps of 20 on demo-dit (4 seeds,
-    25.0 dB against uncached where tcpade-slow's 9 give 24.0; python -m tcpade_trt.bench.method_study measures all)."""
+    """MagCache with its ratios measured on the run, threshold 0.25: 9 full steps of 20 on demo-dit
+    (`python -m tcpade_trt.bench.method_study --model demo-dit` puts it beside the others)."""
     return MagCacheConfig()
 
 

@@ -31,7 +31,7 @@ class TCPadeConfig(ScheduleConfig):
     variant:   "rational" (default; [1/1] Padé fitted per element to the last three computed residuals
                at their real times, predictions kept out of the history), "paper" (the paper's
                equations) or "reference" (the released code's formula). See cache/pade.py; measured
-               quality of each: the README's "Choosing the defaults".
+               quality of each: docs/method.md and docs/measurements.md, "Presets".
     time:      the rational variant's time axis: "sampler" (default; the timestep the model is given,
                i.e. sigma for flow matching, whose steps grow several-fold late in a run) or "step" (the
                step index).
@@ -43,7 +43,7 @@ class TCPadeConfig(ScheduleConfig):
     lam:       lambda of the stability factor sigma (paper / reference variants), default 10.
     phase_aware: use the three phases; early (step < early * T): alpha1 r1 + alpha2 r2;
                middle: Padé; late (step > late * T): Padé + beta (r1 - r2) / d, d = the steps between r1
-               and r2 (the reference's one-step correction). Off by default (README, "Choosing the defaults").
+               and r2 (the reference's one-step correction). Off by default (docs/measurements.md, "Presets").
     alpha1, alpha2, beta, early, late: the phase constants (0.9, 0.1, 0.3, 0.3, 0.8).
     c_max:     the rational variant's largest damping, as a share of the history's span: c <= c_max / span,
                so the fitted pole stays at least span / c_max before the newest residual, outside the
