@@ -34,3 +34,15 @@ def test_no_cache_method_is_named_outside_its_own_file():
 def test_every_method_file_declares_one_method():
     files = sorted(p.stem for p in (PACKAGE / "cache" / "methods").glob("*.py") if p.stem != "__init__")
     assert sorted(registry.methods()) == files
+
+
+def test_serving_imports_nothing_from_the_benchmarks():
+    """serve/ is production code: what it needs of images (to_unit) lives in runtime/images.py."""
+    found = []
+    for path in sorted((PACKAGE / "serve").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module if node.level else node.module.removeprefix("tcpade_trt.")
+                if module.split(".")[0] == "bench":
+                    found.append(f"{path.name}:{node.lineno}")
+    assert not found, "serve/ imports bench/ at " + ", ".join(found)

@@ -1,6 +1,6 @@
 """Image quality against the uncached image of the same seed: PSNR, SSIM, relative L2, LPIPS.
 
-Images are float tensors [B, C, H, W] in [0, 1] (``to_unit`` converts the demo's [-1, 1]).
+Images are float tensors [B, C, H, W] in [0, 1] (runtime/images.to_unit converts a decoder's [-1, 1]).
 Every metric returns one value per sample [B], so batch means and per-seed tables come from the
 same numbers.
 """
@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]."""
-    return ((images + 1) / 2).clamp(0, 1)
 
 
 def psnr(image: torch.Tensor, reference: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:

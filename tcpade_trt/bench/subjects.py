@@ -67,7 +67,7 @@ class BenchSubject:
     def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] in about [0, 1]: images for the demo models, else latents scaled by the reference's range."""
         if self.decode is not None:
-            from .metrics import to_unit
+            from ..runtime.images import to_unit
 
             return to_unit(self.decode(latents))
         lo, hi = reference.min(), reference.max()

@@ -124,9 +124,9 @@ def _conditioning(args, model) -> _Conditioning:
     height, width, _ = model.latent_size
     preview = lambda latents, path: save_latent_preview(family.spatial_latents(latents, height, width), path)
     if model.conditioner is not None or model.name == "demo-dit":  # the demo models: classes by name or index
-        from ..bench.metrics import to_unit
         from ..models import demo, demo_dit
         from ..models.demo import CLASSES, class_index
+        from ..runtime.images import to_unit
 
         if args.prompt:
             raise ConfigError(f"the {model.name} model is class-conditional: use --class NAME, not --prompt.")

@@ -84,6 +84,32 @@ def provider_chain(device: str, stream: int | None = None, trt_cache: Path | Non
     return chain
 
 
+# x86 CPU flags under which onnxruntime's INT8 kernels multiply exactly (VNNI's 32-bit dot products, AMX)
+EXACT_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where unknown."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def int8_products_saturate() -> bool:
+    """Whether onnxruntime's INT8 products need ``session.x64quantprecision`` to stay exact on this CPU: an x86 CPU
+    without VNNI or AMX (AVX2 only), or one whose flags cannot be read (exact results come first)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False  # the saturating int16 sum (vpmaddubsw) is an x86 kernel
+    return not (cpu_flags() & set(EXACT_INT8_FLAGS))
+
+
 def create_session(path: str | Path, providers: list | None = None, threads: int | None = None,
                    profile_prefix: str | None = None):
     """An InferenceSession for ``path`` with full graph optimisation; a bad file becomes one sentence.
@@ -100,10 +126,12 @@ def create_session(path: str | Path, providers: list | None = None, threads: int
     # Between engine calls the loop runs torch ops (scheduler, policy); spinning onnxruntime threads
     # would keep the cores busy and slow those down several times over.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # INT8 on x86 CPUs without VNNI (AVX2): onnxruntime's uint8 x int8 kernel sums pairs of products in a
-    # saturating int16 (255 * 127 * 2 > 32767); this makes it use uint8 x uint8 for weights that could
-    # overflow. No effect on VNNI CPUs, FP32 graphs or GPUs (tests/engines/test_int8_saturation.py).
-    options.add_session_config_entry("session.x64quantprecision", "1")
+    if int8_products_saturate():
+        # onnxruntime's uint8 x int8 kernel sums pairs of products in a saturating int16 there (255 * 127 * 2 >
+        # 32767); this makes it use uint8 x uint8 for weights that could overflow (tests/engines/
+        # test_int8_saturation.py). Only there: on a VNNI CPU the products are exact anyway, and the setting made
+        # the demo's INT8 block stack 1.8x slower on one (issue 25).
+        options.add_session_config_entry("session.x64quantprecision", "1")
     providers = providers or default_providers()
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

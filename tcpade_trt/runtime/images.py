@@ -25,6 +25,11 @@ def require_finite(latents: torch.Tensor, what: str = "the generation") -> None:
                                    "or rebuild the engines in a wider precision (fp32 / bf16).")
 
 
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """A decoder's [-1, 1] -> [0, 1], the range the writers and the metrics take."""
+    return ((images + 1) / 2).clamp(0, 1)
+
+
 def save_images(images: torch.Tensor, path: Path, scale: int = 1) -> Path:
     """[B, 3, H, W] in [0, 1] -> one image file, samples side by side (nearest-neighbour upscaled)."""
     from PIL import Image

@@ -171,8 +171,8 @@ class Generator:
         """[B, 3, H, W] in [0, 1] (video [B, 3, F, H, W]): the demo models' decoded images, a text-conditioned
         folder's through its pipeline's VAE; DiT folders (no VAE here) preview their latents."""
         if self.accepts.classes is not None:
-            from ..bench.metrics import to_unit
             from ..models import demo, demo_dit
+            from ..runtime.images import to_unit
 
             decode = demo.latents_to_images if self.model.conditioner is not None else demo_dit.latents_to_images
             return to_unit(decode(latents))

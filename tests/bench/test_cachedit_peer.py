@@ -9,9 +9,10 @@ import torch
 
 from tcpade_trt.bench import cachedit_peer
 from tcpade_trt.bench.cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
-from tcpade_trt.bench.metrics import psnr, to_unit
+from tcpade_trt.bench.metrics import psnr
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models.demo import latents_to_images, load_demo_model
+from tcpade_trt.runtime.images import to_unit
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 requires_cachedit = pytest.mark.skipif(not cachedit_available(), reason="cache-dit is not installed")

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from tcpade_trt.bench.class_fidelity import class_references, nearest_class
-from tcpade_trt.bench.metrics import to_unit
 from tcpade_trt.models.demo import CLASSES
 from tcpade_trt.models.demo_dit import latents_to_images, load_demo_dit, weights_folder
 from tcpade_trt.models.registry import default_build_shape, load_model, model_family
+from tcpade_trt.runtime.images import to_unit
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 shipped = pytest.mark.skipif(not (weights_folder() / "config.json").is_file(),

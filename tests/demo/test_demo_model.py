@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tcpade_trt.bench.class_fidelity import class_references, nearest_class
-from tcpade_trt.bench.metrics import to_unit
 from tcpade_trt.models.demo import CLASSES, latents_to_images, load_demo_model, weights_path
+from tcpade_trt.runtime.images import to_unit
 from tcpade_trt.runtime.sampler import initial_noise, sample
 
 pytestmark = pytest.mark.skipif(not weights_path().is_file(), reason="the demo weights are not in this checkout")
