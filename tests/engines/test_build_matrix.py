@@ -104,3 +104,14 @@ def test_a_recipe_that_costs_too_much_is_refused_in_one_sentence(tmp_path, monke
         build_engines("tiny-dit", tmp_path / "trt", options, progress=False)
     assert "\n" not in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_standin_plan_of_an_int8_recipe_computes_as_written(tmp_path, monkeypatch):
+    """The stand-in's plans run Q/DQ as written, as TensorRT does, not through onnxruntime's integer kernels (which
+    lose accuracy on AVX2 CPUs): its int8 blocks plan differs from torch by what the fake-quantized blocks do,
+    within rounding, so a plan check on it judges the toolkit, not the stand-in."""
+    install(monkeypatch)
+    options = BuildOptions(backend="tensorrt", precision="int8", shape=SHAPES["tiny-dit"], **CALIBRATION)
+    manifest = build_engines("tiny-dit", tmp_path / "trt", options, progress=False)
+    cost = manifest.quantization["quantization_error"]
+    assert manifest.parts["blocks"].check_error == pytest.approx(cost, rel=0.05)
