@@ -9,9 +9,14 @@ model's folder. Every option is checked before the export starts."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .args import positive_int
+
+# above this relative L2 of the quantized blocks against the model (builder/blocks_stage.QUANTIZATION_LIMIT refuses
+# at 0.25 / 0.3), a build succeeds with a warning: its images may differ visibly
+COSTLY_QUANTIZATION = 0.1
 
 
 def add_arguments(p) -> None:
@@ -109,4 +114,9 @@ def run(args) -> int:
                else f"{check:.1e} (relative L2 vs torch)")
     print(f"done in {time.perf_counter() - start:.0f} s: {len(manifest.parts)} engines, blocks check error "
           f"{checked}. Inspect: tcpade-trt inspect {args.out}")
+    cost = (manifest.quantization or {}).get("quantization_error")
+    if cost is not None and cost > COSTLY_QUANTIZATION:
+        print(f"warning: the {options.precision} recipe changes the blocks' output by {cost:.1e} (relative L2); "
+              f"images may be visibly worse than the model's: compare a few with `tcpade-trt generate` on an fp32 or "
+              f"bf16 folder before serving this one.", file=sys.stderr)
     return 0

@@ -37,6 +37,9 @@ def run(args) -> int:
           f"batch {s['batch_min']}/{s['batch_opt']}/{s['batch_max']} (min/opt/max)")
     if m.quantization:
         print(f"  quantized  {m.quantization['method']} ({m.quantization['scope']})")
+        if m.quantization.get("quantization_error") is not None:
+            print(f"  its cost   {m.quantization['quantization_error']:.1e} relative L2 of the quantized blocks "
+                  "against the unquantized ones (torch, on the check's inputs)")
     if m.options.get("ort_fusions"):
         print("  kernels    onnxruntime's fused GELU and RMSNorm (FastGelu, SimplifiedLayerNormalization; built "
               "without --no-ort-fusions)")

@@ -97,41 +97,53 @@ def recipe_config(precision: str, dtype: torch.dtype = torch.float32) -> dict:
     return {"quant_cfg": quant_cfg, "algorithm": algorithm}
 
 
-def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]]):
-    """A fake-quantized copy of the blocks part, calibrated on ``feeds`` (in bf16 on a GPU, else fp32)."""
+def quantize_blocks(model, precision: str, feeds: list[dict[str, np.ndarray]], example: dict | None = None):
+    """A fake-quantized copy of the blocks part, calibrated on ``feeds`` (in bf16 on a GPU, else fp32). ``example``
+    (export/parts.example_tensors) tells each input's dtype as the model makes it."""
     import modelopt.torch.quantization as mtq
 
     require_modelopt(precision)
     module = copy.deepcopy(PartModule(model, "blocks")).eval()
     if next(module.parameters()).device.type == "cuda":
         module.to(torch.bfloat16)  # NVIDIA quantizes FLUX in bf16 on the GPU
+    dtypes = input_dtypes(module, example)
+
     def forward_loop(m):
         for feed in feeds:
-            m(*(_module_tensor(module, feed[n]) for n in module.input_names))
+            m(*(_module_tensor(module, feed[n], dtypes.get(n)) for n in module.input_names))
 
     with torch.no_grad(), _quiet():
         return mtq.quantize(module, recipe_config(precision, next(module.parameters()).dtype),
                             forward_loop=forward_loop)
 
 
-def _module_tensor(module: torch.nn.Module, array: np.ndarray) -> torch.Tensor:
-    """A feed on the module's device; floats in its dtype, integers (DiT's class labels, which index an embedding)
-    as they are."""
+def input_dtypes(module: torch.nn.Module, example: dict | None) -> dict[str, torch.dtype]:
+    """Input name -> the dtype the model itself makes it (a bf16 FLUX's RoPE tables stay float32); empty without an
+    example, where floats take the module's dtype."""
+    return {n: example[n].dtype for n in module.input_names if example and n in example}
+
+
+def _module_tensor(module: torch.nn.Module, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A feed (host arrays are float32) on the module's device: floats in ``dtype`` (the model's own for that input)
+    or else the module's; integers (DiT's class labels, which index an embedding) as they are."""
     parameter = next(module.parameters())
     t = torch.from_numpy(np.ascontiguousarray(array)).to(parameter.device)
-    return t.to(parameter.dtype) if t.is_floating_point() else t
+    if not t.is_floating_point():
+        return t
+    return t.to(dtype if dtype is not None and dtype.is_floating_point else parameter.dtype)
 
 
 class TorchSession:
     """The fake-quantized torch module behind onnxruntime's ``run(None, feeds)``, so that export/onnx_export.check_part
     measures what the quantization itself costs (against the unquantized model, on the inputs every check uses)."""
 
-    def __init__(self, module: torch.nn.Module):
-        self.module = module
+    def __init__(self, module: torch.nn.Module, dtypes: dict[str, torch.dtype] | None = None):
+        self.module, self.dtypes = module, dtypes or {}
 
     def run(self, _outputs, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad(), _quiet():
-            out = self.module(*(_module_tensor(self.module, feeds[n]) for n in self.module.input_names))
+            out = self.module(*(_module_tensor(self.module, feeds[n], self.dtypes.get(n))
+                                for n in self.module.input_names))
         return [o.float().cpu().numpy() for o in out]
 
 
@@ -166,8 +178,8 @@ def quantize_blocks_modelopt(model, precision: str, feeds: list[dict[str, np.nda
     """Quantize the blocks with the recipe, calibrate on ``feeds``, export to ``out``; returns the recipe
     for the manifest. ``measure(session)``, if given, returns what the fake-quantized blocks (as a TorchSession)
     differ from the model by; it goes into the recipe as ``quantization_error``, before the export."""
-    quantized = quantize_blocks(model, precision, feeds)
-    error = measure(TorchSession(quantized)) if measure else None
+    quantized = quantize_blocks(model, precision, feeds, example)
+    error = measure(TorchSession(quantized, input_dtypes(quantized, example))) if measure else None
     counts = export_quantized_blocks(quantized, precision, example, batch_axes, out)
     dtype = str(next(quantized.parameters()).dtype).replace("torch.", "")
     config = recipe_config(precision, next(quantized.parameters()).dtype)

@@ -52,3 +52,38 @@ def test_a_modelopt_without_the_list_form_config_is_refused_before_the_build(tmp
         build_engines("tiny-dit", tmp_path / "fp8", BuildOptions(precision="fp8", shape=SHAPES["tiny-dit"]),
                       progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cost_measurement_feeds_each_input_in_the_models_own_dtype():
+    """A bf16 FLUX takes its RoPE tables in float32 (as its graph does): the measurement of what the recipe costs
+    feeds them so, not cast to bf16 like the hidden states."""
+    import numpy as np
+    import torch
+
+    from tcpade_trt.engines.modelopt_quant import _module_tensor, input_dtypes
+    from tcpade_trt.export.parts import PartModule, example_tensors
+    from tcpade_trt.models.registry import load_model
+
+    model = load_model("tiny-flux", dtype=torch.bfloat16)
+    module = PartModule(model, "blocks")
+    dtypes = input_dtypes(module, example_tensors(model, SHAPES["tiny-flux"], batch=1))
+    assert dtypes["hidden_states"] == torch.bfloat16 and dtypes["rope_cos"] == torch.float32
+    table = np.ones((4, 2), np.float32)
+    assert _module_tensor(module, table, dtypes["rope_cos"]).dtype == torch.float32
+    assert _module_tensor(module, table).dtype == torch.bfloat16  # no example: the module's dtype
+
+
+def test_a_costly_recipe_builds_with_a_warning_and_inspect_shows_its_cost(tmp_path, monkeypatch, capsys):
+    from tcpade_trt.cli import build as build_cli
+    from tcpade_trt.cli import main
+
+    from ..fake_tensorrt import install
+
+    install(monkeypatch)
+    monkeypatch.setattr(build_cli, "COSTLY_QUANTIZATION", 0.0)  # any cost at all warns
+    out = tmp_path / "trt"
+    assert main(["build", "tiny-dit", "--out", str(out), "--backend", "tensorrt", "--precision", "int8",
+                 "--height", "8", "--width", "8", "--batch-max", "2", "--calibration-steps", "3"]) == 0
+    assert "warning: the int8 recipe changes the blocks' output by" in capsys.readouterr().err
+    assert main(["inspect", str(out)]) == 0
+    assert "its cost" in capsys.readouterr().out
