@@ -172,11 +172,14 @@ def main() -> int:
             step(rows, logs, "serve path: Generator on dit-fp8", [sys.executable, "-c", SERVE_ONE, str(dit)], 120,
                  "served a image/png")
     else:
-        for model in ("tiny-dit", "tiny-flux"):
-            for precision in ("bf16", "fp8", "int8"):
-                step(rows, logs, f"build {model} {precision} on CUDA up to TensorRT's builder (no TensorRT)",
-                     [sys.executable, "-c", RECORD_PLANS, model, str(out / "handed" / f"{model}-{precision}"),
-                      precision], 240, "handed to TensorRT's builder")
+        # the pipeline folder too: prompt calibration through its text encoders on CUDA (the second review's crash)
+        handed = [(model, model, precision) for model in ("tiny-dit", "tiny-flux") for precision in ("bf16", "fp8",
+                                                                                                      "int8")]
+        handed += [("flux-pipeline", pipeline, "fp8")] if pipeline else []
+        for name, source, precision in handed:
+            step(rows, logs, f"build {name} {precision} on CUDA up to TensorRT's builder (no TensorRT)",
+                 [sys.executable, "-c", RECORD_PLANS, source, str(out / "handed" / f"{name}-{precision}"),
+                  precision], 240, "handed to TensorRT's builder")
     step(rows, logs, "gpu-bench flux-dev size (eager, fp8 x none, tcpade-fast)",
          [*CLI, "gpu-bench", "--resolution", str(args.bench_resolution), "--modes", "eager", "fp8", "--repeats", "2",
           "--out", str(out / "gpu-bench.json"), *(["--engines", *map(str, folders)] if folders else [])], 420,
