@@ -167,9 +167,21 @@ class TrtPart:
         if not context.execute_async_v3(self.stream.cuda_stream):
             raise TensorRTError(f"TensorRT failed to run the {self.name} plan.")
 
+    def close(self) -> None:
+        """Release the plan's contexts, CUDA graphs and buffers, then the engine (the caller has synchronized the
+        stream: nothing queued may still use them). TensorRT frees each when its last reference goes."""
+        for graph, *_ in self._graphs.values():
+            if hasattr(graph, "reset"):
+                graph.reset()
+        self._graphs.clear()
+        self._outputs.clear()
+        self._context = self.engine = self.scratch = self._keep_alive = None
+
     def __call__(self, named: dict[str, torch.Tensor],
                  outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Copies of the plan's outputs (all, or the named ``outputs``)."""
+        if self.engine is None:
+            raise TensorRTError(f"the {self.name} plan was closed; open the folder again.")
         wanted = self.output_names if outputs is None else list(outputs)
         with self.device.on(self.stream):  # whoever calls, the plan's work and these copies share one stream
             inputs = {n: self.device.put(named[n], self.dtypes[n]) for n in self.input_names}

@@ -120,6 +120,14 @@ class EngineParts(Parts):
         if self.stream is not None:
             self.stream.synchronize()
 
+    def close(self) -> None:
+        """Wait for the work queued on the engines, then release every engine (sessions, plans, contexts, device
+        memory). Idempotent."""
+        self.synchronize()
+        for part in self.engines.values():
+            part.close()
+        self.engines = {}
+
     def engine_seconds(self) -> float:
         """Total time spent inside engines since they were opened (onnxruntime; TensorRT launches are
         asynchronous, so its parts report none)."""

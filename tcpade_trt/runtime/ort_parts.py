@@ -54,7 +54,13 @@ class OrtPart:
             self.run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
         self.seconds = 0.0  # time inside the engine call (on a GPU: the launch), for overhead accounting
 
+    def close(self) -> None:
+        """Release the session (onnxruntime frees it with its last reference)."""
+        self.session = None
+
     def __call__(self, named: Tensors, outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        if self.session is None:
+            raise EngineError(f"the {self.name} engine was closed; open the folder again.")
         start = time.perf_counter()
         outputs = list(outputs) if outputs is not None else self.output_names
         try:

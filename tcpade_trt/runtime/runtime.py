@@ -1,14 +1,15 @@
 """The production entry point: an engine folder plus a cache preset -> denoised latents.
 
-    rt = Runtime("engines/demo-int8")
-    result = rt.generate(cond, noise, cache="tcpade-fast", steps=20)
+    with Runtime("engines/demo-int8") as rt:            # or rt = Runtime(...); ...; rt.close()
+        result = rt.generate(cond, noise, cache="tcpade-fast", steps=20)
 
 One runtime serves one generation at a time: a second concurrent call is refused with a clear
 message (use one Runtime per worker thread; sessions are not shared). Per step, at most one scalar
 crosses to the host: on a step that fits the residual history, the fit's non-finite bound (with the
 TSI gate's value when the gate is on); predicted steps that reuse a fit and full steps need none.
 An engine that fails mid-run raises EngineError; the runtime holds no per-run state afterwards
-and serves the next request.
+and serves the next request. ``close()`` (or leaving a ``with`` block) waits for the queued work and releases the
+engines and their device memory at once, not whenever the garbage collector runs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,22 @@ class Runtime:
         self.model = open_engines(folder, device=device, verify=verify, cuda_graphs=cuda_graphs,
                                   io_binding=io_binding, weight_streaming_budget=weight_streaming_budget)
         self._lock = threading.Lock()
+        self.closed = False
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
+
+    def close(self) -> None:
+        """Release the engines and their memory, after any running generation (idempotent). Using the runtime
+        afterwards raises one sentence."""
+        with self._lock:  # a generation on another thread finishes first
+            if not self.closed:
+                self.model.parts.close()
+                self.closed = True
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def manifest(self):
@@ -60,6 +76,9 @@ class Runtime:
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
         try:
+            if self.closed:
+                raise TcpadeError(f"this Runtime of {self.model.parts.folder} was closed; open the folder again "
+                                  "with Runtime(folder).")
             parts = self.model.parts
             engines_before, start = parts.engine_seconds(), time.perf_counter()
             # on a GPU every engine call and torch op of the generation runs on the engines' stream, after the

@@ -202,3 +202,26 @@ def test_latents_go_to_the_vae_wherever_it_is(models):
         vae = AutoencoderKL(latent_channels=4, block_out_channels=(8,), norm_num_groups=4).to(torch.bfloat16)
     latents = torch.randn(1, 16, 16)  # tiny-flux: 4 packed tokens of 4 x 4 channels per 8x8 latent image
     assert models["tiny-flux"].family.decode(vae, latents, 8, 8).device.type == "meta"
+
+
+def test_a_runtime_closes_after_its_queued_work_and_releases_its_plans(trt, trt_folders, fp32_folders):
+    """``with Runtime(folder)`` releases the plans, their contexts and device memory when the block ends, not when
+    the garbage collector runs; work still queued on the GPU finishes first; a closed runtime says so in one
+    sentence. onnxruntime folders close the same way."""
+    from tcpade_trt.errors import TcpadeError
+
+    trt.launch_seconds = 0.02  # launches take device time: the queue is not empty when generate returns
+    _, cond, noise = inputs("tiny-dit")
+    with Runtime(trt_folders["tiny-dit"]) as rt:
+        rt.generate(cond, noise, cache="tcpade-fast", steps=4, guidance_scale=4.0)
+        stream, parts = rt.model.parts.stream, list(rt.model.parts.engines.values())
+        assert not stream.query()  # still running on the device
+    assert stream.query()  # closing waited for it
+    assert rt.closed and all(part.engine is None for part in parts)
+    with pytest.raises(TcpadeError, match="this Runtime of .* was closed; open the folder again"):
+        rt.generate(cond, noise, cache="tcpade-fast", steps=4, guidance_scale=4.0)
+    rt.close()  # twice is fine
+
+    with Runtime(fp32_folders["tiny-dit"]) as rt:
+        sessions = list(rt.model.parts.engines.values())
+    assert all(part.session is None for part in sessions)
