@@ -28,7 +28,7 @@ test: env
 	$(PY) -m pytest -q
 
 lint: env
-	$(VENV)/bin/ruff check tcpade_trt tests
+	$(VENV)/bin/ruff check tcpade_trt tests research
 
 clean:
 	rm -rf $(VENV) demo-out engines

@@ -29,9 +29,9 @@ for target in "${targets[@]}"; do
       rm -rf docs/demo/engines
       run demo "$TCPADE" demo --full --out docs/demo ;;
     method)  # TC-Padé against its baselines and peers at 20 / 28 / 50 steps and two budgets (about 25 minutes)
-      run method .venv/bin/python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md
+      run method .venv/bin/python -m research.method_study --out docs/method --markdown docs/method.md
       # the same on demo-dit (about 10 minutes)
-      run method-dit .venv/bin/python -m tcpade_trt.bench.method_study --model demo-dit --out docs/method-dit \
+      run method-dit .venv/bin/python -m research.method_study --model demo-dit --out docs/method-dit \
         --markdown docs/method-dit.md ;;
     fp8)
       rm -rf docs/fp8/engines

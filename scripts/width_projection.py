@@ -12,7 +12,7 @@ uncached and against eager torch (the CPU targets of the benchmarks issue: 4x an
 
 Random weights make this a measurement of speed only: kernel times do not depend on the weights'
 values, and tcpade-fast's schedule is fixed (7 full steps of 20). Image quality needs the trained
-model (`python -m tcpade_trt.models.train_demo --heads N`).
+model (`python -m research.train_demo --heads N`).
 """
 
 from __future__ import annotations

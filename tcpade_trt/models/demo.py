@@ -4,7 +4,7 @@ It generates 32x32 RGB crops of eight scikit-image sample photographs, one class
 Pixels are the "latents": an image [3, 32, 32] in [-1, 1] is space-to-depth'd to [12, 16, 16]
 (the latent image), which FLUX packing turns into 8 x 8 = 64 tokens of 48 channels. The class
 conditions the model through the text stream: 4 learned tokens [4, 64] plus a pooled vector [64].
-Train it again with ``python -m tcpade_trt.models.train_demo`` (see MODEL_CARD.md).
+Train it again with ``python -m research.train_demo`` (see MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def load_demo_model(path=None) -> Model:
     if not path.is_file():
         raise ModelNotFoundError(
             f"the demo weights are missing ({path}); reinstall tcpade-trt or retrain them with "
-            "`python -m tcpade_trt.models.train_demo`."
+            "`python -m research.train_demo`."
         )
     # stored as fp16 to halve the checkout (train_demo); the model runs in fp32
     state = {k: v.float() for k, v in load_file(str(path)).items()}

@@ -8,7 +8,7 @@ on the same eight photographs as the demo model, one class each (models/demo.CLA
 Pixels are the latents: an image [3, 32, 32] in [-1, 1] is space-to-depth'd to [12, 16, 16]; patches
 of 2 make 8 x 8 = 64 tokens of hidden 256. The weights ship as a plain diffusers folder
 (demo_dit_weights/: config.json + fp16 safetensors), so every command that takes a model folder takes
-it too; "demo-dit" is its built-in name. Retrain with ``python -m tcpade_trt.models.train_demo_dit``.
+it too; "demo-dit" is its built-in name. Retrain with ``python -m research.train_demo_dit``.
 """
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ def load_demo_dit(folder: Path | None = None) -> Model:
     folder = Path(folder) if folder is not None else weights_folder()
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"the demo-dit weights are missing ({folder}); reinstall tcpade-trt or retrain "
-                                 "them with `python -m tcpade_trt.models.train_demo_dit`.")
+                                 "them with `python -m research.train_demo_dit`.")
     try:  # stored as fp16 to keep the checkout small; the model runs in fp32
         transformer = DiTTransformer2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     except (OSError, ValueError, RuntimeError) as exc:  # truncated weights, a config that does not fit
         raise ModelNotFoundError(f"the demo-dit weights in {folder} do not load ({str(exc).splitlines()[0][:200]}); "
-                                 "retrain them with `python -m tcpade_trt.models.train_demo_dit`.") from None
+                                 "retrain them with `python -m research.train_demo_dit`.") from None
     family = DiTFamily(transformer.config)
     model = Model(NAME, family, DiTParts(transformer, family), latent_size=(LATENT_SIZE, LATENT_SIZE, 1))
     calibration = folder / "calibration.json"  # `tcpade-trt calibrate demo-dit --out ...`

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from tcpade_trt.bench import cachedit_peer
-from tcpade_trt.bench.cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
+from research import cachedit_peer
+from research.cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
 from tcpade_trt.bench.metrics import psnr
 from tcpade_trt.errors import ConfigError
 from tcpade_trt.models.demo import latents_to_images, load_demo_model

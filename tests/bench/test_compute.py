@@ -2,7 +2,7 @@
 
 import torch
 
-from tcpade_trt.bench.compute import BlockMacs, measured
+from research.compute import BlockMacs, measured
 from tcpade_trt.cache import make_policy
 from tcpade_trt.runtime.sampler import initial_noise, sample
 

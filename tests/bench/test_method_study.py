@@ -1,7 +1,7 @@
 """The method study's summary: the default's lead over TaylorSeer on the same steps, and the best peer that
 spends no more compute than the default."""
 
-from tcpade_trt.bench.method_study import SUMMARY_COLUMNS, block_count, summary_table
+from research.method_study import SUMMARY_COLUMNS, block_count, summary_table
 
 
 def row(method, psnr, compute=7.0, full=7):

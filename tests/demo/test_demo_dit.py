@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tcpade_trt.bench.class_fidelity import class_references, nearest_class
+from research.class_fidelity import class_references, nearest_class
 from tcpade_trt.models.demo import CLASSES
 from tcpade_trt.models.demo_dit import latents_to_images, load_demo_dit, weights_folder
 from tcpade_trt.models.registry import default_build_shape, load_model, model_family
@@ -43,7 +43,7 @@ def test_builtin_name_loads_the_shipped_dit_with_its_calibration():
 def test_trainer_writes_a_diffusers_folder_that_loads(tmp_path):
     """Two training steps: the folder is a plain diffusers DiT folder (config.json + fp16 safetensors) with
     its record and card, and loads as a model of the DiT family."""
-    from tcpade_trt.models.train_demo_dit import train
+    from research.train_demo_dit import train
 
     record = train(steps=2, batch=2, lr=1e-4, seed=0, out=tmp_path)
     assert record["steps"] == 2 and len(record["loss_curve"]) == 1

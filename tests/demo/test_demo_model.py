@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from tcpade_trt.bench.class_fidelity import class_references, nearest_class
+from research.class_fidelity import class_references, nearest_class
 from tcpade_trt.models.demo import CLASSES, latents_to_images, load_demo_model, weights_path
 from tcpade_trt.runtime.images import to_unit
 from tcpade_trt.runtime.sampler import initial_noise, sample

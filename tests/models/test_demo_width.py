@@ -4,8 +4,8 @@ import json
 
 import torch
 
+from research.train_demo import train
 from tcpade_trt.models.demo import WEIGHTS_FILE, load_demo_model
-from tcpade_trt.models.train_demo import train
 
 
 def test_a_demo_model_trained_with_two_heads_loads_with_two_heads(tmp_path):
@@ -29,7 +29,7 @@ def test_a_run_in_two_pieces_gives_the_weights_of_one_run(tmp_path):
     """--stop-after then --resume: model, optimizer, schedule, EMA and data generator all restored."""
     from safetensors.torch import load_file
 
-    from tcpade_trt.models.train_demo import CHECKPOINT
+    from research.train_demo import CHECKPOINT
 
     whole, pieces = tmp_path / "whole", tmp_path / "pieces"
     train(steps=4, batch=2, lr=1e-3, seed=0, out=whole, heads=1)
@@ -57,8 +57,8 @@ def test_resuming_with_other_options_or_nothing_to_resume_is_one_sentence(tmp_pa
 def test_a_weight_beyond_fp16s_range_is_refused_not_stored_as_inf(tmp_path):
     import pytest
 
+    from research.train_demo import save_weights
     from tcpade_trt.errors import ConfigError
-    from tcpade_trt.models.train_demo import save_weights
 
     with pytest.raises(ConfigError, match="exceed fp16's range"):
         save_weights({"transformer.w": torch.tensor([1.0, 7e4])}, tmp_path)

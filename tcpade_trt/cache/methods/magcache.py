@@ -113,7 +113,7 @@ class MagCachePolicy(CachePolicy):
 
 def magcache() -> MagCacheConfig:
     """MagCache with its ratios measured on the run, threshold 0.25: 9 full steps of 20 on demo-dit
-    (`python -m tcpade_trt.bench.method_study --model demo-dit` puts it beside the others)."""
+    (`python -m research.method_study --model demo-dit` puts it beside the others)."""
     return MagCacheConfig()
 
 

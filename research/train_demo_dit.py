@@ -1,6 +1,6 @@
 """Train demo-dit: a class-conditional DiT (DDPM epsilon prediction) on the demo's photographs.
 
-    python -m tcpade_trt.models.train_demo_dit [--steps 3500] [--batch 32] [--lr 5e-4] [--out DIR]
+    python -m research.train_demo_dit [--steps 3500] [--batch 32] [--lr 5e-4] [--out DIR]
 
 Same data as the FLUX demo model (train_demo: 32x32 crops of eight scikit-image photographs, one class
 each), another family and objective: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with DDPM's linear
@@ -27,9 +27,17 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
-from .demo import CLASSES
-from .demo_dit import BETA_END, BETA_START, TRAIN_TIMESTEPS, build_demo_dit, images_to_latents, weights_folder
+from tcpade_trt.errors import ConfigError
+from tcpade_trt.models.demo import CLASSES
+from tcpade_trt.models.demo_dit import (
+    BETA_END,
+    BETA_START,
+    TRAIN_TIMESTEPS,
+    build_demo_dit,
+    images_to_latents,
+    weights_folder,
+)
+
 from .train_demo import load_sources, plot_loss_curve, random_crops
 
 
@@ -137,7 +145,7 @@ caching is judged on a second family next to the FLUX demo model: AdaLN-zero blo
   (mean of the last {record["loss_window"]} steps), {record["train_minutes"]} minutes on {record["device"]}
   ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}{note}).
   Loss curve: loss_curve.png.
-- **Retrain**: `python -m tcpade_trt.models.train_demo_dit --steps {record["steps"]} --batch {record["batch"]}
+- **Retrain**: `python -m research.train_demo_dit --steps {record["steps"]} --batch {record["batch"]}
   --lr {record["lr"]} --seed {record["seed"]}` (needs the `demo` extra; seeded).
 - **Check that it learned**: tests/demo/test_demo_dit.py samples every class and requires most samples to
   be nearest, in colour histogram, to their own class's crops.

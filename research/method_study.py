@@ -1,7 +1,7 @@
 """The method table: TC-Padé against its baselines and independent peers at several step counts and budgets.
 
-    python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md
-    python -m tcpade_trt.bench.method_study --model demo-dit --out docs/method-dit --markdown docs/method-dit.md
+    python -m research.method_study --out docs/method --markdown docs/method.md
+    python -m research.method_study --model demo-dit --out docs/method-dit --markdown docs/method-dit.md
 
 On a shipped trained model (demo: FLUX, rectified flow, Euler; demo-dit: DiT, epsilon prediction, DDIM with
 classifier-free guidance 4.0), eager torch, 16 seeds (every class twice), for each step count T and budget b
@@ -15,10 +15,10 @@ classifier-free guidance 4.0), eager torch, 16 seeds (every class twice), for ea
 - the paper's equations and the released reference code as variants on the same steps;
 - independent peers on the same model, each charged its measured compute: diffusers' TaylorSeer
   hook (warm-up 3, interval chosen to meet the budget), FirstBlockCache and MagCache at two thresholds,
-  and cache-dit where it is installed (bench/cachedit_peer.py).
+  and cache-dit where it is installed (research/cachedit_peer.py).
 
 Quality: PSNR and SSIM of each final image against the uncached image of the same seed (mean over seeds);
-compute: the multiply-accumulates of the block linears each run really executed (bench/compute.py), in
+compute: the multiply-accumulates of the block linears each run really executed (research/compute.py), in
 units of one uncached step, so a peer that skips only part of a step (diffusers' TaylorSeer hook predicts
 attention outputs and still runs every feed-forward; FirstBlockCache and cache-dit run their first block
 on every step) is charged for what it computes. No timing: this is about what each method's compute buys;
@@ -34,12 +34,13 @@ from pathlib import Path
 
 import torch
 
-from ..cache import compared_presets
-from ..cache.schedule import full_step_count
-from ..paths import write_text_atomic
+from tcpade_trt.bench.machine import machine_info
+from tcpade_trt.bench.metrics import psnr, ssim
+from tcpade_trt.cache import compared_presets
+from tcpade_trt.cache.schedule import full_step_count
+from tcpade_trt.paths import write_text_atomic
+
 from .compute import BlockMacs, measured
-from .machine import machine_info
-from .metrics import psnr, ssim
 
 BUDGETS = {0.35: "tcpade-fast", 0.45: "tcpade-slow"}
 # the released code's configuration at 20 steps (TCPADE.md): full steps 0-4, 8, 12, 16, 19, phases on
@@ -75,7 +76,7 @@ def cache_specs(steps: int, budget: float) -> dict[str, str]:
 
 def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[int], guidance=None) -> dict:
     """Peer name -> a run (SampleResult), configured for about the budget's full steps where a knob allows."""
-    from .peers import calibrate_magcache, run_peer
+    from tcpade_trt.bench.peers import calibrate_magcache, run_peer
 
     full = full_step_count(steps, budget)
     interval = max(1, math.ceil((steps - 3) / max(1, full - 3)))  # warm-up 3, then every interval-th step
@@ -108,9 +109,9 @@ def block_count(transformer) -> int:
 
 def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers: bool = True,
           model_name: str = "demo") -> dict:
-    from ..cache import make_policy
-    from ..runtime.sampler import sample
-    from .subjects import trained_subject
+    from tcpade_trt.bench.subjects import trained_subject
+    from tcpade_trt.cache import make_policy
+    from tcpade_trt.runtime.sampler import sample
 
     subject = trained_subject(model_name)
     model, guidance = subject.torch_model, subject.guidance_scale
@@ -189,18 +190,18 @@ def compute_text(results: dict) -> str:
     """What the compute column means in these results (runs before the measured accounting counted probes)."""
     if results.get("compute_accounting") == "block linear MACs":
         return ("compute = the multiply-accumulates of the block linears the run really executed, in units of one "
-                "uncached step (bench/compute.py: diffusers' TaylorSeer hook still runs every feed-forward on its "
+                "uncached step (research/compute.py: diffusers' TaylorSeer hook still runs every feed-forward on its "
                 "predicted steps, FirstBlockCache and cache-dit their first block).")
     blocks = results.get("blocks", 6)
     return ("compute = full plus the first-block probes FirstBlockCache and cache-dit run on every other step "
-            f"(1 of the model's {blocks} blocks each), in full-step units (the accounting before bench/compute.py: "
+            f"(1 of the model's {blocks} blocks each), in full-step units (the accounting before research/compute.py: "
             "it undercharges diffusers' TaylorSeer hook, whose predicted steps still run every feed-forward).")
 
 
 def markdown(results: dict) -> str:
     m, name = results["machine"], results.get("model", "demo")
-    command = ("python -m tcpade_trt.bench.method_study --out docs/method --markdown docs/method.md" if name == "demo"
-               else f"python -m tcpade_trt.bench.method_study --model {name} --out docs/method-{name.split('-')[-1]} "
+    command = ("python -m research.method_study --out docs/method --markdown docs/method.md" if name == "demo"
+               else f"python -m research.method_study --model {name} --out docs/method-{name.split('-')[-1]} "
                     f"--markdown docs/method-{name.split('-')[-1]}.md")
     about = {"demo": "the shipped demo model (FLUX, rectified flow, Euler)",
              "demo-dit": "the shipped demo-dit model (DiT, epsilon prediction, DDIM, classifier-free guidance "

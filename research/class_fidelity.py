@@ -23,8 +23,8 @@ def color_histogram(images: torch.Tensor, bins: int = BINS) -> torch.Tensor:
 
 def class_references(crops_per_class: int = 64, seed: int = 1234) -> torch.Tensor:
     """Mean histogram per class [num_classes, bins**3] over random training crops."""
-    from ..models.demo import CLASSES
-    from ..models.train_demo import load_sources, random_crops
+    from research.train_demo import load_sources, random_crops
+    from tcpade_trt.models.demo import CLASSES
 
     sources = load_sources()
     gen = torch.Generator().manual_seed(seed)

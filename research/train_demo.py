@@ -1,6 +1,6 @@
 """Train the demo model: rectified flow on 32x32 crops of scikit-image's sample photographs.
 
-    python -m tcpade_trt.models.train_demo [--steps 3000] [--batch 32] [--lr 5e-4] [--heads 16] [--out DIR]
+    python -m research.train_demo [--steps 3000] [--batch 32] [--lr 5e-4] [--heads 16] [--out DIR]
 
 Seeded and reproducible on one machine (same torch build and thread count). Writes
 ``demo.safetensors`` (transformer.* and conditioner.* weights, stored as fp16) and ``training.json``
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
-from .demo import (
+from tcpade_trt.errors import ConfigError
+from tcpade_trt.models.demo import (
     CLASSES,
     IMAGE_SIZE,
     TRANSFORMER_CONFIG,
@@ -245,7 +245,7 @@ so that step caching can be judged on a model with a real denoising trajectory.
 - **Training**: {record["steps"]} steps, seed {record["seed"]}, final loss {record["final_loss"]:.4f}
   (mean of the last {record["loss_window"]} steps), {record["train_minutes"]} minutes on {record["device"]}
   ({record["machine"]}, {record["threads"]} torch thread(s), torch {record["torch"]}). Loss curve: loss_curve.png.
-- **Retrain**: `python -m tcpade_trt.models.train_demo --heads {cfg["num_attention_heads"]} --steps {record["steps"]}
+- **Retrain**: `python -m research.train_demo --heads {cfg["num_attention_heads"]} --steps {record["steps"]}
   --batch {record["batch"]} --lr {record["lr"]} --seed {record["seed"]}` (needs the `demo` extra; seeded and
   reproducible for the same torch build and thread count; `--device cuda` for minutes on a GPU;
   `--stop-after N` / `--resume` split a long run).
@@ -268,7 +268,8 @@ def main(argv=None) -> None:
                    help="train this many steps, save a checkpoint in --out and stop (continue with --resume)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="also save a checkpoint every N steps")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
-    p.add_argument("--out", type=Path, default=Path(__file__).parent / "demo_weights")
+    p.add_argument("--out", type=Path,
+                   default=Path(__file__).resolve().parent.parent / "tcpade_trt" / "models" / "demo_weights")
     p.add_argument("--card-only", action="store_true", help="rewrite MODEL_CARD.md from --out's training.json")
     args = p.parse_args(argv)
     if args.card_only:

@@ -33,9 +33,9 @@ import logging
 
 import torch
 
-from ..errors import ConfigError
-from ..models.model import Model
-from ..runtime.sampler import SampleResult, sample
+from tcpade_trt.errors import ConfigError
+from tcpade_trt.models.model import Model
+from tcpade_trt.runtime.sampler import SampleResult, sample
 
 CALIBRATORS = ("", "taylorseer", "foca", "dmd")  # "" = DBCache alone
 CACHEDIT_PEERS = tuple(f"cache-dit-dbcache{'-' + c if c else ''}{mode}" for mode in ("", "-static")
@@ -171,7 +171,7 @@ class _StepProbe:
     forward per step: cond and uncond share a batch), a hook on the last block's query projection marks it."""
 
     def __init__(self, transformer):
-        from .peers import _compute_probe
+        from tcpade_trt.bench.peers import _compute_probe
 
         self.decisions: list[bool] = []
         leaf = _compute_probe(transformer)
