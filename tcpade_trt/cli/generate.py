@@ -60,7 +60,7 @@ def run(args) -> int:
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
-    cache_config(args.cache)  # a bad spec is one sentence before the engines load
+    cache = cache_config(args.cache)  # the one parse: a bad spec is one sentence before the engines load
     if args.out is not None:
         check_output_file(args.out, IMAGE_SUFFIXES, "--out")
     runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs,
@@ -86,7 +86,7 @@ def run(args) -> int:
     for run in range(args.repeats):
         last = run == args.repeats - 1
         start = time.perf_counter()
-        result = runtime.generate(conditioning.cond, noise, cache=args.cache, steps=args.steps,
+        result = runtime.generate(conditioning.cond, noise, cache=cache, steps=args.steps,
                                   guidance_scale=conditioning.guidance_scale,
                                   negative_cond=conditioning.negative_cond,
                                   progress=not args.verbose and args.repeats == 1,

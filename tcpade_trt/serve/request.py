@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..cache.config import CacheConfig
 
 SEED_MAX = 2**63 - 1
 FIELDS = ("class", "prompt", "negative_prompt", "seed", "steps", "cache", "guidance_scale", "format")
@@ -48,11 +52,19 @@ class GenerateRequest:
     label: int | None  # class index (class-conditional folders)
     seed: int
     steps: int
-    cache: str  # a cache spec, checked
+    # the cache config, parsed once from the request's spec (a spec string given here is parsed on construction):
+    # "tcpade-fast" and "tcpade-fast:budget=0.35" are one config, so they share a batch
+    cache: CacheConfig
     guidance_scale: float | None
     format: str  # "png" or "json"
     prompt: str | None = None  # text-conditioned folders
     negative_prompt: str = ""
+
+    def __post_init__(self):
+        if isinstance(self.cache, str):
+            from ..cache import cache_config
+
+            object.__setattr__(self, "cache", cache_config(self.cache))
 
     def batch_key(self) -> tuple:
         """Requests with equal keys may share one batched generation (same steps, schedule and guidance); their
@@ -81,7 +93,7 @@ def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
     if not isinstance(cache, str) or len(cache) > 200:
         raise RequestError(400, f"cache must be a cache spec string such as \"{DEFAULT_CACHE}\".")
     try:
-        cache_config(cache)
+        config = cache_config(cache.strip())  # the one parse: the config travels from here on
     except ConfigError as exc:
         raise RequestError(400, f"cache: {exc}") from None
     guidance = body.get("guidance_scale")
@@ -91,7 +103,7 @@ def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
     fmt = body.get("format", "png")
     if fmt not in ("png", "json"):
         raise RequestError(400, f"format must be \"png\" or \"json\" (got {fmt!r}).")
-    return GenerateRequest(label, seed, steps, cache.strip(), None if guidance is None else float(guidance), fmt,
+    return GenerateRequest(label, seed, steps, config, None if guidance is None else float(guidance), fmt,
                            prompt, negative)
 
 

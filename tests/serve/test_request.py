@@ -2,6 +2,7 @@
 
 import pytest
 
+from tcpade_trt.cache import cache_config
 from tcpade_trt.serve.request import Accepts, Limits, RequestError, parse_request
 
 DEMO_CLASSES = ["astronaut", "coffee", "chelsea"]
@@ -17,8 +18,8 @@ FLUX = Accepts(prompts=True)  # text, guidance embedded: no negative prompt
 
 def test_defaults_and_class_names():
     request = parse({"class": "coffee"})
-    assert (request.label, request.seed, request.steps, request.cache, request.format) == (1, 0, 20, "tcpade-fast",
-                                                                                          "png")
+    assert (request.label, request.seed, request.steps, request.format) == (1, 0, 20, "png")
+    assert request.cache == cache_config("tcpade-fast")  # parsed once, here
     assert parse({}, classes=None, num_classes=1000).label == 0
     assert parse({"class": 999, "guidance_scale": 4}, classes=None, num_classes=1000).guidance_scale == 4.0
 

@@ -45,3 +45,6 @@ def test_batch_dependent_caches_run_each_request_alone(dit):
     gated = [request(0, 1, cache="tcpade-fast:threshold=1.0"), request(1, 2, cache="tcpade-fast:threshold=1.0")]
     assert dit.groups(teacache) == [[0], [1]] and dit.groups(gated) == [[0], [1]]
     assert dit.groups([request(0, 1), request(1, 2)]) == [[0, 1]]
+    # one config, spelled two ways: parsed once into equal configs, they share a batch
+    assert dit.groups([request(0, 1, cache="tcpade-fast"), request(1, 2, cache="tcpade-fast:budget=0.35")]) \
+        == [[0, 1]]
