@@ -16,13 +16,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def nonnegative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0 (got {text})")
-    return value
-
-
 def seed(text: str) -> int:
     value = _int(text)
     if not 0 <= value <= SEED_MAX:

@@ -48,11 +48,3 @@ def fuse_for_onnxruntime(path: Path) -> dict[str, int]:
             model.model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
         save_model(model.model, path, external)
     return fused
-
-
-def has_fused_ops(path: Path) -> bool:
-    """Whether the ONNX file at ``path`` holds onnxruntime's own (com.microsoft) ops."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    return any(node.domain == "com.microsoft" for node in graph.node)

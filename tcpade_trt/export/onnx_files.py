@@ -85,14 +85,6 @@ def needs_external_data(model: onnx.ModelProto | None = None, weight_bytes: int 
     return weight_bytes > EXTERNAL_DATA_BYTES
 
 
-def consolidate(src: Path, dst: Path) -> None:
-    """Re-save a graph whose external data is spread over many files (the TorchScript exporter writes one
-    file per tensor beside it) as ``dst`` plus one side file; ``src`` and its files are left to the caller's
-    scratch folder."""
-    model = onnx.load(str(src))  # loads every referenced file
-    save_model(model, dst, external=needs_external_data(model) or bool(referenced_data_files(src)))
-
-
 def copy_model(src: Path, dst_folder: Path) -> list[str]:
     """Copy a graph and the side files it names into ``dst_folder``; returns the names copied."""
     names = [Path(src).name, *referenced_data_files(src)]

@@ -100,7 +100,7 @@ def weights_path():
 
 def load_demo_model(path=None) -> Model:
     """The shipped, trained demo model (fp32, CPU, eval mode); ``path``: another weights file
-    written by train_demo."""
+    written by research/train_demo.py."""
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else weights_path()
@@ -109,7 +109,7 @@ def load_demo_model(path=None) -> Model:
             f"the demo weights are missing ({path}); reinstall tcpade-trt or retrain them with "
             "`python -m research.train_demo`."
         )
-    # stored as fp16 to halve the checkout (train_demo); the model runs in fp32
+    # stored as fp16 to halve the checkout (research/train_demo.py); the model runs in fp32
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     # the width is read from the weights (x_embedder: [hidden, 48]), so a retrained wider model loads as is
     hidden = state["transformer.x_embedder.weight"].shape[0]

@@ -82,7 +82,7 @@ def sample(
 
 class Trajectory:
     """One generation's denoising state, advanced a step at a time: the body of ``sample``'s loop, and what
-    step-level batching (serve/step_batcher.py) interleaves with other requests' trajectories.
+    step-level batching (runtime/step_batching.py) interleaves with other requests' trajectories.
 
         run = Trajectory(model, cond, noise, num_steps=20, policy=policy)
         while not run.done:
