@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..export.parts import BuildShape
 from ..models.family import Tensors
 from ..models.model import Model
+from ..models.registry import trained_classes
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,10 @@ def trained_subject(name: str) -> BenchSubject:
     from ..models.registry import load_model
 
     model = load_model(name)
-    classes, decode = _demo_decoding(name)
+    trained = trained_classes(name)
     return BenchSubject(name, model, {}, model, demo.LATENT_SIZE, demo.LATENT_SIZE,
-                        text_tokens=demo.TEXT_TOKENS if name == "demo" else 8, classes=classes, decode=decode)
+                        text_tokens=demo.TEXT_TOKENS if name == "demo" else 8, classes=len(trained.names),
+                        decode=trained.decode)
 
 
 def demo_subject(root: Path, batch_max: int, precisions, progress: bool) -> BenchSubject:
@@ -109,8 +111,9 @@ def model_subject(name: str, root: Path, batches, precisions, progress: bool) ->
                        batch_opt=max(batches), batch_max=rows)
     folders = ensure_engines(model, root, Path(name).name, shape, precisions, progress)
     subject = BenchSubject(Path(name).name, model, folders, model, height, width, frames)
-    if name == "demo-dit":
-        subject.classes, subject.decode = _demo_decoding(name)
+    trained = trained_classes(name)
+    if trained is not None:
+        subject.classes, subject.decode = len(trained.names), trained.decode
     return subject
 
 
@@ -136,15 +139,10 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
                            s["width"], s["frames"], text_tokens=s.get("text_tokens", 8),
                            notes=["no eager torch backend (engine folders given): x-torch and the diffusers peers "
                                   "are left out"])
-    if subject.name in ("demo", "demo-dit"):  # scored on images, classes in turn, as the torch model is
-        subject.classes, subject.decode = _demo_decoding(subject.name)
+    trained = trained_classes(subject.name)
+    if trained is not None:  # scored on images, classes in turn, as the torch model is
+        subject.classes, subject.decode = len(trained.names), trained.decode
     return subject
-
-
-def _demo_decoding(name: str):
-    from ..models import demo, demo_dit
-
-    return len(demo.CLASSES), (demo.latents_to_images if name == "demo" else demo_dit.latents_to_images)
 
 
 def ensure_engines(model: Model, root: Path, prefix: str, shape: BuildShape, precisions, progress: bool,

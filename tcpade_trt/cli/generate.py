@@ -123,18 +123,19 @@ def _conditioning(args, model) -> _Conditioning:
     family = model.family
     height, width, _ = model.latent_size
     preview = lambda latents, path: save_latent_preview(family.spatial_latents(latents, height, width), path)
-    if model.conditioner is not None or model.name == "demo-dit":  # the demo models: classes by name or index
-        from ..models import demo, demo_dit
-        from ..models.demo import CLASSES, class_index
+    from ..models.registry import trained_classes
+
+    trained = trained_classes(model.name)
+    if trained is not None:  # the demo models: classes by name or index, their own decoder
+        from ..models.demo import class_index
         from ..runtime.images import to_unit
 
         if args.prompt:
             raise ConfigError(f"the {model.name} model is class-conditional: use --class NAME, not --prompt.")
-        labels = [class_index(c) for c in (args.classes or [CLASSES[0]])]
+        labels = [class_index(c) for c in (args.classes or [trained.names[0]])]
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        to_images = demo.latents_to_images if model.conditioner is not None else demo_dit.latents_to_images
-        decode = lambda lat, path: save_images(to_unit(to_images(lat)), path, args.scale)
+        decode = lambda lat, path: save_images(to_unit(trained.decode(lat)), path, args.scale)
         # demo-dit was trained for classifier-free guidance: its family's scale unless --guidance-scale says otherwise
         guidance = None if model.conditioner is not None else (
             args.guidance_scale if args.guidance_scale is not None else family.default_guidance)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -99,6 +101,25 @@ def _transformer_folder(path: Path) -> Path:
         return path
     raise ModelNotFoundError(f"{path} holds neither a diffusers pipeline (transformer/config.json) nor a transformer "
                              "(config.json); pass the folder that contains one.")
+
+
+@dataclass(frozen=True)
+class TrainedClasses:
+    """A shipped demo model's I/O: its class names, and its own decoder (latents -> images in [-1, 1])."""
+
+    names: tuple[str, ...]
+    decode: Callable[[torch.Tensor], torch.Tensor]
+
+
+def trained_classes(model_name: str) -> TrainedClasses | None:
+    """The class names and decoder of a shipped demo model ("demo", "demo-dit"; an engine folder's manifest
+    name), or None for every other model: the one place outside the demos' own files that tells them apart."""
+    if model_name not in DEMO_MODELS:
+        return None
+    from . import demo, demo_dit
+
+    decode = demo.latents_to_images if model_name == "demo" else demo_dit.latents_to_images
+    return TrainedClasses(tuple(demo.CLASSES), decode)
 
 
 def model_family(name_or_path: str | Path) -> type[Family]:

@@ -47,10 +47,11 @@ class Generator:
         self.rows_max = shape["batch_max"]
         self._stepper = None  # the step-level batcher, made on the first stepwise request
         self.encoder = None  # the pipeline folder's text encoders and VAE (text-conditioned folders)
-        if self.model.conditioner is not None or self.model.name == "demo-dit":  # the demo models: named classes
-            from ..models.demo import CLASSES
+        from ..models.registry import trained_classes
 
-            self.accepts = Accepts(classes=list(CLASSES))
+        self.trained = trained_classes(self.model.name)  # the demo models: named classes, their own decoder
+        if self.trained is not None:
+            self.accepts = Accepts(classes=list(self.trained.names))
         elif self.family.num_classes is not None:
             self.accepts = Accepts(num_classes=self.family.num_classes)
         elif pipeline is not None:
@@ -63,7 +64,7 @@ class Generator:
                               "--pipeline DIR, a local diffusers pipeline folder holding its text encoders and VAE.")
         self.vae = None  # a class-conditional folder's pipeline VAE (DiT), when given
         if pipeline is not None and self.encoder is None:
-            if self.family.num_classes is None or self.model.name == "demo-dit":
+            if self.family.num_classes is None or self.trained is not None:
                 raise ConfigError(f"--pipeline is for text-conditioned folders and DiT's VAE; this one "
                                   f"({self.model.name}) decodes its own images: leave it out.")
             from ..runtime.text_conditioning import pipeline_vae
@@ -170,12 +171,10 @@ class Generator:
     def to_images(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [0, 1] (video [B, 3, F, H, W]): the demo models' decoded images, a text-conditioned
         folder's through its pipeline's VAE; DiT folders (no VAE here) preview their latents."""
-        if self.accepts.classes is not None:
-            from ..models import demo, demo_dit
+        if self.trained is not None:
             from ..runtime.images import to_unit
 
-            decode = demo.latents_to_images if self.model.conditioner is not None else demo_dit.latents_to_images
-            return to_unit(decode(latents))
+            return to_unit(self.trained.decode(latents))
         if self.encoder is not None:
             return self.encoder.pixels(latents)
         if self.vae is not None:  # DiT with its pipeline's VAE
