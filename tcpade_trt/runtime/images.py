@@ -86,14 +86,22 @@ def save_video(video: torch.Tensor, path: Path, frame_ms: int = 62) -> Path:
     return save_gif([Image.fromarray(f) for f in frames], path, frame_ms)
 
 
+def latent_preview(latents: torch.Tensor) -> torch.Tensor:
+    """The one picture of latents without a VAE (``generate`` and ``serve`` alike): the first three channels of
+    [B, C, H, W] (video [B, C, F, H, W]; ``Family.spatial_latents`` gives that layout) in [0, 1], each sample
+    normalised on its own, so that a sample's preview does not depend on the samples generated beside it."""
+    x = latents.float()[:, :3]
+    low, high = x.flatten(1).amin(1), x.flatten(1).amax(1)
+    per_sample = (-1,) + (1,) * (x.ndim - 1)
+    return (x - low.view(per_sample)) / (high - low + 1e-8).view(per_sample)
+
+
 def save_latent_preview(latents: torch.Tensor, path: Path) -> Path:
-    """No VAE: the first three channels of a latent image [B, C, H, W] (video [B, C, F, H, W]: a GIF over
-    the frames of the first sample), normalised. ``Family.spatial_latents`` gives that layout."""
+    """``latent_preview`` written: samples side by side (video: a GIF over the frames of the first sample)."""
     from PIL import Image
 
     require_finite(latents)
-    x = latents.float()[:, :3]
-    x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
+    x = latent_preview(latents)
     if x.ndim == 5:  # video [B, 3, F, H, W]: an animated GIF of the first sample
         frames = [Image.fromarray((x[0, :, f].permute(1, 2, 0) * 255).byte().numpy()).resize((128, 128), 0)
                   for f in range(x.shape[2])]

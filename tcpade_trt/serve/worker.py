@@ -180,7 +180,7 @@ class Generator:
         if self.vae is not None:  # DiT with its pipeline's VAE
             height, width, _ = self.model.latent_size
             return self.family.decode(self.vae, latents, height, width)
+        from ..runtime.images import latent_preview
+
         height, width, _ = self.model.latent_size
-        x = self.family.spatial_latents(latents, height, width).float()[:, :3]
-        low, high = x.flatten(1).amin(1), x.flatten(1).amax(1)
-        return (x - low[:, None, None, None]) / (high - low + 1e-8)[:, None, None, None]
+        return latent_preview(self.family.spatial_latents(latents, height, width))
