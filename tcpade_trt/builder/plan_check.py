@@ -49,6 +49,9 @@ def check_plans(folder: Path, entries: dict, model, options, cheap=None, quantiz
                                   f"the {tolerance:.0e} allowed; the build stops.")
             entry.check_error = error
     finally:  # the plans' GPU memory goes now, once nothing queued can use it (a failed check may leave work)
-        stream.synchronize()
+        try:
+            stream.synchronize()
+        except Exception:  # a device fault raised again here would hide the check's own error
+            pass
         for part in parts.values():
             part.close()

@@ -32,6 +32,19 @@ def _number_in(name: str, value, low: float, high: float = math.inf, low_open: b
         raise ConfigError(f"{name} must be a finite number in {left}{low:g}, {high:g}{right} (got {value!r}).")
 
 
+def _as_tuple(config, name: str) -> None:
+    """A list (or any sequence) given for a tuple field becomes a tuple: configs are frozen and hashable (the server
+    batches requests by their config)."""
+    value = getattr(config, name)
+    if not isinstance(value, tuple) and isinstance(value, (list, range)):
+        object.__setattr__(config, name, tuple(value))
+
+
+def _numbers(values) -> bool:
+    """Finite real numbers (booleans are not numbers here)."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
 @dataclass(frozen=True)
 class CacheConfig:
     """Base of all cache configs. ``method`` names the policy class."""
@@ -74,6 +87,7 @@ class ScheduleConfig(CacheConfig):
     calibration: bool = True
 
     def __post_init__(self):
+        _as_tuple(self, "full_steps")
         _require(isinstance(self.warmup, int) and self.warmup >= 1,
                  f"warmup must be an integer >= 1 (got {self.warmup!r}): the history needs a computed step.")
         _require(isinstance(self.interval, int) and self.interval >= 1,

@@ -107,7 +107,7 @@ def load_demo_model(path=None) -> Model:
     if not path.is_file():
         raise ModelNotFoundError(
             f"the demo weights are missing ({path}); reinstall tcpade-trt or retrain them with "
-            "`python -m research.train_demo`."
+            "`python -m research.train_demo` in a clone of the repository."
         )
     # stored as fp16 to halve the checkout (research/train_demo.py); the model runs in fp32
     state = {k: v.float() for k, v in load_file(str(path)).items()}

@@ -65,12 +65,13 @@ def load_demo_dit(folder: Path | None = None) -> Model:
     folder = Path(folder) if folder is not None else weights_folder()
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(f"the demo-dit weights are missing ({folder}); reinstall tcpade-trt or retrain "
-                                 "them with `python -m research.train_demo_dit`.")
+                                 "them with `python -m research.train_demo_dit` in a clone of the repository.")
     try:  # stored as fp16 to keep the checkout small; the model runs in fp32
         transformer = DiTTransformer2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
     except (OSError, ValueError, RuntimeError) as exc:  # truncated weights, a config that does not fit
         raise ModelNotFoundError(f"the demo-dit weights in {folder} do not load ({str(exc).splitlines()[0][:200]}); "
-                                 "retrain them with `python -m research.train_demo_dit`.") from None
+                                 "retrain them with `python -m research.train_demo_dit` in a clone of the "
+                                 "repository.") from None
     family = DiTFamily(transformer.config)
     model = Model(NAME, family, DiTParts(transformer, family), latent_size=(LATENT_SIZE, LATENT_SIZE, 1))
     calibration = folder / "calibration.json"  # `tcpade-trt calibrate demo-dit --out ...`

@@ -121,12 +121,15 @@ class EngineParts(Parts):
             self.stream.synchronize()
 
     def close(self) -> None:
-        """Wait for the work queued on the engines, then release every engine (sessions, plans, contexts, device
-        memory). Idempotent."""
+        """Wait for the work queued on the engines, then release every engine (sessions, plans, contexts) and hand
+        the memory torch cached for them back to the driver. Idempotent; a closed engine says so when called."""
         self.synchronize()
         for part in self.engines.values():
             part.close()
-        self.engines = {}
+        if self.stream is not None:
+            from ..engines import gpu
+
+            gpu.release_cached_memory()
 
     def engine_seconds(self) -> float:
         """Total time spent inside engines since they were opened (onnxruntime; TensorRT launches are

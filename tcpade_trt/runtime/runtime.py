@@ -36,8 +36,9 @@ class Runtime:
         (see engine_parts.open_engines)."""
         self.model = open_engines(folder, device=device, verify=verify, cuda_graphs=cuda_graphs,
                                   io_binding=io_binding, weight_streaming_budget=weight_streaming_budget)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # close() from an on_step callback must not wait for itself
         self.closed = False
+        self._generating = False
         self.last_timing: dict = {}  # total_s and engines_s of the last generation (overhead = the rest)
 
     def close(self) -> None:
@@ -72,9 +73,10 @@ class Runtime:
                  steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,
                  progress: bool = False, on_step=None) -> SampleResult:
         """Denoise ``latents`` (initial noise, the family's layout) with ``cache`` in ``steps`` steps."""
-        if not self._lock.acquire(blocking=False):
+        if self._generating or not self._lock.acquire(blocking=False):  # another thread, or from on_step
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
+        self._generating = True
         try:
             if self.closed:
                 raise TcpadeError(f"this Runtime of {self.model.parts.folder} was closed; open the folder again "
@@ -92,4 +94,5 @@ class Runtime:
                                 "engines_s": parts.engine_seconds() - engines_before}
             return result
         finally:
+            self._generating = False
             self._lock.release()

@@ -124,6 +124,12 @@ class Generator:
         negative = self.family.cat_cond([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
         return cond, negative, encoded[0][2], noise
 
+    def close(self) -> None:
+        """Stop the step batcher (its running requests finish first), then release the engines."""
+        if self._stepper is not None:
+            self._stepper.close()
+        self.runtime.close()
+
     def submit_stepwise(self, request: GenerateRequest) -> Future:
         """Step-level batching (runtime/step_batching.py): a future of the request's StepBatchResult (turn it
         into a GenerateResult with ``stepwise_result``, off the batcher's thread); the request joins the

@@ -81,3 +81,28 @@ def test_it_is_a_preset_compared_everywhere_and_its_knobs_are_checked():
 def test_the_server_batches_it_only_with_calibrated_ratios():
     assert decides_per_batch("magcache")  # measured on the batch: each request alone
     assert not decides_per_batch("magcache:mag_ratios=1/1/1")
+
+
+def test_configs_built_from_lists_are_hashable_batch_keys():
+    """The server batches requests by their config: sequences given as lists become tuples."""
+    from tcpade_trt.cache.methods.magcache import MagCacheConfig
+    from tcpade_trt.cache.methods.tcpade import TCPadeConfig
+    from tcpade_trt.cache.methods.teacache import TeaCacheConfig
+
+    for config in (MagCacheConfig(mag_ratios=[1.0, 1.1]), TCPadeConfig(full_steps=[0, 5, 19]),
+                   TeaCacheConfig(coefficients=[1.0, 0.0])):
+        assert hash(config) == hash(type(config)(**vars(config)))
+    with pytest.raises(ConfigError, match="mag_ratios must be positive finite numbers"):
+        MagCacheConfig(mag_ratios=(True, 1.0))
+
+
+def test_calibrated_ratios_are_interpolated_as_diffusers_does():
+    """diffusers' nearest_interp rounds a float32 grid half to even: 8 ratios over 47 steps take ratio 3 at step 23
+    (Python's float64 rounding would take 4)."""
+    torch_interp = pytest.importorskip("diffusers.hooks.mag_cache").nearest_interp
+    from tcpade_trt.cache.methods.magcache import MagCacheConfig
+
+    ratios = tuple(float(r) for r in range(1, 9))
+    for steps in (20, 28, 47, 50):
+        expected = torch_interp(torch.tensor(ratios), steps).tolist()
+        assert MagCacheConfig(mag_ratios=ratios).ratios_for(steps) == expected

@@ -184,3 +184,24 @@ def test_the_scheduler_lives_where_the_engines_tensors_do(fp32_folders, monkeypa
     scheduler = model.family.make_scheduler(20, model.geometry_for(1))
     assert scheduler.timesteps.device.type == "meta"
     assert model.family.model_timestep(scheduler.timesteps, 2).device.type == "meta"
+
+
+def test_closing_from_a_step_callback_stops_the_generation_with_a_sentence(fp32_folders):
+    """close() called inside generate (from on_step, same thread) must not wait for itself; the generation then
+    stops at its next engine call, saying the engines were closed."""
+    _, cond, noise = inputs("tiny-dit")
+    rt = Runtime(fp32_folders["tiny-dit"])
+    outcome = {}
+
+    def generate():
+        try:
+            rt.generate(cond, noise, cache="none", steps=4, guidance_scale=4.0,
+                        on_step=lambda step, *_: rt.close() if step == 0 else None)
+        except (EngineError, TcpadeError) as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=generate, daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "close() from on_step deadlocked"
+    assert "was closed" in outcome["error"] and rt.closed

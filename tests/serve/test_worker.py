@@ -48,3 +48,13 @@ def test_batch_dependent_caches_run_each_request_alone(dit):
     # one config, spelled two ways: parsed once into equal configs, they share a batch
     assert dit.groups([request(0, 1, cache="tcpade-fast"), request(1, 2, cache="tcpade-fast:budget=0.35")]) \
         == [[0, 1]]
+
+
+def test_closing_a_generator_stops_its_step_batcher_before_its_engines(fp32_folders):
+    """A replica shutting down: requests already with the step batcher finish, then the engines are released
+    (closing the runtime under a running tick would free plans the tick is using)."""
+    generator = Generator(fp32_folders["tiny-dit"], device="cpu")
+    future = generator.submit_stepwise(request(1, 10, steps=4))
+    generator.close()
+    assert future.result(timeout=60).result.full_steps >= 2  # it finished before the engines went
+    assert generator.runtime.closed and not generator._stepper._thread.is_alive()

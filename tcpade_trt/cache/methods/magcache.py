@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import torch
 
-from ..config import CacheConfig, _number_in, _require
+from ..config import CacheConfig, _as_tuple, _number_in, _numbers, _require
 from ..policy import CachePolicy, Prediction, StepContext, predicted
 from ..registry import Method
 
@@ -28,8 +28,8 @@ from ..registry import Method
 class MagCacheConfig(CacheConfig):
     """MagCache.
 
-    threshold:  accumulated magnitude error allowed before a full step (default 0.25: 9 full steps of 20 on
-                demo-dit, tcpade-slow's count; MagCache's own default is 0.06 with calibrated ratios). With
+    threshold:  accumulated magnitude error allowed before a full step (default 0.25: 8-9 full steps of 20 on
+                demo-dit, about tcpade-slow's 9; MagCache's own default is 0.06 with calibrated ratios). With
                 max_skip 3 and retention 0.2, at least 8 of 20 steps compute whatever the threshold.
     max_skip:   at most this many steps in a row are skipped (default 3, MagCache's K).
     retention:  the share of the first steps that always compute (default 0.2, as MagCache).
@@ -44,11 +44,13 @@ class MagCacheConfig(CacheConfig):
     mag_ratios: tuple[float, ...] = ()
 
     def __post_init__(self):
+        _as_tuple(self, "mag_ratios")
         _number_in("threshold", self.threshold, 0.0)
         _require(isinstance(self.max_skip, int) and not isinstance(self.max_skip, bool) and self.max_skip >= 1,
                  f"max_skip must be a whole number >= 1 (got {self.max_skip!r}).")
         _number_in("retention (the share of the first steps that always compute)", self.retention, 0.0, 1.0)
-        _require(all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in self.mag_ratios),
+        ratios = self.mag_ratios
+        _require(isinstance(ratios, tuple) and _numbers(ratios) and all(r > 0 for r in ratios),
                  f"mag_ratios must be positive finite numbers, one per step (got {self.mag_ratios!r}).")
 
     def ratios_for(self, num_steps: int) -> list[float] | None:
@@ -59,7 +61,9 @@ class MagCacheConfig(CacheConfig):
         if num_steps == 1:
             return [ratios[-1]]
         scale = (len(ratios) - 1) / (num_steps - 1)
-        return [ratios[round(i * scale)] for i in range(num_steps)]
+        # as diffusers' nearest_interp computes it: a float32 grid, rounded half to even
+        index = torch.round(torch.arange(num_steps, dtype=torch.float32) * scale).long().tolist()
+        return [ratios[i] for i in index]
 
 
 def magnitude_ratio(newer: torch.Tensor, older: torch.Tensor) -> float:
@@ -112,7 +116,7 @@ class MagCachePolicy(CachePolicy):
 
 
 def magcache() -> MagCacheConfig:
-    """MagCache with its ratios measured on the run, threshold 0.25: 9 full steps of 20 on demo-dit
+    """MagCache with its ratios measured on the run, threshold 0.25: 8-9 full steps of 20 on demo-dit
     (`python -m research.method_study --model demo-dit` puts it beside the others)."""
     return MagCacheConfig()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
-from ..config import CacheConfig, _number_in, _require
+from ..config import CacheConfig, _as_tuple, _number_in, _numbers, _require
 from ..policy import CachePolicy, Prediction, StepContext, predicted
 from ..registry import Method
 
@@ -31,8 +30,9 @@ class TeaCacheConfig(CacheConfig):
     warmup: int = 1
 
     def __post_init__(self):
+        _as_tuple(self, "coefficients")
         _number_in("threshold", self.threshold, 0.0)
-        _require(all(isinstance(c, (int, float)) and math.isfinite(c) for c in self.coefficients),
+        _require(isinstance(self.coefficients, tuple) and _numbers(self.coefficients),
                  f"coefficients must be finite numbers, highest power first (got {self.coefficients!r}).")
         _require(isinstance(self.warmup, int) and self.warmup >= 1, f"warmup must be a whole number >= 1 (got "
                  f"{self.warmup!r}).")
