@@ -66,8 +66,9 @@ MODELS = {
 }
 
 
-def run(cmd: list[str], log: Path) -> dict:
-    """One command under GNU time: exit status, wall seconds, peak RSS (bytes) and its output."""
+def run(cmd: list[str], log: Path, may_fail: bool = False) -> dict:
+    """One command under GNU time: exit status, wall seconds, peak RSS (bytes) and its output. A failure stops the
+    run, unless ``may_fail`` (then the result carries ``failed``: the exit status or the signal, and the last line)."""
     stats = log.with_suffix(".time")
     started = time.perf_counter()
     with open(log, "w") as out:
@@ -75,9 +76,14 @@ def run(cmd: list[str], log: Path) -> dict:
                              stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     rss_kb, _ = stats.read_text().split()[-2:]
     text = log.read_text()
+    result = {"seconds": round(time.perf_counter() - started, 1), "peak_rss_bytes": int(rss_kb) * 1024, "output": text}
     if rc != 0:
-        sys.exit(f"{' '.join(cmd)} failed (exit {rc}); its output is in {log}:\n{text[-2000:]}")
-    return {"seconds": round(time.perf_counter() - started, 1), "peak_rss_bytes": int(rss_kb) * 1024, "output": text}
+        if not may_fail:
+            sys.exit(f"{' '.join(cmd)} failed (exit {rc}); its output is in {log}:\n{text[-2000:]}")
+        # GNU time says "Command terminated by signal 9" for a process the kernel's OOM killer ended
+        signal = next((line for line in stats.read_text().splitlines() if "signal" in line), None)
+        result["failed"] = signal or (text.strip().splitlines() or [f"exit {rc}"])[-1]
+    return result
 
 
 def save_random_model(name: str, spec: dict, folder: Path) -> dict:
@@ -175,7 +181,11 @@ def measure_tensorrt(name: str, out: Path) -> dict:
         print(f"[{name}] TensorRT {precision} build (stand-in)", flush=True)
         build = run([sys.executable, str(STANDIN), "build", str(models), "--out", str(folder), "--backend", "tensorrt",
                      "--precision", precision, "--calibration-samples", "2", "--calibration-steps", "4", *shape,
-                     "--force"], logs / f"{name}-trt-build-{precision}.log")
+                     "--force"], logs / f"{name}-trt-build-{precision}.log", may_fail=True)
+        if "failed" in build:  # recorded, and the next recipe goes on
+            result["recipes"][precision] = {"failed": build["failed"], "build_seconds": build["seconds"],
+                                            "build_peak_rss_bytes": build["peak_rss_bytes"]}
+            continue
         print(f"[{name}] generate on the {precision} plans (stand-in)", flush=True)
         generate = run([sys.executable, str(STANDIN), "generate", "--engines", str(folder), "--steps", "4",
                         "--out", str(out / "images" / f"{name}-trt-{precision}.png"), *spec["generate"]],
@@ -209,6 +219,11 @@ def tensorrt_markdown(results: dict) -> str:
     for r in results["models"].values():
         weights = r["model"]["weight_bytes"]
         for precision, x in r["recipes"].items():
+            if "failed" in x:
+                lines.append(f"| {r['title']} | {precision} | **failed** after {x['build_seconds']:.0f} s: "
+                             f"{x['failed']} | {gib(x['build_peak_rss_bytes'])} "
+                             f"({x['build_peak_rss_bytes'] / weights:.2f}x) | - | - | - | - | - |")
+                continue
             others = max(e for n, e in x["plan_errors"].items() if n != "blocks" and e is not None)
             lines.append(f"| {r['title']} | {precision} ({x['graph_dtype']}) | {x['build_seconds']:.0f} s | "
                          f"{gib(x['build_peak_rss_bytes'])} ({x['build_peak_rss_bytes'] / weights:.2f}x) | "
@@ -217,6 +232,8 @@ def tensorrt_markdown(results: dict) -> str:
     lines += ["", "Build stages (seconds):", ""]
     for name, r in results["models"].items():
         for precision, x in r["recipes"].items():
+            if "failed" in x:
+                continue
             stages = ", ".join(f"{s['stage']} {s['seconds']:.0f}" for s in x["folder"]["stages"])
             lines.append(f"- {name} {precision}: {stages}")
     return "\n".join([*lines, SECTION[1]]) + "\n"
