@@ -65,13 +65,22 @@ def test_outside_the_built_profile_is_one_sentence(fp32_folders):
 def test_concurrent_use_is_refused_clearly(fp32_folders):
     rt = Runtime(fp32_folders["tiny-dit"])
     model, cond, noise = inputs("tiny-dit", batch=1)
-    rt._lock.acquire()  # another thread is mid-generation
+    holding, done = threading.Event(), threading.Event()
+
+    def another_generation():  # another thread mid-generation holds the runtime
+        with rt._lock:
+            holding.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=another_generation, daemon=True)
+    thread.start()
+    assert holding.wait(60)
     try:
         with pytest.raises(TcpadeError, match="one request at a time"):
             rt.generate(cond, noise)
     finally:
-        rt._lock.release()
-    assert isinstance(rt._lock, type(threading.Lock()))
+        done.set()
+        thread.join(60)
 
 
 class FailsOnce:
