@@ -113,6 +113,7 @@ class TrtPart:
         self.name, self.engine, self.device, self.stream = name, engine, device, stream
         self.scratch, self.cuda_graphs = scratch, cuda_graphs
         self._keep_alive = keep_alive  # the trt.Runtime that deserialized the engine
+        self.closed = False
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.input_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -170,17 +171,22 @@ class TrtPart:
     def close(self) -> None:
         """Release the plan's contexts, CUDA graphs and buffers, then the engine (the caller has synchronized the
         stream: nothing queued may still use them). TensorRT frees each when its last reference goes."""
+        if self.closed:
+            return
         for graph, *_ in self._graphs.values():
             if hasattr(graph, "reset"):
                 graph.reset()
         self._graphs.clear()
         self._outputs.clear()
-        self._context = self.engine = self.scratch = self._keep_alive = None
+        self._context = None  # the contexts before their engine, the engine before its runtime
+        del self.engine
+        self.scratch = self._keep_alive = None
+        self.closed = True
 
     def __call__(self, named: dict[str, torch.Tensor],
                  outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
         """Copies of the plan's outputs (all, or the named ``outputs``)."""
-        if self.engine is None:
+        if self.closed:
             raise TensorRTError(f"the {self.name} plan was closed; open the folder again.")
         wanted = self.output_names if outputs is None else list(outputs)
         with self.device.on(self.stream):  # whoever calls, the plan's work and these copies share one stream
