@@ -104,7 +104,7 @@ def machine() -> dict:
 RECORD_PLANS = """
 import collections, json, sys
 import onnx
-from tcpade_trt.engines import trt_backend
+from tcpade_trt.engines.tensorrt import build as trt_backend
 from tcpade_trt.builder import BuildOptions, build_engines
 from tcpade_trt.export.parts import BuildShape
 sys.path.insert(0, ".")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
-from tcpade_trt.engines.ort_backend import create_session
+from tcpade_trt.engines.onnxruntime.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.onnxruntime.sessions import create_session
 
 
 class LinearBlock(torch.nn.Module):

@@ -25,4 +25,4 @@ if [ ! -f "$STUBS/.ready" ]; then
     "$STUBS/tensorrt_bindings/tensorrt.pyi"
   touch "$STUBS/.ready"
 fi
-MYPYPATH="$STUBS" "$PY" -m mypy tcpade_trt/engines/trt_backend.py tcpade_trt/engines/trt_plans.py
+MYPYPATH="$STUBS" "$PY" -m mypy tcpade_trt/engines/tensorrt/build.py tcpade_trt/engines/tensorrt/plans.py

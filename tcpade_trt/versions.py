@@ -3,7 +3,7 @@
     torch >= 2.5            torch.onnx.export(dynamo=True, dynamic_shapes=...) (every export)
     onnxruntime >= 1.21     OrtValue DLPack in the regular (non-training) wheels (I/O binding on a GPU)
     TensorRT >= 10.1        set_device_memory, device_memory_size_v2, weight_streaming_budget_v2
-                            (checked in engines/trt_backend.import_tensorrt)
+                            (checked in engines/tensorrt/build.import_tensorrt)
     nvidia-modelopt >= 0.44 the list form of ``quant_cfg`` (entries with quantizer_name / parent_class / cfg)
                             that the INT8 / FP8 recipes use; 0.43 and older refuse it in a pydantic error
                             (ModelOpt's CHANGELOG, 0.44, "quant_cfg ... is now an ordered list")

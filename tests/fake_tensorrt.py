@@ -43,7 +43,7 @@ import onnx
 import torch
 from onnx import TensorProto
 
-from tcpade_trt.engines.trt_plans import CudaDevice
+from tcpade_trt.engines.tensorrt.plans import CudaDevice
 
 from . import emulated_cuda
 from .emulated_cuda import DeviceTensor, EmulatedGPU
@@ -533,7 +533,7 @@ def write_fake_plan(trt, onnx_path: Path, plan_path: Path, profile: dict) -> Non
 def install(monkeypatch, version: str = "10.13.0.35", capability: tuple[int, int] = (9, 0)):
     """This machine, as far as the toolkit can tell, becomes one with TensorRT (the stand-in) and a GPU of
     ``capability`` (Hopper by default; emulated_cuda). Returns the stand-in; ``.gpu`` is the emulated GPU."""
-    from tcpade_trt.engines import trt_plans
+    from tcpade_trt.engines.tensorrt import plans as trt_plans
 
     gpu = emulated_cuda.install_cuda(monkeypatch, capability=capability)
     fake = fake_tensorrt(version, gpu)

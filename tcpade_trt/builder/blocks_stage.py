@@ -1,11 +1,10 @@
-"""The build's second stage: the block stack in its precision (INT8, FP8, or TensorRT's bf16 / fp16), replacing
-or writing blocks.onnx, checked against torch where onnxruntime can run it (a bf16 graph is checked as a
-TensorRT plan, builder/plan_check.py).
+"""The build's second stage: the block stack in its precision (INT8, FP8, or bf16 / fp16), replacing or writing
+blocks.onnx, checked against torch where onnxruntime can run it (a bf16 graph is checked when its backend compiles
+it, engines/<backend>/).
 
-    int8, onnxruntime   dynamic per-channel S8 written one weight at a time (engines/int8_dynamic.py), or
-                        onnxruntime's static QDQ calibrated on trajectories, from the fp32 graph
-    int8, tensorrt      NVIDIA's ModelOpt recipes (engines/modelopt_quant.py) on the model as loaded (bf16 on a
-    fp8, both           GPU, fp32 on the host), exported as standard Q/DQ
+    int8                the backend's own recipe where it has one (onnxruntime: dynamic or static QDQ from the fp32
+                        graph, engines/onnxruntime/int8.py), else NVIDIA's ModelOpt recipe (engines/modelopt_quant.py)
+    fp8                 ModelOpt, on the model as loaded (bf16 on a GPU, fp32 on the host), exported as Q/DQ
     bf16 / fp16         the blocks exported in that dtype (TensorRT builds strongly typed networks)
 """
 
@@ -17,29 +16,20 @@ from pathlib import Path
 
 import torch
 
+from ..engines import registry
 from ..engines.manifest import PartEntry
 from ..export.onnx_export import ExportError, check_part, export_part
-from ..export.onnx_files import move_model, referenced_data_files, scratch_folder
 from ..export.parts import example_tensors
+from ..export.tolerances import KERNEL_MARGIN, TOLERANCE, check_batches, quantized_tolerance  # noqa: F401
 from ..models.model import Model
-from .parts_stage import TOLERANCE, check_batches, ort_session
+from .parts_stage import ort_session
 
 SCOPE = "blocks only: prepare, head (embedders), tail (norm_out, proj_out) and the Padé graphs stay fp32"
 
 # What a ModelOpt recipe may change the blocks' output by (relative L2 of the fake-quantized torch blocks against
-# the unquantized ones, on the inputs every check uses) before the build refuses it as unusable. The engine is then
-# judged against that measured cost plus KERNEL_MARGIN, not a fixed figure: INT8 error grows with depth (28 blocks
-# of DiT-XL/2, 57 of FLUX.1), and a fixed tolerance would either stop sound builds or pass broken plans.
+# the unquantized ones, on the inputs every check uses) before the build refuses it as unusable; the engine is then
+# judged against that measured cost (export/tolerances.quantized_tolerance).
 QUANTIZATION_LIMIT = {"int8": 0.25, "fp8": 0.3}
-# what kernels add on top of the quantization: bf16 accumulation, inputs landing across a rounding boundary
-KERNEL_MARGIN = 5e-2
-
-
-def quantized_tolerance(precision: str, table: dict, quantization: dict | None) -> float:
-    """The tolerance of a quantized engine: ``table[precision]``, or the recipe's measured cost plus KERNEL_MARGIN
-    where that is larger."""
-    error = (quantization or {}).get("quantization_error")
-    return table[precision] if error is None else max(table[precision], error + KERNEL_MARGIN)
 
 
 def quantize_blocks(model: Model, folder: Path, entry: PartEntry, options, axes: dict) -> dict:
@@ -49,15 +39,22 @@ def quantize_blocks(model: Model, folder: Path, entry: PartEntry, options, axes:
     from .calibration import collect_block_inputs
 
     recipe = {"method": None, "scope": SCOPE}
-    if options.precision == "int8" and options.backend == "onnxruntime":
-        recipe.update(_onnxruntime_int8(model, folder / "blocks.onnx", options))
-    else:
+
+    def calibration_feeds():  # block inputs on real trajectories, and the manifest's record of them
         feeds, conditioning = collect_block_inputs(model, options.shape, options.calibration_samples,
                                                    options.calibration_steps, options.calibration_seed)
+        return feeds, _calibration(options, feeds, conditioning)
+
+    own = (registry.backend(options.backend).quantize_int8(model, folder / "blocks.onnx", options, calibration_feeds)
+           if options.precision == "int8" else None)
+    if own is not None:  # the backend's own INT8 form (onnxruntime's), from the fp32 graph
+        recipe.update(own)
+    else:
+        feeds, calibration = calibration_feeds()
         example = example_tensors(model, options.shape, batch=max(2, options.shape.batch_opt))
         recipe.update(quantize_blocks_modelopt(model, options.precision, feeds, example, axes, folder / "blocks.onnx",
                                                measure=lambda session: _quantization_cost(session, model, options)))
-        recipe["calibration"] = _calibration(options, feeds, conditioning)
+        recipe["calibration"] = calibration
     entry.precision = options.precision
     return recipe
 
@@ -72,33 +69,6 @@ def _quantization_cost(session, model: Model, options) -> float:
                           f"unquantized model), more than the {limit} a usable quantization keeps; build this model "
                           f"at {'fp8 or bf16' if precision == 'int8' else 'bf16'} instead.")
     return error
-
-
-def _onnxruntime_int8(model: Model, dst: Path, options) -> dict:
-    """onnxruntime's INT8 forms, from the fp32 graph at ``dst`` (replaced)."""
-    from ..engines.int8_dynamic import quantize_int8_dynamic
-    from ..engines.ort_backend import quantize_static_qdq
-    from .calibration import collect_block_inputs
-
-    # the fp32 graph (and its external data) moves aside under its own name, so that its references hold
-    # and the quantized graph can take blocks.onnx / blocks.onnx.data; the scratch folder goes with it
-    with scratch_folder(dst, "fp32") as scratch:
-        src = Path(scratch) / dst.name
-        move_model(dst, src)
-        external = bool(referenced_data_files(src))
-        if options.int8_mode == "dynamic":
-            report = quantize_int8_dynamic(src, dst, external)
-            recipe = {"method": "dynamic INT8 (onnxruntime's MatMulInteger form, written one weight at a time): "
-                                "per-column S8 weights of every MatMul / Gemm with a constant weight",
-                      "quantized_matmuls": report.matmuls}
-            if report.skipped:
-                recipe["left_float"] = report.skipped
-            return recipe
-        feeds, conditioning = collect_block_inputs(model, options.shape, options.calibration_samples,
-                                                   options.calibration_steps, options.calibration_seed)
-        quantize_static_qdq(src, dst, feeds, external=external)
-        return {"method": "onnxruntime static QDQ INT8 per-channel (MatMul, Gemm)",
-                "calibration": _calibration(options, feeds, conditioning)}
 
 
 def _calibration(options, feeds, conditioning: str) -> dict:

@@ -4,16 +4,16 @@
 
 Stages (each logged with its duration): load the model; export prepare / head / blocks / tail and
 the Padé graphs to ONNX, each checked against torch; quantize the blocks (INT8 / FP8) and check
-again; build TensorRT plans (tensorrt backend); hash everything into the manifest. All of it
-happens in a temporary sibling folder that is renamed to ``out`` only at the very end, so an
-interrupted or failed build leaves nothing that looks complete.
+again; the backend's own engines (engines/<backend>/: TensorRT plans, checked against torch); hash
+everything into the manifest. All of it happens in a temporary sibling folder that is renamed to
+``out`` only at the very end, so an interrupted or failed build leaves nothing that looks complete.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,9 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cache.pade import VARIANTS
+from ..engines import registry
+from ..engines.backend import BuildContext
 from ..engines.manifest import Manifest, build_versions, sha256_state_dict
 from ..errors import BuildError, ConfigError, TcpadeError
 from ..export.parts import PARTS, BuildShape, batch_axes
+from ..export.tolerances import TOLERANCE, check_batches  # noqa: F401 (the build's tolerances, for callers)
 from ..models.model import Model
 from ..models.registry import load_model
 from ..versions import require_torch_for_export
@@ -33,16 +36,14 @@ from .device import (
     cheap_parts_model,
     check_fits,
     load_dtype,
-    model_off_the_gpu,
     resolve_device,
     torch_device,
 )
 from .output_folder import building_folder, check_destination
-from .parts_stage import TOLERANCE, check_batches  # noqa: F401 (the build's tolerances, for callers)
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "tensorrt")
+BACKENDS = registry.names()  # engines/<backend>/, found by engines/registry.py
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 
 
@@ -69,7 +70,7 @@ class BuildOptions:
     opset: int = 18
     pade_variants: tuple[str, ...] = VARIANTS
     reuse_onnx_from: Path | None = None  # an onnxruntime fp32 folder of the same model and shape
-    # onnxruntime backend: rewrite the exported parts with onnxruntime's fused kernels (ort_fusions.py);
+    # onnxruntime backend: rewrite the exported parts with onnxruntime's fused kernels (engines/onnxruntime/fusions.py);
     # off for folders meant for onnxruntime's TensorRT execution provider
     ort_fusions: bool = True
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
@@ -83,22 +84,16 @@ class BuildOptions:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} (got {self.backend!r}).")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r}).")
-        if self.backend == "onnxruntime" and self.precision in ("fp16", "bf16"):
-            raise ConfigError(f"{self.precision} blocks need a GPU engine: use --backend tensorrt, or fp32 / int8 / "
-                              "fp8 with onnxruntime (onnxruntime's CPU kernels have no BF16 MatMul).")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)} (got {self.device!r}).")
-        if self.backend == "onnxruntime" and self.device == "cuda":
-            raise ConfigError("--device cuda loads the model on the GPU for a TensorRT build; onnxruntime builds load "
-                              "it on the CPU (leave --device out).")
+        backend = registry.backend(self.backend)
+        backend.validate(self)  # its precisions and its own options
         if self.int8_mode not in ("dynamic", "static"):
             raise ConfigError(f"int8 mode must be 'dynamic' or 'static' (got {self.int8_mode!r}).")
         s = self.shape
         if not 1 <= s.batch_min <= s.batch_opt <= s.batch_max:
             raise ConfigError(f"need 1 <= batch min <= opt <= max (got {s.batch_min}, {s.batch_opt}, {s.batch_max}).")
-        if self.backend == "tensorrt" and self.tensorrt.optimization_level not in range(6):
-            raise ConfigError("the TensorRT builder optimization level must be 0-5.")
-        if self.precision == "fp8" or (self.precision == "int8" and self.backend == "tensorrt"):
+        if self.precision == "fp8":  # ModelOpt's recipe, whatever the backend
             from ..engines.modelopt_quant import require_modelopt
 
             require_modelopt(self.precision)
@@ -106,15 +101,15 @@ class BuildOptions:
             from ..engines.manifest import read_manifest
 
             source = read_manifest(self.reuse_onnx_from, verify_hashes=False)  # one sentence if it is no folder
-            if source.backend != "onnxruntime" or source.precision != "fp32":
+            if not parts_stage.holds_fp32_onnx(source):
                 raise ConfigError(f"{self.reuse_onnx_from} is a {source.backend} {source.precision} folder; reusing "
-                                  "an ONNX export needs an onnxruntime fp32 one.")
+                                  "an ONNX export needs an fp32 one whose engines are its ONNX files (onnxruntime).")
             if source.shape != self.shape.as_dict():
                 raise ConfigError(f"{self.reuse_onnx_from} was built for another shape ({source.shape}); build "
                                   "without reusing it, or give the same --height/--width/--frames/--batch-*.")
-        if self.reuse_onnx_from is not None and self.backend == "tensorrt" and parts_stage.fused(self):
-            raise ConfigError(f"{self.reuse_onnx_from} holds onnxruntime's fused ops, which TensorRT cannot parse; "
-                              "build without reusing it, or reuse a folder built with --no-ort-fusions.")
+            if source.options.get("ort_fusions") and not backend.reads_onnxruntime_ops:
+                raise ConfigError(f"{self.reuse_onnx_from} holds onnxruntime's fused ops, which {backend.title} cannot "
+                                  "parse; build without reusing it, or reuse a folder built with --no-ort-fusions.")
         sizes = {"height": s.height, "width": s.width, "frames": s.frames, "text tokens": s.text_tokens,
                  "calibration samples": self.calibration_samples, "calibration steps": self.calibration_steps}
         for name, value in sizes.items():
@@ -187,10 +182,7 @@ def build_engines(model: str | Model, out: str | Path, options: BuildOptions | N
     check_destination(out, _model_path(model), force)
     if isinstance(model, Model):
         options.validate_for(model)
-    if options.backend == "tensorrt":
-        from ..engines import trt_backend
-
-        trt_backend.check_build_machine(options.precision)  # TensorRT and a capable GPU, before the export
+    registry.backend(options.backend).check_build_machine(options)  # e.g. TensorRT and a capable GPU, before export
     device = resolve_device(options.device, options.backend)
     reduced = load_dtype(device, options.precision) != torch.float32
     if device == "cuda" and options.reuse_onnx_from is not None and reduced:
@@ -214,7 +206,8 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, pro
     quantized = precision in ("int8", "fp8")
     # each model part is exported, then checked; the Padé graphs are exported
     exports = 1 if options.reuse_onnx_from else 2 * len(PARTS) + len(options.pade_variants) + 2
-    stages = _Stages(1 + exports + 2 * quantized + 2 * (options.backend == "tensorrt") + 1, progress)
+    backend = registry.backend(options.backend)
+    stages = _Stages(1 + exports + 2 * quantized + backend.build_stages + 1, progress)
     try:
         if isinstance(model_ref, Model):
             model = stages.run(f"model {model_ref.name} given", lambda: model_ref)
@@ -240,24 +233,19 @@ def _build_into(model_ref, folder: Path, options: BuildOptions, device: str, pro
                                           folder, entries["blocks"], options, axes)
                 stages.run(f"check blocks ({precision}) against torch", blocks_stage.check_quantized_blocks, model,
                            folder, entries["blocks"], options, quantization)
-            elif precision in ("bf16", "fp16"):
+            elif precision in ("bf16", "fp16") and not backend.needs_fp32_blocks(options):  # (TensorRT's)
                 quantization = stages.run(f"export blocks ({precision})", blocks_stage.export_reduced_precision_blocks,
                                           model, folder, entries["blocks"], options, axes)
-            if options.backend == "tensorrt":
-                from ..engines.trt_backend import build_plans
-                from .plan_check import check_plans
-
-                with model_off_the_gpu(model):
-                    stages.run("build TensorRT plans", build_plans, folder, entries, options)
-                stages.run("check TensorRT plans against torch", check_plans, folder, entries, model, options, cheap,
-                           quantization)
+            # the backend's own engines from the ONNX files (TensorRT plans, each checked against torch)
+            context = BuildContext(model, cheap, options, quantization)
+            backend.build(folder, entries, context, stages)
+            quantization = context.quantization  # a backend may record how it reduced the precision (OpenVINO)
         manifest = Manifest(
             backend=options.backend, precision=precision, model=identity, shape=shape.as_dict(),
-            parts=entries, versions=build_versions(options.backend), quantization=quantization,
+            parts=entries, versions=build_versions(backend), quantization=quantization,
             extras=_write_extras(model, folder), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            options={"int8_mode": options.int8_mode, "opset": options.opset, "tensorrt": asdict(options.tensorrt),
-                     "ort_fusions": options.backend == "onnxruntime" and parts_stage.fused(options),
-                     "device": device},
+            options={"int8_mode": options.int8_mode, "opset": options.opset, "device": device,
+                     **backend.manifest_options(options)},
             # the model's calibrated TC-Padé schedules travel with its engines (the same weights)
             calibration={"schedules": [[t, b, list(s)] for t, b, s in model.calibrated], "source": "the model's own"}
             if model.calibrated else {},

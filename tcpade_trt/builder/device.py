@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import json
 import math
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..engines import gpu
+from ..engines import gpu, registry
 from ..errors import ConfigError
 from ..models.model import Model
 
@@ -43,7 +42,7 @@ def resolve_device(device: str, backend: str) -> str:
     if device not in DEVICES:
         raise ConfigError(f"--device must be one of {', '.join(DEVICES)} (got {device!r}).")
     if device == "auto":
-        return "cuda" if backend == "tensorrt" and gpu.available() else "cpu"
+        return "cuda" if registry.backend(backend).runs_on_gpu and gpu.available() else "cpu"
     if device == "cuda" and not gpu.available():
         raise ConfigError("--device cuda: no CUDA GPU is visible to torch; build with --device cpu or on a GPU.")
     return device
@@ -99,11 +98,12 @@ def check_fits(model_path: Path | None, device: str, backend: str, precision: st
         return
     stored, parameters = weights
     gib = lambda n: f"{n / (1 << 30):.0f} GB"
-    recipe = backend == "tensorrt" and precision in ("fp8", "int8", "bf16", "fp16")
+    engines = registry.backend(backend)
+    recipe = engines.runs_on_gpu and precision in ("fp8", "int8", "bf16", "fp16")
     if device == "cpu" and recipe and 4 * parameters > CPU_QUANTIZATION_LIMIT:
-        raise ConfigError(f"a TensorRT {precision} build of {model_path.name} ({gib(stored)} of weights) on the CPU "
-                          f"would calibrate and export an fp32 copy ({gib(4 * parameters)} of host memory, hours of "
-                          "CPU time): build it on the GPU with --device cuda (about "
+        raise ConfigError(f"a {engines.title} {precision} build of {model_path.name} ({gib(stored)} of weights) on "
+                          f"the CPU would calibrate and export an fp32 copy ({gib(4 * parameters)} of host memory, "
+                          "hours of CPU time): build it on the GPU with --device cuda (about "
                           f"{gib(2 * 2 * parameters)} of GPU memory for the bf16 model and its quantized copy).")
     if device == "cuda":
         need = 2 * parameters * (2 if recipe and precision in ("fp8", "int8") else 1) * 1.2  # + activations
@@ -115,31 +115,13 @@ def check_fits(model_path: Path | None, device: str, backend: str, precision: st
         # the blocks' graph and its plan, and for a recipe the exporter's scratch copy in the loaded dtype
         blocks = BYTES_PER_WEIGHT[precision] * parameters
         scratch = load_dtype(device, precision).itemsize * parameters if precision in ("fp8", "int8") else 0
-        need = 1.1 * (blocks * (2 if backend == "tensorrt" else 1) + scratch)
+        need = 1.1 * (blocks * (2 if engines.writes_engines else 1) + scratch)
         where = next(p for p in (Path(out).resolve(), *Path(out).resolve().parents) if p.exists())
         free = shutil.disk_usage(where).free
         if need > free:
             raise ConfigError(f"building {model_path.name} in {precision} writes about {gib(need)} under {where} "
-                              f"(the graphs{', the plans' if backend == 'tensorrt' else ''} and the exporter's "
+                              f"(the graphs{', the engines' if engines.writes_engines else ''} and the exporter's "
                               f"scratch copy); {gib(free)} are free there. Free space, or pass another --out.")
-
-
-@contextlib.contextmanager
-def model_off_the_gpu(model: Model):
-    """While TensorRT builds the plans (its builder allocates outside torch), the torch model waits in host memory
-    and torch's cached blocks (the quantized copy's, freed) go back to the driver: a 12B model in bf16 and that cache
-    would leave the builder a third of an H100. It comes back for the plan check."""
-    device = torch.device(model.device)
-    if device != gpu.torch_device():
-        yield
-        return
-    model.transformer.to("cpu")
-    gc.collect()
-    gpu.release_cached_memory()
-    try:
-        yield
-    finally:
-        model.transformer.to(device)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 
+from ..engines import registry
 from ..engines.manifest import PartEntry
 from ..errors import ConfigError
 from ..export import onnx_files
@@ -21,15 +22,23 @@ from ..export.onnx_export import check_part, describe_io, export_part
 from ..export.onnx_files import copy_model, referenced_data_files
 from ..export.pade_onnx import export_pade, pade_io
 from ..export.parts import PARTS, BuildShape, PartModule, batch_axes, example_tensors
+from ..export.tolerances import TOLERANCE, check_batches
 from ..models.model import Model
-
-# relative L2 error of each engine against torch that a build accepts
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2, "int8": 0.1, "fp8": 0.2}
 
 
 def needs_fp32_blocks(options) -> bool:
-    """Whether the fp32 blocks graph is part of the folder or the input of its quantizer."""
-    return options.precision == "fp32" or (options.precision == "int8" and options.backend == "onnxruntime")
+    """Whether the fp32 blocks graph is part of the folder or the input of its backend's quantizer."""
+    return registry.backend(options.backend).needs_fp32_blocks(options)
+
+
+def fuses(options) -> bool:
+    """Whether the exported parts are rewritten with onnxruntime's fused kernels (its backend runs them)."""
+    return registry.backend(options.backend).fuses_onnxruntime_ops(options)
+
+
+def holds_fp32_onnx(manifest) -> bool:
+    """Whether a folder's engines are its fp32 ONNX files (which a build of the same model may reuse)."""
+    return manifest.precision == "fp32" and not registry.backend(manifest.backend).writes_engines
 
 
 # parts exported in this process, by (model identity: class, config and weights; part, shape, opset, fusions): a
@@ -58,7 +67,7 @@ def export_all(model: Model, cheap: Model, folder: Path, options, stages,
             entries[part] = PartEntry(file="blocks.onnx", **describe_io(module, example_tensors(cheap, shape, 2), axes))
             continue
         key = (model_key, str(source.dtype), part, tuple(sorted(shape.as_dict().items())), options.opset,
-               options.backend == "onnxruntime" and options.ort_fusions,
+               fuses(options),
                onnx_files.EXTERNAL_DATA_BYTES) if model_key else None  # where a graph's weights go: in it or beside
         io = stages.run(f"export {part}", _export_model_part, source, part, folder / f"{part}.onnx", options, axes,
                         key)
@@ -77,12 +86,6 @@ def _check_fp32_part(model: Model, part: str, path: Path, shape: BuildShape) -> 
     return check_part(ort_session(path), model, part, shape, TOLERANCE["fp32"], batches=check_batches(shape))
 
 
-def check_batches(shape: BuildShape) -> tuple[int, ...]:
-    """The batch sizes every engine is checked at: both ends of the folder's range (an exporter that baked
-    the example's batch into the graph fails at the other)."""
-    return tuple(sorted({shape.batch_min, shape.batch_max}))
-
-
 def _export_model_part(model: Model, part: str, path: Path, options, axes: dict, key: tuple | None) -> dict:
     if key in _EXPORTED:
         _EXPORTED.move_to_end(key)
@@ -90,8 +93,8 @@ def _export_model_part(model: Model, part: str, path: Path, options, axes: dict,
         path.write_bytes(graph)  # inside the build's temporary folder: an interrupted write leaves nothing
         return dict(io)
     io = export_part(model, part, options.shape, path, options.opset, axes)
-    if options.backend == "onnxruntime" and options.ort_fusions:
-        from ..engines.ort_fusions import fuse_for_onnxruntime
+    if fuses(options):
+        from ..engines.onnxruntime.fusions import fuse_for_onnxruntime
 
         fuse_for_onnxruntime(path)  # checked against torch with the rest of the part, below
     if key is not None and not referenced_data_files(path) and path.stat().st_size <= MEMO_GRAPH_BYTES:
@@ -106,8 +109,9 @@ def copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShap
     from ..engines.manifest import read_manifest
 
     src = read_manifest(source)
-    if src.backend != "onnxruntime" or src.precision != "fp32":
-        raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an onnxruntime fp32 one.")
+    if not holds_fp32_onnx(src):
+        raise ConfigError(f"{source} is a {src.backend} {src.precision} folder; reuse needs an fp32 one whose engines "
+                          "are its ONNX files (onnxruntime).")
     if src.model["weights_sha256"] != identity["weights_sha256"] or src.shape != shape.as_dict():
         raise ConfigError(f"{source} was built from other weights or for another shape; build without reusing it.")
     for entry in src.parts.values():
@@ -115,16 +119,7 @@ def copy_fp32_parts(source: Path, folder: Path, identity: dict, shape: BuildShap
     return {name: PartEntry(**asdict(entry)) for name, entry in src.parts.items()}
 
 
-def fused(options) -> bool:
-    """Whether the folder's parts carry onnxruntime's fused ops (reused parts: as their source's did)."""
-    if options.reuse_onnx_from is None:
-        return options.ort_fusions
-    from ..engines.manifest import read_manifest
-
-    return bool(read_manifest(options.reuse_onnx_from, verify_hashes=False).options.get("ort_fusions"))
-
-
 def ort_session(path: Path):
-    from ..engines.ort_backend import create_session
+    from ..engines.onnxruntime.sessions import create_session
 
     return create_session(path, providers=["CPUExecutionProvider"])

@@ -94,10 +94,9 @@ def run(args) -> int:
     options = build_options(args, family)
     options.validate()
     check_destination(args.out, Path(args.model) if Path(args.model).exists() else None, args.force)
-    if options.backend == "tensorrt":
-        from ..engines.trt_backend import check_build_machine
+    from ..engines import registry
 
-        check_build_machine(options.precision)
+    registry.backend(options.backend).check_build_machine(options)  # e.g. TensorRT and a GPU, before the weights load
     from ..builder.device import check_fits, load_dtype, resolve_device, torch_device
 
     device = resolve_device(options.device, options.backend)

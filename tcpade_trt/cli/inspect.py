@@ -61,7 +61,7 @@ def run(args) -> int:
 
 
 def _print_profile(folder: Path, part: str, batch: int | None) -> None:
-    from ..engines.ort_profile import profile_part
+    from ..engines.onnxruntime.profile import profile_part
 
     shares = profile_part(folder, part, batch)
     total_ms = sum(ms for _, _, ms in shares)

@@ -4,6 +4,9 @@ itself believe in one."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+
 import torch
 
 
@@ -43,3 +46,21 @@ def release_cached_memory() -> None:
 def peak_allocated_bytes() -> int | None:
     """torch's peak allocation on GPU 0 so far, or None without a GPU."""
     return torch.cuda.max_memory_allocated() if available() else None
+
+
+@contextlib.contextmanager
+def model_off_the_gpu(model):
+    """While TensorRT builds the plans (its builder allocates outside torch), the torch model waits in host memory
+    and torch's cached blocks (the quantized copy's, freed) go back to the driver: a 12B model in bf16 and that cache
+    would leave the builder a third of an H100. It comes back for the plan check."""
+    device = torch.device(model.device)
+    if device != torch_device():
+        yield
+        return
+    model.transformer.to("cpu")
+    gc.collect()
+    release_cached_memory()
+    try:
+        yield
+    finally:
+        model.transformer.to(device)

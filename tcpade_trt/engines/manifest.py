@@ -163,7 +163,7 @@ def source_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def build_versions(backend: str) -> dict:
+def build_versions(backend) -> dict:
     """The versions an engine folder is built with (checked again when it is loaded)."""
     import onnx
 
@@ -177,10 +177,7 @@ def build_versions(backend: str) -> dict:
         versions["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
-    if backend == "tensorrt":
-        from .trt_backend import tensorrt_versions
-
-        versions.update(tensorrt_versions())
+    versions.update(backend.versions())  # its runtime's (engines/<backend>/)
     return versions
 
 

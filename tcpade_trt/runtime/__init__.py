@@ -1,4 +1,4 @@
 """Running a model: the denoising loop (sampler.py) and its step (step.py), engines as a model's parts
-(engine_parts.py, ort_parts.py; TensorRT plans in engines/trt_plans.py), the production Runtime, the
+(engine_parts.py; each backend's runners in engines/<backend>/), the production Runtime, the
 eager hook for diffusers pipelines (hooks.py), the engine-backed drop-in transformer (dropin.py), and
 writing images (images.py)."""

@@ -5,43 +5,33 @@
 
 The family (weightless: geometry, scheduler, timesteps, unpatchify, guidance) is built from the
 manifest's config, on the engines' device, so per-step tensors such as the timestep never cross from
-the host. How tensors cross into onnxruntime (numpy on CPU, I/O binding on a GPU) is in ort_parts.py;
-TensorRT plans in engines/trt_plans.py.
+the host. The engines themselves are runners of the folder's backend (engines/<backend>/, opened through
+engines/backend.Backend.open): onnxruntime sessions, TensorRT plans, OpenVINO compiled models.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import FrozenDict
 
+from ..engines import registry
+from ..engines.backend import EngineError, OpenRequest
 from ..engines.manifest import Manifest, read_manifest, version_differences
-from ..errors import ShapeError, TcpadeError
+from ..errors import ShapeError
 from ..models.family import Family
 from ..models.model import Model
 from ..models.parts import Parts
 from ..models.registry import family_for
-from .ort_parts import EngineError, OrtPart
 
 __all__ = ["EngineError", "EnginePade", "EngineParts", "open_engines"]
 
 
-def fusion_advice(build_options: dict, ort_device: str, folder: Path) -> str | None:
-    """A sentence for running a folder with onnxruntime's fused kernels on its TensorRT execution
-    provider, which has no such ops: those nodes go to CUDA kernels and split TensorRT's graph."""
-    if ort_device == "tensorrt" and build_options.get("ort_fusions"):
-        return (f"{folder} uses onnxruntime's fused GELU / RMSNorm kernels, which the TensorRT execution provider "
-                "hands to CUDA kernels (splitting its engines); rebuild with --no-ort-fusions for device 'tensorrt'.")
-    return None
-
-
 def _warn_about_versions(manifest: Manifest, folder: Path) -> None:
-    """A folder built with other software versions: onnxruntime folders still load, with a warning
-    (TensorRT plans, bound to their TensorRT version, are refused in engines/trt_plans)."""
+    """A folder built with other software versions: it still loads, with a warning (TensorRT plans, bound to their
+    TensorRT version, are refused by engines/tensorrt/plans.py)."""
     differences = version_differences(manifest)
     if differences:
         warnings.warn(f"{folder} was built with other versions ({'; '.join(differences)}); it is used as is, but "
@@ -157,89 +147,17 @@ def open_engines(folder: str | Path, device: str = "auto", verify: bool = True, 
     """
     folder = Path(folder)
     manifest = read_manifest(folder, verify_hashes=verify)
+    backend = registry.of(manifest)
     _warn_about_versions(manifest, folder)
     config = FrozenDict({k: (tuple(v) if isinstance(v, list) else v) for k, v in manifest.model["config"].items()})
-    stream = None
-    if manifest.backend == "tensorrt":
-        from ..engines.trt_plans import default_device, load_trt_parts, require_tensorrt_runtime
-
-        require_tensorrt_runtime(manifest)
-        cuda = default_device()
-        engine_device = cuda.device
-        # torch ops of a generation go on the plans' stream: ordered with them, no host syncs
-        engines, stream = load_trt_parts(folder, {n: e.file for n, e in manifest.parts.items()},
-                                         cuda_graphs=cuda_graphs, weight_streaming_budget=weight_streaming_budget,
-                                         device=cuda)
-    else:
-        if weight_streaming_budget is not None:
-            raise TcpadeError(f"{folder} is an onnxruntime folder; a weight-streaming budget is for TensorRT "
-                              "plans built with --weight-streaming.")
-        engines, engine_device, stream = _open_ort_engines(folder, manifest, device, io_binding)
-    family = family_for(manifest.model["class"], config, device=engine_device,
+    opened = backend.open(folder, manifest, OpenRequest(device=device, cuda_graphs=cuda_graphs, io_binding=io_binding,
+                                                        weight_streaming_budget=weight_streaming_budget))
+    family = family_for(manifest.model["class"], config, device=opened.device,
                         scheduler_config=manifest.model.get("scheduler"))
     s = manifest.shape
-    return Model(manifest.model["name"], family, EngineParts(folder, manifest, family, engines, stream),
+    return Model(manifest.model["name"], family, EngineParts(folder, manifest, family, opened.engines, opened.stream),
                  conditioner=_load_conditioner(folder, manifest), latent_size=(s["height"], s["width"], s["frames"]),
                  calibrated=manifest.calibrated_schedules())
-
-
-def _open_ort_engines(folder: Path, manifest: Manifest, device: str, io_binding: bool | None):
-    """(engines, their device, the CUDA stream onnxruntime shares or None)."""
-    from ..engines.ort_backend import create_session, provider_chain, resolve_ort_device
-    from ..engines.trt_backend import profile_shapes
-
-    ort_device = resolve_ort_device(device)
-    if ort_device != "cpu" and runs_on_cpu_only(folder, manifest):
-        if device != "auto":
-            raise EngineError(f"{folder} holds onnxruntime's dynamic INT8 block stack (DynamicQuantizeLinear and "
-                              "MatMulInteger), which neither onnxruntime's CUDA provider nor TensorRT runs: on a GPU "
-                              "every quantized linear would run on the CPU, with two copies per call. Build "
-                              "--backend tensorrt --precision int8 (ModelOpt SmoothQuant) for the GPU, or run this "
-                              "folder with --device cpu.")
-        warnings.warn(f"{folder} holds onnxruntime's dynamic INT8 form, which GPUs do not run: it runs on the CPU "
-                      "(build --backend tensorrt --precision int8 for the GPU).", stacklevel=3)
-        ort_device = "cpu"
-    advice = fusion_advice(manifest.options, ort_device, folder)
-    if advice:
-        warnings.warn(advice, stacklevel=3)
-    engine_device, stream = torch.device("cpu"), None
-    if ort_device != "cpu":
-        from ..versions import require_onnxruntime_for_gpu
-
-        require_onnxruntime_for_gpu()
-        engine_device = torch.device("cuda")
-        stream = torch.cuda.Stream()  # not the legacy default stream, which onnxruntime cannot share
-    s, engines = manifest.shape, {}
-    trt_cache = ort_tensorrt_cache(folder, manifest) if ort_device == "tensorrt" else None
-    for name, entry in manifest.parts.items():
-        chain = provider_chain(ort_device, stream=stream.cuda_stream if stream else None, trt_cache=trt_cache,
-                               trt_profiles=profile_shapes(entry.inputs, s["batch_min"], s["batch_opt"],
-                                                           s["batch_max"]))
-        session = create_session(folder / entry.file, chain)
-        engines[name] = OrtPart(name, session, [i["name"] for i in entry.inputs], [o["name"] for o in entry.outputs],
-                                device=engine_device, io_binding=io_binding)
-    return engines, engine_device, stream
-
-
-# onnxruntime's dynamic INT8 form: its CUDA provider registers MatMulInteger for int8 x int8 with scalar zero
-# points only and has no DynamicQuantizeLinear; onnx-tensorrt supports neither (shared/design/DEPLOYMENT_FACTS.md)
-CPU_ONLY_OPS = frozenset({"MatMulInteger", "DynamicQuantizeLinear"})
-
-
-def runs_on_cpu_only(folder: Path, manifest: Manifest) -> bool:
-    """Whether the folder's block stack holds ops that only onnxruntime's CPU provider runs (read without weights)."""
-    import onnx
-
-    graph = onnx.load(str(folder / manifest.parts["blocks"].file), load_external_data=False).graph
-    return any(node.op_type in CPU_ONLY_OPS for node in graph.node)
-
-
-def ort_tensorrt_cache(folder: Path, manifest: Manifest) -> Path:
-    """Where onnxruntime's TensorRT provider keeps the engines it builds on first use: in the folder, or
-    (a read-only deployment) in a temporary folder named after the folder's blocks hash."""
-    if os.access(folder, os.W_OK):
-        return folder / "ort-tensorrt-cache"
-    return Path(tempfile.gettempdir()) / "tcpade-trt-ort-tensorrt" / manifest.parts["blocks"].sha256[:16]
 
 
 def _load_conditioner(folder: Path, manifest: Manifest):

@@ -200,17 +200,8 @@ def build_app(args: dict):
 def default_gpus_per_replica(folder: str, device: str) -> float:
     """One GPU per replica for a folder that runs on one (TensorRT plans; onnxruntime on its CUDA or TensorRT
     provider, asked for or picked by 'auto' where onnxruntime-gpu is installed), else none."""
+    from ..engines import registry
     from ..engines.manifest import read_manifest
 
     manifest = read_manifest(folder, verify_hashes=False)
-    if manifest.backend == "tensorrt":
-        return 1.0
-    if device in ("cuda", "tensorrt"):
-        return 1.0
-    if device == "auto":
-        from ..engines.ort_backend import available_providers
-        from ..runtime.engine_parts import runs_on_cpu_only
-
-        gpu_onnxruntime = "CUDAExecutionProvider" in available_providers()
-        return 1.0 if gpu_onnxruntime and not runs_on_cpu_only(Path(folder), manifest) else 0.0
-    return 0.0
+    return 1.0 if registry.of(manifest).uses_gpu(Path(folder), manifest, device) else 0.0

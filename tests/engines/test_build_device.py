@@ -76,7 +76,8 @@ def test_the_model_leaves_the_gpu_while_tensorrt_builds(tmp_path, monkeypatch):
     """TensorRT's builder allocates outside torch: the model waits in host memory and torch's cache is released
     (a 12B model in bf16 and its freed quantized copy would leave the builder a third of an H100)."""
     from tcpade_trt.builder import BuildOptions, build_engines
-    from tcpade_trt.engines import gpu, trt_backend
+    from tcpade_trt.engines import gpu
+    from tcpade_trt.engines.tensorrt import build as trt_backend
 
     from ..conftest import SHAPES
 

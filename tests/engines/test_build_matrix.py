@@ -81,7 +81,8 @@ def test_a_quantized_plan_is_judged_against_what_its_recipe_costs(tmp_path, monk
     """INT8 error grows with depth (28 blocks in DiT-XL/2): the plan is allowed what the fake-quantized torch blocks
     differ from the model by, measured on the same inputs, plus a kernel margin; a fixed figure below that cost
     (here zero) would stop every sound build."""
-    from tcpade_trt.builder import blocks_stage, plan_check
+    from tcpade_trt.builder import blocks_stage
+    from tcpade_trt.engines.tensorrt import plan_check
 
     install(monkeypatch)
     monkeypatch.setitem(plan_check.PLAN_TOLERANCE, "int8", 0.0)

@@ -10,9 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tcpade_trt.engines import int8_dynamic
-from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
-from tcpade_trt.engines.ort_backend import create_session
+from tcpade_trt.engines.onnxruntime import int8_dynamic
+from tcpade_trt.engines.onnxruntime.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.onnxruntime.sessions import create_session
 from tcpade_trt.export.onnx_files import referenced_data_files, save_model
 from tcpade_trt.export.parts import example_tensors
 
@@ -67,7 +67,7 @@ def _chain_of_matmuls(path, count, rows, cols, external):
 PEAK_OF_QUANTIZING = """
 import sys
 from pathlib import Path
-from tcpade_trt.engines.int8_dynamic import quantize_int8_dynamic
+from tcpade_trt.engines.onnxruntime.int8_dynamic import quantize_int8_dynamic
 
 def status(key):
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tcpade_trt.engines.ort_backend import create_session
+from tcpade_trt.engines.onnxruntime.sessions import create_session
 from tcpade_trt.export.onnx_files import save_model
 
 pytest.importorskip("onnxruntime")
@@ -37,7 +37,7 @@ def test_exact_products_are_asked_for_only_where_the_cpu_needs_them(monkeypatch,
     anyway): it is set on x86 CPUs without VNNI or AMX, and where the flags cannot be read."""
     import platform
 
-    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.engines.onnxruntime import sessions as ort_backend
 
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     for flags, saturates in [({"avx2"}, True), ({"avx2", "avx512_vnni"}, False), ({"avx_vnni"}, False),

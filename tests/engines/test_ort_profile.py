@@ -3,7 +3,7 @@
 import pytest
 
 from tcpade_trt.cli import main
-from tcpade_trt.engines.ort_profile import profile_part
+from tcpade_trt.engines.onnxruntime.profile import profile_part
 from tcpade_trt.errors import ConfigError
 
 

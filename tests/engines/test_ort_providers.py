@@ -3,8 +3,8 @@
 import onnxruntime as ort
 import pytest
 
-from tcpade_trt.engines.ort_backend import default_providers, provider_chain, resolve_ort_device
-from tcpade_trt.engines.trt_backend import profile_shapes
+from tcpade_trt.engines.onnxruntime.sessions import default_providers, provider_chain, resolve_ort_device
+from tcpade_trt.engines.tensorrt.build import profile_shapes
 from tcpade_trt.errors import TcpadeError
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -49,7 +49,7 @@ def test_the_tensorrt_provider_caches_in_the_folder_or_beside_a_read_only_one(fp
     import os
 
     from tcpade_trt.engines.manifest import read_manifest
-    from tcpade_trt.runtime.engine_parts import ort_tensorrt_cache
+    from tcpade_trt.engines.onnxruntime.open import ort_tensorrt_cache
 
     folder = fp32_folders["tiny-dit"]
     manifest = read_manifest(folder)
@@ -61,7 +61,7 @@ def test_the_tensorrt_provider_caches_in_the_folder_or_beside_a_read_only_one(fp
 
 
 def test_a_fused_folder_on_the_tensorrt_provider_gets_advice(tmp_path):
-    from tcpade_trt.runtime.engine_parts import fusion_advice
+    from tcpade_trt.engines.onnxruntime.open import fusion_advice
 
     assert "rebuild with --no-ort-fusions" in fusion_advice({"ort_fusions": True}, "tensorrt", tmp_path)
     assert fusion_advice({"ort_fusions": True}, "cuda", tmp_path) is None  # CUDA has the fused kernels
@@ -71,7 +71,7 @@ def test_a_fused_folder_on_the_tensorrt_provider_gets_advice(tmp_path):
 def test_a_gpu_provider_that_fails_to_load_is_refused_not_run_on_the_cpu(fp32_folders, monkeypatch):
     """onnxruntime prints and falls back to the CPU when CUDA's libraries do not load; the runtime would
     then bind device pointers to a CPU session."""
-    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.engines.onnxruntime import sessions as ort_backend
 
     real = ort.InferenceSession
 
@@ -91,7 +91,7 @@ def test_versions_older_than_the_floors_are_refused_with_the_reason(monkeypatch)
 
     import torch
 
-    from tcpade_trt.engines.trt_backend import TensorRTError, import_tensorrt
+    from tcpade_trt.engines.tensorrt.build import TensorRTError, import_tensorrt
     from tcpade_trt.versions import require_onnxruntime_for_gpu, require_torch_for_export
 
     monkeypatch.setattr(torch, "__version__", "2.4.1+cu121")
@@ -111,7 +111,7 @@ def test_a_dynamic_int8_folder_is_refused_on_a_gpu_and_auto_runs_it_on_the_cpu(f
     import warnings
 
     from tcpade_trt.builder import BuildOptions, build_engines
-    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.engines.onnxruntime import sessions as ort_backend
     from tcpade_trt.runtime.engine_parts import open_engines
 
     from ..conftest import SHAPES

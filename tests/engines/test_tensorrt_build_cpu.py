@@ -4,7 +4,7 @@ through the TensorRT stand-in (every family and precision) are in test_build_mat
 import pytest
 
 from tcpade_trt.builder import BuildOptions, build_engines
-from tcpade_trt.engines.trt_backend import TensorRTError
+from tcpade_trt.engines.tensorrt.build import TensorRTError
 
 from ..conftest import SHAPES
 

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from tcpade_trt.engines.trt_backend import (
+from tcpade_trt.engines.tensorrt.build import (
     TensorRTError,
     builder_plan,
     check_precision_supported,
@@ -55,7 +55,7 @@ def test_missing_tensorrt_is_one_sentence(monkeypatch):
 
 
 def test_plans_from_another_tensorrt_or_gpu_are_refused(monkeypatch, fp32_folders):
-    from tcpade_trt.engines import trt_plans
+    from tcpade_trt.engines.tensorrt import plans as trt_plans
     from tcpade_trt.engines.manifest import read_manifest
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
@@ -103,7 +103,8 @@ def test_a_tensorrt_build_checks_every_plan_before_sealing_the_folder(tmp_path, 
 
 
 def test_a_plan_that_disagrees_with_torch_stops_the_build(tmp_path, monkeypatch, unfused_flux_folder):
-    from tcpade_trt.builder import BuildOptions, build_engines, plan_check
+    from tcpade_trt.builder import BuildOptions, build_engines
+    from tcpade_trt.engines.tensorrt import plan_check
     from tcpade_trt.export.onnx_export import ExportError
 
     install(monkeypatch)
@@ -115,7 +116,7 @@ def test_a_plan_that_disagrees_with_torch_stops_the_build(tmp_path, monkeypatch,
 
 
 def test_builder_refusals_are_one_sentence(tmp_path, monkeypatch, fp32_folders, unfused_flux_folder):
-    from tcpade_trt.engines.trt_backend import BuilderPlan, build_plan_file
+    from tcpade_trt.engines.tensorrt.build import BuilderPlan, build_plan_file
 
     install(monkeypatch)
     plan = BuilderPlan(strongly_typed=True)
@@ -143,7 +144,7 @@ def test_the_parser_refuses_what_onnx_tensorrt_refuses_and_the_build_says_what_t
     checkers fail MatMulInteger / DynamicQuantizeLinear); the stand-in's parser holds the same table."""
     from tcpade_trt.builder import BuildOptions, build_engines
     from tcpade_trt.engines.manifest import read_manifest
-    from tcpade_trt.engines.trt_backend import BuilderPlan, build_plan_file
+    from tcpade_trt.engines.tensorrt.build import BuilderPlan, build_plan_file
 
     fake = install(monkeypatch)
     build_engines("tiny-dit", tmp_path / "int8", BuildOptions(precision="int8", shape=SHAPES["tiny-dit"],

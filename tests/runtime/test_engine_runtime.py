@@ -183,12 +183,14 @@ def test_the_scheduler_lives_where_the_engines_tensors_do(fp32_folders, monkeypa
     """On a GPU the timestep of every step must already be on the device: a host tensor would be copied to
     it per engine call (onnxruntime) or bound as a host pointer (TensorRT). The 'meta' device stands in
     for a GPU here."""
+    from tcpade_trt.engines import onnxruntime as ort_backend
+    from tcpade_trt.engines.backend import Opened
     from tcpade_trt.runtime import engine_parts
 
-    def open_on_a_gpu(folder, manifest, device, io_binding):  # what opening a folder on a GPU decides
-        return {}, torch.device("meta"), None
+    def open_on_a_gpu(folder, manifest, request):  # what opening a folder on a GPU decides
+        return Opened({}, torch.device("meta"))
 
-    monkeypatch.setattr(engine_parts, "_open_ort_engines", open_on_a_gpu)
+    monkeypatch.setattr(ort_backend.BACKEND, "open", open_on_a_gpu)
     model = engine_parts.open_engines(fp32_folders["tiny-flux"], device="cpu")
     scheduler = model.family.make_scheduler(20, model.geometry_for(1))
     assert scheduler.timesteps.device.type == "meta"

@@ -11,8 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from tcpade_trt.engines import trt_plans
-from tcpade_trt.engines.trt_backend import TensorRTError
+from tcpade_trt.engines.tensorrt import plans as trt_plans
+from tcpade_trt.engines.tensorrt.build import TensorRTError
 from tcpade_trt.runtime.streams import on_stream
 
 from ..fake_tensorrt import ILLEGAL_ADDRESS, install, write_fake_plan

@@ -42,7 +42,7 @@ def test_a_pipeline_that_is_not_a_pipeline_folder(fp32_folders, tmp_path, capsys
 def test_replicas_ask_ray_for_a_gpu_each_when_the_folder_runs_on_one(fp32_folders, trt_folders, monkeypatch):
     """Ray places a replica on a GPU (its own CUDA_VISIBLE_DEVICES) only when it asks for num_gpus; with none
     asked, every replica of a node loaded onto GPU 0."""
-    from tcpade_trt.engines import ort_backend
+    from tcpade_trt.engines.onnxruntime import sessions as ort_backend
     from tcpade_trt.serve.app import build_app
 
     def gpus(folder, **args):

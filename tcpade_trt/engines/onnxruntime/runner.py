@@ -1,4 +1,4 @@
-"""onnxruntime sessions called with named torch tensors: one engine part of an EngineModel.
+"""onnxruntime sessions called with named torch tensors: the onnxruntime backend's Runner (engines/backend.py).
 
 On CPU, tensors cross as numpy views (zero-copy both ways). On a GPU (CUDA or TensorRT execution
 provider) they cross by I/O binding: inputs are bound by their device pointers, outputs are
@@ -14,13 +14,8 @@ import time
 import numpy as np
 import torch
 
-from ..errors import TcpadeError
-from ..models.family import Tensors
-
-
-class EngineError(TcpadeError):
-    """An engine failed while running."""
-
+from ...models.family import Tensors
+from ..backend import EngineError
 
 # element types for I/O binding; bfloat16 has no numpy type, onnxruntime takes ONNX's enum (16) for it
 _ELEMENT_TYPE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: 16, torch.int64: np.int64,

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import TcpadeError
-from ..versions import version_tuple
-from . import gpu
+from ...errors import TcpadeError
+from ...versions import version_tuple
+from .. import gpu
 
 MIN_CAPABILITY = {"fp8": (8, 9), "bf16": (8, 0), "int8": (6, 1), "fp16": (5, 3), "fp32": (0, 0)}
 
@@ -182,7 +182,7 @@ def build_plan_file(onnx_path: Path, plan_path: Path, inputs: list[dict], shape:
 
 def build_plans(folder: Path, entries: dict, options) -> None:
     """A .plan next to every .onnx of the folder; entries then point at the plans (their sources stay,
-    hashed with them). builder/plan_check.py runs each against torch before the folder is sealed."""
+    hashed with them). plan_check.py runs each against torch before the folder is sealed."""
     import_tensorrt()  # one sentence when TensorRT is missing or too old
     import tensorrt as trt
 

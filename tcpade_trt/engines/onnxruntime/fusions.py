@@ -32,7 +32,7 @@ def fuse_for_onnxruntime(path: Path) -> dict[str, int]:
     from onnxruntime.transformers.fusion_simplified_layernorm import FusionSimplifiedLayerNormalization
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    from ..export.onnx_files import referenced_data_files, save_model
+    from ...export.onnx_files import referenced_data_files, save_model
 
     path = Path(path)
     external = bool(referenced_data_files(path))  # parts over 2 GB keep their weights beside them

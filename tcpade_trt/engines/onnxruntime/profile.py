@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 
 def profile_part(folder: str | Path, part: str = "blocks", batch: int | None = None, runs: int = 10,
@@ -24,8 +24,8 @@ def profile_part(folder: str | Path, part: str = "blocks", batch: int | None = N
     """Run ``part`` of an onnxruntime folder ``runs`` times on random inputs of ``batch`` rows (default:
     the folder's opt batch) after ``warmup`` runs; returns (op type, share of node time, ms per run),
     largest first."""
-    from .manifest import read_manifest
-    from .ort_backend import create_session
+    from ..manifest import read_manifest
+    from .sessions import create_session
 
     folder = Path(folder)
     manifest = read_manifest(folder)

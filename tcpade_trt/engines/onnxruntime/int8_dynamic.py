@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..export.onnx_files import data_file_name, move_model, scratch_folder
+from ...export.onnx_files import data_file_name, move_model, scratch_folder
 
 QMAX = 127  # symmetric int8: -127..127, zero point 0 (onnxruntime's default for weights)
 ALIGN_BYTES = 65536  # large tensors start on an allocation-granularity boundary (onnx's default), so they can be mapped

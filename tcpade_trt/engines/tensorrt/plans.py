@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from . import gpu
-from .trt_backend import TensorRTError, gpu_identity, import_tensorrt
+from .. import gpu
+from .build import TensorRTError, gpu_identity, import_tensorrt
 
 if TYPE_CHECKING:  # TensorRT's types for the static check (scripts/typecheck_tensorrt.sh); imported lazily at run time
     import tensorrt
@@ -104,7 +104,7 @@ def torch_dtype(trt, dtype) -> torch.dtype:
 
 
 class TrtPart:
-    """One deserialized TensorRT plan called with named torch tensors, like runtime.ort_parts.OrtPart."""
+    """One deserialized TensorRT plan called with named torch tensors, like engines/onnxruntime/runner.OrtPart."""
 
     def __init__(self, name: str, engine: tensorrt.ICudaEngine, device: CudaDevice, stream,
                  scratch: torch.Tensor | None = None, cuda_graphs: bool = False, keep_alive=None):

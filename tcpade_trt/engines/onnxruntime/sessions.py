@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TcpadeError
+from ...errors import TcpadeError
 
 
 def import_onnxruntime():
@@ -113,7 +113,7 @@ def int8_products_saturate() -> bool:
 def create_session(path: str | Path, providers: list | None = None, threads: int | None = None,
                    profile_prefix: str | None = None):
     """An InferenceSession for ``path`` with full graph optimisation; a bad file becomes one sentence.
-    profile_prefix: write onnxruntime's profile (JSON) there (see ort_profile.py)."""
+    profile_prefix: write onnxruntime's profile (JSON) there (see profile.py)."""
     ort = import_onnxruntime()
 
     options = ort.SessionOptions()
@@ -136,7 +136,7 @@ def create_session(path: str | Path, providers: list | None = None, threads: int
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for corrupt or invalid files
-        from ..errors import ManifestError
+        from ...errors import ManifestError
 
         raise ManifestError(f"onnxruntime cannot load {path} ({type(exc).__name__}: {str(exc)[:160]}); the file "
                             "is corrupt or not an ONNX model: rebuild the engine folder.") from None
