@@ -28,6 +28,28 @@ def test_no_cache_method_is_named_outside_its_own_file():
     assert not found, "cache methods named outside cache/methods/: " + ", ".join(found)
 
 
+def test_no_backend_is_named_outside_its_own_folder():
+    """A backend is a folder of engines/ behind engines/backend.Backend; the build, the runtime, the server and the
+    benchmarks ask the registry (or the backend) and never compare a backend's name."""
+    from tcpade_trt.engines import registry as backends
+
+    names = set(backends.names())
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("engines/"):
+            continue
+        found += [f"{relative}:{line} {value!r}" for line, value in string_constants(path) if value in names]
+    assert not found, "backends named outside engines/: " + ", ".join(found)
+
+
+def test_every_backend_folder_declares_one_backend():
+    from tcpade_trt.engines import registry as backends
+
+    folders = sorted(p.parent.name for p in (PACKAGE / "engines").glob("*/__init__.py"))
+    assert sorted(backends.names()) == folders
+
+
 def test_every_method_file_declares_one_method():
     files = sorted(p.stem for p in (PACKAGE / "cache" / "methods").glob("*.py") if p.stem != "__init__")
     assert sorted(registry.methods()) == files

@@ -42,7 +42,7 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = QUICK["seeds"], step
     cond, noise = subject.inputs(seeds)
     backends = [torch_backend(model)]
     if engines:
-        backends += [engine_backend(Runtime(folder), precision) for precision, folder in subject.folders.items()]
+        backends += [engine_backend(Runtime(folder)) for folder in subject.folders.values()]
     caches = ("none", *[c for c in caches if c != "none"])
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     runs, images = measure(backends, caches, cond, noise, steps, repeats, subject.quality_space, tick=bar.update)

@@ -161,9 +161,11 @@ def _time_engines(folder, caches, steps: int, repeats: int, progress) -> list[di
 
 
 def _is_tensorrt(folder) -> bool:
+    """Whether the folder's engines were built for (and run on) a GPU (TensorRT plans)."""
+    from ..engines import registry
     from ..engines.manifest import read_manifest
 
-    return read_manifest(folder, verify_hashes=False).backend == "tensorrt"
+    return registry.of(read_manifest(folder, verify_hashes=False)).runs_on_gpu
 
 
 def markdown(results: dict) -> str:

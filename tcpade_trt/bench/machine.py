@@ -30,12 +30,15 @@ def machine_info() -> dict:
         "torch": torch.__version__,
         "platform": platform.platform(),
     }
-    try:
-        import onnxruntime
+    from ..engines import registry
+    from ..errors import TcpadeError
 
-        info["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    for backend in registry.backends().values():  # each installed backend's runtime version
+        if backend.available():
+            try:
+                info.update(backend.versions())
+            except TcpadeError:  # installed but unusable here (TensorRT without a GPU)
+                pass
     info.update(gpu.identity())
     return info
 

@@ -28,7 +28,7 @@ PEER_BACKEND = "diffusers-hook"
 class Backend:
     """A way to sample a model: eager torch or an engine folder's runtime, at one precision."""
 
-    name: str  # "torch" or "onnxruntime"
+    name: str  # "torch", or the engine folder's backend
     precision: str
     run: Callable[..., SampleResult]  # (cond, noise, cache_spec, steps, guidance_scale) -> SampleResult
     synchronize: Callable[[], None] = lambda: None  # the host waits for its device's queued work
@@ -45,8 +45,10 @@ def torch_backend(model) -> Backend:
     return Backend("torch", "fp32", run, model.synchronize)
 
 
-def engine_backend(runtime, precision: str) -> Backend:
-    return Backend("onnxruntime", precision, lambda cond, noise, spec, steps, guidance: runtime.generate(
+def engine_backend(runtime) -> Backend:
+    """An engine folder's runtime, named by its backend and precision (its manifest's)."""
+    manifest = runtime.manifest
+    return Backend(manifest.backend, manifest.precision, lambda cond, noise, spec, steps, guidance: runtime.generate(
         cond, noise, cache=spec, steps=steps, guidance_scale=guidance), runtime.synchronize)
 
 

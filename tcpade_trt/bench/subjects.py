@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..engines import registry
 from ..errors import ConfigError
 from ..export.parts import BuildShape
 from ..models.family import Tensors
@@ -128,12 +129,12 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
         if m.model["weights_sha256"] != first.model["weights_sha256"] or m.shape != first.shape:
             raise ConfigError(f"{folder} holds another model or shape than {first_folder}; bench compares "
                               "folders of one model built for one shape.")
-        if m.backend != "onnxruntime":
-            raise ConfigError(f"{folder} is a {m.backend} folder; bench runs onnxruntime folders (TensorRT plans: "
-                              "use `tcpade-trt gpu-bench` on a GPU machine).")
-    by_precision = {m.precision: f for f, m in manifests.items()}
+        if registry.of(m).runs_on_gpu:
+            raise ConfigError(f"{folder} is a {m.backend} folder; bench runs CPU folders ({m.backend}: use "
+                              "`tcpade-trt gpu-bench` on a GPU machine).")
+    by_precision = {variant(m.backend, m.precision): f for f, m in manifests.items()}
     if len(by_precision) != len(manifests):
-        raise ConfigError("give one engine folder per precision.")
+        raise ConfigError("give one engine folder per backend and precision.")
     s = first.shape
     subject = BenchSubject(first.model["name"], None, by_precision, open_engines(first_folder), s["height"],
                            s["width"], s["frames"], text_tokens=s.get("text_tokens", 8),
@@ -145,17 +146,35 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
     return subject
 
 
+def variant(backend: str, precision: str) -> str:
+    """An engine variant's name: 'int8' (the default backend's), 'openvino:bf16' (another backend's)."""
+    return precision if backend == registry.DEFAULT else f"{backend}:{precision}"
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """'int8' -> (default backend, 'int8'); 'openvino:bf16' -> ('openvino', 'bf16'); one sentence if unknown."""
+    backend, _, precision = text.rpartition(":")
+    engines = registry.backend(backend or registry.DEFAULT)
+    if precision not in engines.precisions:
+        raise ConfigError(f"engine variant {text!r}: the {engines.name} backend builds "
+                          f"{', '.join(engines.precisions)}; write PRECISION or BACKEND:PRECISION.")
+    return engines.name, precision
+
+
 def ensure_engines(model: Model, root: Path, prefix: str, shape: BuildShape, precisions, progress: bool,
                    int8_mode: str = "dynamic") -> dict[str, Path]:
-    """onnxruntime folders root/PREFIX-PRECISION for ``model`` (reused when built by this source for
-    these weights and this shape; the quantized ones reuse the FP32 folder's ONNX export)."""
+    """Engine folders root/PREFIX-[BACKEND-]PRECISION for ``model``, one per variant in ``precisions`` ('int8',
+    'openvino:fp32': see ``variant``), reused when built by this source for these weights and this shape; the
+    default backend's quantized ones reuse its FP32 folder's ONNX export."""
     from ..builder.build import BuildOptions, build_engines, model_identity
     from ..engines.manifest import read_manifest, source_fingerprint
     from ..errors import ManifestError
 
     weights = model_identity(model)["weights_sha256"]
-    folders = {p: root / f"{prefix}-{p}" for p in ("fp32", *[p for p in precisions if p != "fp32"])}
-    for precision, path in folders.items():
+    wanted = [variant(*parse_variant(v)) for v in precisions]
+    folders = {v: root / f"{prefix}-{v.replace(':', '-')}" for v in ("fp32", *[v for v in wanted if v != "fp32"])}
+    for name, path in folders.items():
+        backend, precision = parse_variant(name)
         try:
             m = read_manifest(path)
             if (m.versions.get("source") == source_fingerprint() and m.model["weights_sha256"] == weights
@@ -164,8 +183,9 @@ def ensure_engines(model: Model, root: Path, prefix: str, shape: BuildShape, pre
         except ManifestError:
             pass
         if progress:
-            log.info("building onnxruntime %s engines -> %s", precision, path)
-        options = BuildOptions(precision=precision, shape=shape, int8_mode=int8_mode,
-                               reuse_onnx_from=folders["fp32"] if precision != "fp32" else None)
+            log.info("building %s %s engines -> %s", backend, precision, path)
+        reuse = folders["fp32"] if backend == registry.DEFAULT and precision != "fp32" else None
+        options = BuildOptions(backend=backend, precision=precision, shape=shape, int8_mode=int8_mode,
+                               reuse_onnx_from=reuse)
         build_engines(model, path, options, progress=progress)
-    return {p: folders[p] for p in precisions}
+    return {v: folders[v] for v in wanted}

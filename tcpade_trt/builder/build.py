@@ -60,7 +60,7 @@ class TensorRTOptions:
 
 @dataclass
 class BuildOptions:
-    backend: str = "onnxruntime"
+    backend: str = registry.DEFAULT
     precision: str = "fp32"
     shape: BuildShape = field(default_factory=lambda: BuildShape(height=16, width=16))
     int8_mode: str = "dynamic"  # "dynamic" (no calibration) or "static" (QDQ, calibrated)

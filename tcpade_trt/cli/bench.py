@@ -1,4 +1,4 @@
-"""Benchmark caching x quantization: eager torch FP32 and onnxruntime engines (FP32, INT8) x cache
+"""Benchmark caching x quantization: eager torch FP32 and engines (onnxruntime FP32, INT8; OpenVINO) x cache
 presets x batch sizes, with diffusers' own cache hooks as independent peers, on a model (default:
 the demo model; engines are built for it under OUT/engines) or on existing engine folders
 (--engines). Writes bench.json, bench.md (the tables) and plots into the output folder."""
@@ -24,8 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batches", type=positive_int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--caches", nargs="+", default=list(DEFAULT_CACHES), help="cache specs (default: %(default)s)")
     p.add_argument("--peers", nargs="*", default=list(PEERS), help="diffusers hooks to compare (default: all)")
-    p.add_argument("--precisions", nargs="*", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
-                   help="onnxruntime engine precisions (none: torch only)")
+    p.add_argument("--precisions", nargs="*", default=["fp32", "int8"], metavar="[BACKEND:]PRECISION",
+                   help="engine variants to build and time: a precision of the default backend (fp32, int8, fp8) or "
+                        "BACKEND:PRECISION, e.g. openvino:fp32, openvino:bf16 (none: torch only)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--markdown", type=Path, help="also write the tables to this file (e.g. docs/benchmarks.md)")
@@ -45,6 +46,10 @@ def run(args) -> int:
         raise ConfigError("--steps must be at least 2.")
     for spec in args.caches:
         cache_config(spec)  # a bad spec is one sentence before the minutes of engine builds
+    from ..bench.subjects import parse_variant
+
+    for text in args.precisions:
+        parse_variant(text)  # likewise an unknown backend or precision
     start = time.perf_counter()
     run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
               precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats, model=args.model,

@@ -26,7 +26,11 @@ def add_arguments(p) -> None:
     p.add_argument("--out", type=Path, required=True, help="engine folder to write (replaced atomically)")
     p.add_argument("--force", action="store_true",
                    help="replace --out even if it is not an engine folder this tool wrote (never the model's own)")
-    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    from ..engines import registry
+
+    p.add_argument("--backend", choices=BACKENDS, default=registry.DEFAULT,
+                   help="what builds and runs the engines (engines/<backend>/): " + "; ".join(
+                       f"{b.name}: {b.install}" for b in registry.backends().values()))
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the block stack")
     p.add_argument("--int8-mode", choices=("dynamic", "static"), default="dynamic",
                    help="onnxruntime INT8: dynamic (no calibration) or static QDQ calibrated on trajectories")

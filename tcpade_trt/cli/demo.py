@@ -27,8 +27,9 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=positive_int,
                    help="timed rounds over every cell; the median is reported (default 3; --full 7)")
     p.add_argument("--torch-only", action="store_true", help="skip the onnxruntime engines (no build)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8", "fp8"],
-                   help="onnxruntime engine precisions (fp8: simulated on CPU, for its quality only)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], metavar="[BACKEND:]PRECISION",
+                   help="engine variants: onnxruntime precisions (fp32, int8; fp8: simulated on CPU, for its quality "
+                        "only) or BACKEND:PRECISION, e.g. openvino:fp32")
 
 
 def run(args) -> int:
@@ -43,6 +44,10 @@ def run(args) -> int:
         raise ConfigError("--steps must be at least 2.")
     for spec in args.caches:
         cache_config(spec)  # a bad spec is one sentence before the engine builds
+    from ..bench.subjects import parse_variant
+
+    for text in args.precisions:
+        parse_variant(text)  # likewise an unknown backend or precision
     protocol = FULL if args.full else QUICK
     seeds = args.seeds or protocol["seeds"]
     repeats = args.repeats or protocol["repeats"]

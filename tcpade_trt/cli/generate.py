@@ -46,8 +46,12 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-streaming-budget", metavar="BUDGET",
                    help="TensorRT folders built with --weight-streaming: how much of the block stack's weights stays "
                         "on the GPU, e.g. 40%% or 12GB; the rest streams from host memory each step")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"],
-                   help="onnxruntime folders: execution provider (auto = CUDA when onnxruntime-gpu sees a GPU)")
+    from ..engines import registry
+
+    devices = list(dict.fromkeys(d for b in registry.backends().values() for d in b.devices))
+    p.add_argument("--device", default="auto", choices=devices,
+                   help="where the folder's engines run; onnxruntime folders: its execution provider (auto = CUDA "
+                        "when onnxruntime-gpu sees a GPU); others take auto or their own device")
 
 
 def run(args) -> int:

@@ -55,8 +55,8 @@ def test_missing_tensorrt_is_one_sentence(monkeypatch):
 
 
 def test_plans_from_another_tensorrt_or_gpu_are_refused(monkeypatch, fp32_folders):
-    from tcpade_trt.engines.tensorrt import plans as trt_plans
     from tcpade_trt.engines.manifest import read_manifest
+    from tcpade_trt.engines.tensorrt import plans as trt_plans
 
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
     manifest = read_manifest(fp32_folders["tiny-dit"])
