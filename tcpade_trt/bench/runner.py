@@ -21,7 +21,7 @@ from ..cache import DEFAULT_CACHE, compared_presets
 from ..engines import gpu, registry
 from ..paths import write_text_atomic
 from .machine import machine_info
-from .matrix import engine_backend, measure, torch_backend
+from .matrix import COMPILED, compiled_torch_backend, engine_backend, measure, torch_backend
 from .peers import PEERS, calibrate_magcache, run_peer
 from .subjects import BenchSubject, demo_subject, engines_subject, model_subject
 
@@ -49,7 +49,8 @@ def bench_subject(out: Path, model: str = "demo", engines: list[Path] | None = N
 
 def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEERS, precisions=("fp32", "int8"),
               steps: int = 20, repeats: int = 3, progress: bool = True, model: str = "demo",
-              engines: list[Path] | None = None) -> dict:
+              engines: list[Path] | None = None, compiled: tuple[str, ...] = ()) -> dict:
+    """``compiled``: torch.compile peers of the torch model (matrix.COMPILED_PRECISIONS: fp32, bf16 autocast)."""
     from ..runtime.runtime import Runtime
 
     out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +59,8 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
     peers = tuple(peers) if torch_model is not None else ()
     caches = ("none", *[c for c in caches if c != "none"])
     backends = [torch_backend(torch_model)] if torch_model is not None else []
+    if torch_model is not None:  # the baseline a CPU user would pick, cached with the same policies
+        backends += [compiled_torch_backend(torch_model, p) for p in compiled]
     order = sorted(subject.folders, key=lambda v: v != "fp32")  # FP32 first: the reference without torch
     backends += [engine_backend(Runtime(subject.folders[v], device="cpu")) for v in order]
     guidance = subject.guidance_scale
@@ -125,7 +128,35 @@ def markdown(results: dict) -> str:
     if all(r["speedup_vs_reference"] is None for r in results["runs"]):  # engine folders only
         return "\n".join([*lines, *pictures])
     lines += _orthogonal_speedups(results)
+    lines += _against_compiled(results)
     return "\n".join([*lines, "", *pictures])
+
+
+QUALITY_FLOOR_DB = 40.0  # "equal quality": at least this PSNR against the reference (eager torch FP32 uncached)
+
+
+def _against_compiled(results: dict) -> list[str]:
+    """Whether the fastest engine variant beats torch.compile with bf16 autocast, uncached and with the default
+    cache, at each batch, counting only cells whose images hold QUALITY_FLOOR_DB against the reference."""
+    lines = []
+    engines = set(registry.names())
+    for cache in ("none", DEFAULT_CACHE):
+        for batch in results["batches"]:
+            rows = [r for r in results["runs"] if r["batch"] == batch and r["cache"] == cache]
+            peer = next((r for r in rows if r["backend"] == COMPILED and r["precision"] == "bf16"), None)
+            held = [r for r in rows if r["backend"] in engines
+                    and (r["psnr_vs_reference_db"] or 0) >= QUALITY_FLOOR_DB]
+            if peer is None or not held:
+                continue
+            best = min(held, key=lambda r: r["latency_per_image_s"])
+            ratio = peer["latency_per_image_s"] / best["latency_per_image_s"]
+            verdict = "beats" if ratio > 1 else "does not beat"
+            lines.append(f"- Target, batch {batch}, cache {cache}: the fastest engine variant at >= "
+                         f"{QUALITY_FLOOR_DB:g} dB ({best['backend']} {best['precision']}, "
+                         f"{best['latency_per_image_s'] * 1000:.1f} ms / image) {verdict} torch.compile bf16 "
+                         f"({peer['latency_per_image_s'] * 1000:.1f} ms, {peer['psnr_vs_reference_db']:.1f} dB): "
+                         f"{ratio:.2f}x.")
+    return ["", *lines] if lines else []
 
 
 # The project's CPU targets for INT8 + tcpade-fast, per image: (reference, at least this speedup).

@@ -27,6 +27,9 @@ def add_arguments(p) -> None:
     p.add_argument("--precisions", nargs="*", default=["fp32", "int8"], metavar="[BACKEND:]PRECISION",
                    help="engine variants to build and time: a precision of the default backend (fp32, int8, fp8) or "
                         "BACKEND:PRECISION, e.g. openvino:fp32, openvino:bf16 (none: torch only)")
+    p.add_argument("--compiled", nargs="*", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="torch.compile peers of the model's block stack: fp32, bf16 (autocast); cached with the same "
+                        "policies (none: leave them out; compiling takes a minute or two per batch size)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--markdown", type=Path, help="also write the tables to this file (e.g. docs/benchmarks.md)")
@@ -53,7 +56,7 @@ def run(args) -> int:
     start = time.perf_counter()
     run_bench(args.out, batches=tuple(args.batches), caches=tuple(args.caches), peers=tuple(args.peers),
               precisions=tuple(args.precisions), steps=args.steps, repeats=args.repeats, model=args.model,
-              engines=args.engines)
+              engines=args.engines, compiled=tuple(args.compiled))
     print((args.out / "bench.md").read_text())
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

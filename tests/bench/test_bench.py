@@ -16,7 +16,7 @@ def test_bench_writes_json_table_and_plots(tmp_path, capsys):
     out = tmp_path / "bench"
     assert main(["bench", "tiny-flux", "--out", str(out), "--batches", "1", "2", "--repeats", "1", "--steps", "6",
                  "--caches", "none", "tcpade-fast", "--peers", "diffusers-fbcache", "--precisions", "int8",
-                 "--markdown", str(tmp_path / "benchmarks.md")]) == 0
+                 "--compiled", "--markdown", str(tmp_path / "benchmarks.md")]) == 0
     results = json.loads((out / "bench.json").read_text())
     keys = {"backend", "precision", "cache", "batch", "steps", "full_steps", "latency_s", "throughput_img_s",
             "speedup", "psnr_db", "ssim", "peak_mem_mb"}
@@ -42,7 +42,8 @@ def test_peers_skip_steps_and_leave_the_model_as_it_was():
 def test_bench_on_a_tiny_model_with_guidance_builds_its_engines_and_scores_latents(tmp_path):
     out = tmp_path / "bench-wan"
     assert main(["bench", "tiny-wan", "--out", str(out), "--batches", "1", "--repeats", "1", "--steps", "6",
-                 "--caches", "none", "tcpade-fast", "--peers", "diffusers-fbcache", "--precisions", "int8"]) == 0
+                 "--caches", "none", "tcpade-fast", "--peers", "diffusers-fbcache", "--precisions", "int8",
+                 "--compiled"]) == 0
     results = json.loads((out / "bench.json").read_text())
     assert results["model"] == "tiny-wan" and results["guidance_scale"] == 5.0
     cells = {(r["backend"], r["precision"], r["cache"]): r for r in results["runs"]}
@@ -52,6 +53,26 @@ def test_bench_on_a_tiny_model_with_guidance_builds_its_engines_and_scores_laten
     assert cells["onnxruntime", "int8", "tcpade-fast"]["psnr_vs_reference_db"] > 10  # latents near the eager ones
     assert cells["torch", "fp32", "tcpade-fast"]["ssim"] is None  # 8x8 latents: too small for SSIM's window
     assert (out / "engines" / "tiny-wan-int8" / "manifest.json").is_file()
+
+
+def test_compiled_peers_and_another_backend_sit_in_the_same_table(tmp_path):
+    """torch.compile (fp32, bf16 autocast) as the CPU user's baseline, cached with the same policies, next to the
+    engine variants of every installed CPU backend; the page says whether the fastest variant beats compiled bf16."""
+    import importlib.util
+
+    variants = ["fp32", *(["openvino:fp32"] if importlib.util.find_spec("openvino") else [])]
+    out = tmp_path / "bench-compiled"
+    assert main(["bench", "tiny-dit", "--out", str(out), "--batches", "1", "--repeats", "1", "--steps", "6",
+                 "--caches", "none", "tcpade-fast", "--peers", "--precisions", *variants,
+                 "--compiled", "fp32", "bf16"]) == 0
+    results = json.loads((out / "bench.json").read_text())
+    cells = {(r["backend"], r["precision"], r["cache"]): r for r in results["runs"]}
+    assert cells["torch.compile", "fp32", "none"]["psnr_vs_reference_db"] > 60  # the same numbers, compiled
+    assert 20 < cells["torch.compile", "bf16", "none"]["psnr_vs_reference_db"] < 100  # bf16 differs a little
+    assert cells["torch.compile", "bf16", "tcpade-fast"]["full_steps"] < 6  # caching composes with compilation
+    if len(variants) > 1:
+        assert cells["openvino", "fp32", "none"]["psnr_vs_reference_db"] > 60
+    assert "torch.compile bf16" in (out / "bench.md").read_text()
 
 
 def test_bench_on_engine_folders_alone_uses_the_fp32_folder_as_reference(tmp_path, fp32_folders, capsys):

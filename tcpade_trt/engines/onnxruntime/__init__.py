@@ -53,6 +53,11 @@ class OnnxRuntime(Backend):
 
         return quantize_onnxruntime_int8(blocks, options, calibration_feeds)
 
+    def versions(self) -> dict:
+        from .sessions import import_onnxruntime
+
+        return {"onnxruntime": import_onnxruntime().__version__}
+
     def manifest_options(self, options) -> dict:
         return {"ort_fusions": self.fuses_onnxruntime_ops(options)}
 
