@@ -51,33 +51,15 @@ COMPILED_PRECISIONS = ("fp32", "bf16")  # bf16: autocast around the compiled blo
 
 def compiled_torch_backend(model, precision: str) -> Backend:
     """The baseline a CPU user would pick: the model's block stack under torch.compile (inductor), in fp32 or with
-    bf16 autocast (its outputs back in fp32). The cache policies run on it unchanged: the step calls
-    ``parts.blocks`` / ``parts.blocks_with_residual`` whatever they are, so caching composes with compilation.
-    Compiled once per input shape, on the matrix's untimed first run of each cell."""
-    import copy
-
+    bf16 autocast (runtime/compiled.py), cached with the same policies. Compiled once per input shape, on the
+    matrix's untimed first run of each cell."""
     from ..cache import make_policy
+    from ..runtime.compiled import AUTOCAST, compiled_blocks
     from ..runtime.sampler import sample
 
     if precision not in COMPILED_PRECISIONS:
         raise ValueError(f"torch.compile peers run in {', '.join(COMPILED_PRECISIONS)} (got {precision!r}).")
-    parts = copy.copy(model.parts)  # the model itself stays eager (the reference)
-    eager_blocks = type(model.parts).blocks.__get__(model.parts)  # the class's: the copy's is replaced below
-
-    def blocks_with_residual(step):
-        if precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                x_out = eager_blocks(step)
-            x_out = x_out.float()
-        else:
-            x_out = eager_blocks(step)
-        return x_out, x_out - step["hidden_states"]
-
-    compiled = torch.compile(blocks_with_residual)
-    parts.blocks_with_residual = compiled
-    parts.blocks = lambda step: compiled(step)[0]
-    compiled_model = copy.copy(model)
-    compiled_model.parts = parts
+    compiled_model = compiled_blocks(model, autocast=AUTOCAST[precision])
 
     def run(cond, noise, spec, steps, guidance):
         policy = make_policy(spec, calibrated=model.calibrated)

@@ -123,6 +123,9 @@ class CachedForward:
             self._finish(complete=all(b.step >= b.num_steps for b in self._branches.values()))
 
     # -- the wrapped forward ------------------------------------------------------------------
+    # Never traced: a compiled transformer (``transformer.compile()``) would otherwise trace the policy's decisions
+    # and its step counter and recompile at every step; compile the block stack with apply_cache(compile=True).
+    @torch.compiler.disable
     def __call__(self, *args, **kwargs):
         try:
             bound = self._signature.bind(*args, **kwargs)
@@ -237,9 +240,14 @@ def unbind_scheduler(scheduler) -> None:
 class CacheHandle(CachedForward):
     """What ``apply_cache`` returns: statistics, reset and removal."""
 
-    def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None, calibrated=()):
+    def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None, calibrated=(),
+                 compile: bool | dict = False):
         model = split_model(transformer)
         model.calibrated = calibrated
+        if compile:  # the block stack compiled, the policy eager (runtime/compiled.py)
+            from .compiled import compiled_blocks
+
+            model = compiled_blocks(model, **(compile if isinstance(compile, dict) else {}))
         super().__init__(model, config, num_steps, inspect.signature(transformer.forward), scheduler=scheduler)
         self.transformer = transformer
         self.removed = False
@@ -278,7 +286,7 @@ class CacheHandle(CachedForward):
 
 
 def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: int | None = None,
-                calibration=None) -> CacheHandle:
+                calibration=None, compile: bool | dict = False) -> CacheHandle:
     """Cache an unmodified diffusers FLUX, Wan or DiT transformer in place; returns the handle.
 
     target: a diffusers pipeline (its transformer is cached and its scheduler tells each call's
@@ -286,6 +294,10 @@ def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: in
     config: a CacheConfig or a cache spec, 'PRESET[:field=value,...]'.
     calibration: the model's calibrated schedules, a file from `tcpade-trt calibrate MODEL --out FILE`
         (or its rows); budget presets then use them at the step counts they cover.
+    compile: run the transformer's block stack under torch.compile (True, or torch.compile's keyword arguments,
+        e.g. ``{"mode": "max-autotune"}``) while the cache's decisions stay eager: compiled once per input shape.
+        Compiling the whole hooked transformer instead (``transformer.compile()``) also works, but the cache's
+        bookkeeping is then left out of the graph (a graph break per call) and nothing of it is faster.
     """
     config = cache_config(config)
     if calibration is not None and not isinstance(calibration, tuple):
@@ -303,4 +315,4 @@ def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: in
     if "forward" in vars(transformer):
         raise ConfigError("this transformer already has a cache (or another forward override) attached; "
                           "call handle.remove() first.")
-    return CacheHandle(transformer, config, num_steps, scheduler, calibration or ())
+    return CacheHandle(transformer, config, num_steps, scheduler, calibration or (), compile=compile)

@@ -187,3 +187,48 @@ def test_a_hand_written_heun_loop_is_one_trajectory_of_every_model_call():
     stats = handle.stats()
     assert calls == 11 and stats["full"] + stats["predicted"] == calls and stats["predicted"] > 0
     assert torch.isfinite(latents).all()
+
+
+def _cfg_run(hook):
+    """A DiT with guidance, 20 steps: the split sampler's result and the hooked unsplit loop's, after ``hook``."""
+    model = tiny_model("tiny-dit")
+    _, cond = make_inputs(model, 2, 8, 8)
+    noise = initial_noise(model, model.family.geometry(2, 8, 8).shape, seed=[5, 6])
+    config = cache_config("tcpade-fast")
+    split = sample(model, cond, noise, num_steps=20, guidance_scale=4.0, policy=make_policy(config))
+    handle = hook(model, config)
+    try:
+        hooked = sample(model, cond, noise, num_steps=20, guidance_scale=4.0, unsplit=True)
+    finally:
+        handle.remove()
+    return split, hooked, handle
+
+
+def test_compiling_a_cached_transformer_leaves_the_cache_eager():
+    """transformer.compile() after apply_cache: the cache's bookkeeping is never traced (it recompiled at every
+    step, one graph per step index, before), and its decisions are those of the uncompiled cache."""
+    from torch._dynamo.utils import counters
+
+    def hook_then_compile(model, config):
+        handle = apply_cache(model.transformer, config, num_steps=20)
+        model.transformer.compile()
+        return handle
+
+    torch._dynamo.reset()
+    counters.clear()
+    split, hooked, handle = _cfg_run(hook_then_compile)
+    assert handle.stats()["decisions"] == split.decisions
+    torch.testing.assert_close(hooked.latents, split.latents)
+    assert counters["stats"]["unique_graphs"] <= 1
+
+
+def test_apply_cache_compiles_the_block_stack_once_and_caches_as_before():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    split, hooked, handle = _cfg_run(lambda model, config: apply_cache(model.transformer, config, num_steps=20,
+                                                                        compile=True))
+    assert handle.stats()["full"] == 7 and handle.stats()["decisions"] == split.decisions
+    torch.testing.assert_close(hooked.latents, split.latents, rtol=1e-3, atol=1e-3)  # inductor reorders sums
+    assert counters["stats"]["unique_graphs"] == 1  # one input shape, one graph: never per step
