@@ -38,7 +38,7 @@ def test_the_graph_is_what_onnxruntimes_quantize_dynamic_writes(unfused_flux_fol
     ours, theirs = tmp_path / "ours.onnx", tmp_path / "theirs.onnx"
     report = quantize_int8_dynamic(src, ours, external=False)
     quantize_dynamic(str(src), str(theirs), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                     weight_type=QuantType.QInt8)
+                     reduce_range=True, weight_type=QuantType.QInt8)
 
     assert op_counts(ours) == op_counts(theirs)
     assert report.matmuls == op_counts(ours)["MatMulInteger"] > 0
@@ -93,14 +93,19 @@ def test_memory_stays_near_one_weight_not_the_whole_graph(tmp_path):
     assert peak < weight_bytes / 2, f"{peak / 2**20:.0f} MiB for {weight_bytes / 2**20:.0f} MiB of weights"
     assert referenced_data_files(tmp_path / "chain.onnx") == ["chain.onnx.data"]
     (expected,), (got,) = run(src, {"x": x}), run(tmp_path / "chain.onnx", {"x": x})
-    assert np.linalg.norm(got - expected) < 0.05 * np.linalg.norm(expected)
+    # twelve random 7-bit matmuls in a row (an 8-bit chain lost 3.7%; the real block stacks barely move)
+    assert np.linalg.norm(got - expected) < 0.08 * np.linalg.norm(expected)
 
 
-def test_weights_round_per_column_to_127_steps():
+def test_weights_round_per_column_to_64_steps():
+    """7-bit weights (onnxruntime's reduce_range): two uint8 x weight products never overflow the int16 that AVX2's
+    vpmaddubsw sums them in (255 * 64 * 2 = 32640 <= 32767), so onnxruntime's fast int8 kernels are exact on every
+    CPU."""
     w = np.array([[1.0, -0.5, 0.0], [-2.0, 0.25, 0.0]], np.float32)
     q, scale = int8_dynamic.quantize_weight(w)
-    np.testing.assert_allclose(scale, [2 / 127, 0.5 / 127, 1.0])  # an all-zero column gets scale 1
-    np.testing.assert_array_equal(q, [[64, -127, 0], [-127, 64, 0]])
+    np.testing.assert_allclose(scale, [2 / 64, 0.5 / 64, 1.0])  # an all-zero column gets scale 1
+    np.testing.assert_array_equal(q, [[32, -64, 0], [-64, 32, 0]])
+    assert 255 * int(np.abs(q).max()) * 2 <= np.iinfo(np.int16).max
 
 
 def test_an_interrupted_quantization_leaves_no_file(tmp_path, monkeypatch):

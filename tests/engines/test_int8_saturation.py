@@ -61,3 +61,23 @@ def test_exact_products_are_asked_for_only_where_the_cpu_needs_them(monkeypatch,
     for saturates, expected in [(True, "1"), (False, None)]:
         monkeypatch.setattr(ort_backend, "int8_products_saturate", lambda saturates=saturates: saturates)
         assert entry(create_session(path, ["CPUExecutionProvider"]).get_session_options()) == expected
+
+
+def test_the_dynamic_int8_form_is_exact_without_the_slow_path(tmp_path, monkeypatch):
+    """The weights the INT8 build writes cannot overflow the int16 pair sum: a MatMul at the largest activation and
+    the largest weights comes out exact even where onnxruntime is not asked for exact products."""
+    from tcpade_trt.engines.onnxruntime import sessions
+    from tcpade_trt.engines.onnxruntime.int8_dynamic import quantize_int8_dynamic
+
+    k, n = 64, 16
+    weight = numpy_helper.from_array(np.full((k, n), 1.0, np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])], [weight])
+    src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), src, external=False)
+    quantize_int8_dynamic(src, dst, external=False)
+    monkeypatch.setattr(sessions, "int8_products_saturate", lambda: False)  # the fast kernels, as on a VNNI CPU
+    x = np.concatenate([np.full((1, k - 1), 1.0, np.float32), np.zeros((1, 1), np.float32)], axis=1)  # uint8 255
+    (y,) = create_session(dst, ["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(y, x @ np.ones((k, n), np.float32), rtol=1e-2)

@@ -2,15 +2,22 @@
 memory whole (onnxruntime's ``quantize_dynamic`` loads the graph with its data, infers shapes on a
 copy and quantizes into a third: 4x the weights at its peak, 12 GB for DiT-XL/2).
 
-The result is what ``quantize_dynamic(per_channel=True, weight_type=QInt8)`` writes, node for node:
-every ``MatMul(x, W)`` whose W is a 2-D float32 initializer, and every plain ``Gemm(x, W, bias)``
+The result is what ``quantize_dynamic(per_channel=True, reduce_range=True, weight_type=QInt8)`` writes, node
+for node: every ``MatMul(x, W)`` whose W is a 2-D float32 initializer, and every plain ``Gemm(x, W, bias)``
 (alpha = beta = 1, x not transposed; a transposed W is stored transposed), becomes
 
     x --DynamicQuantizeLinear--> (x_q uint8, x_scale, x_zero_point)      one per activation, shared
     MatMulInteger(x_q, W_q int8 [K, N], x_zero_point, W_zero_point [N]) -> int32
     Cast(float) * (x_scale * W_scale [N])  (+ bias for a Gemm)           -> the node's output
 
-with W quantized per output column, symmetric over [-127, 127] (scale = max|W[:, n]| / 127).
+with W quantized per output column, symmetric over [-64, 64] (scale = max|W[:, n]| / 64): 7-bit weights, the remedy
+onnxruntime documents for AVX2 CPUs (``reduce_range=True``, whose range this is). On x86 CPUs without VNNI,
+onnxruntime multiplies uint8 activations by int8 weights with vpmaddubsw, which sums two neighbouring products into
+a saturating int16: 255 * 127 * 2 = 64770 overflows, 255 * 64 * 2 = 32640 cannot. With 8-bit weights exact results
+needed ``session.x64quantprecision``'s uint8 x uint8 path, which made the demo's INT8 blocks about 1.3x slower at
+batch 16 on an AVX2 AMD EPYC; with 7-bit weights onnxruntime keeps its int8 kernels under that setting (it converts
+only weights that could overflow), so the products are exact and fast on every CPU. The per-tensor uint8 activations
+dominate the error, so halving the weights' steps hardly moves it (docs/bench-cpu/bench.md: INT8 against FP32).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...export.onnx_files import data_file_name, move_model, scratch_folder
 
-QMAX = 127  # symmetric int8: -127..127, zero point 0 (onnxruntime's default for weights)
+QMAX = 64  # onnxruntime's reduce_range for symmetric int8: -64..64, zero point 0; 255 * 64 * 2 = 32640 fits an int16
 ALIGN_BYTES = 65536  # large tensors start on an allocation-granularity boundary (onnx's default), so they can be mapped
 ALIGN_FROM_BYTES = 1 << 20
 

@@ -130,7 +130,9 @@ def create_session(path: str | Path, providers: list | None = None, threads: int
         # onnxruntime's uint8 x int8 kernel sums pairs of products in a saturating int16 there (255 * 127 * 2 >
         # 32767); this makes it use uint8 x uint8 for weights that could overflow (tests/engines/
         # test_int8_saturation.py). Only there: on a VNNI CPU the products are exact anyway, and the setting made
-        # the demo's INT8 block stack 1.8x slower on one (issue 25).
+        # the demo's INT8 block stack 1.8x slower on one (issue 25). The dynamic INT8 form this toolkit writes has
+        # 7-bit weights (int8_dynamic.py), which cannot overflow: onnxruntime then keeps its int8 kernels, and the
+        # setting costs nothing; it still guards static QDQ graphs and folders written with 8-bit weights.
         options.add_session_config_entry("session.x64quantprecision", "1")
     providers = providers or default_providers()
     try:
