@@ -153,9 +153,11 @@ def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
 
 def source_fingerprint() -> str:
     """A hash of the code that decides what the engines compute (the split, the export, the Padé
-    math), so that a folder built by other code is not mistaken for a current one."""
+    math, the backends' quantizers and graph rewrites), so that a folder built by other code is not mistaken for a
+    current one."""
     root = Path(__file__).resolve().parent.parent
-    files = sorted([root / "cache" / "pade.py", *(root / "export").rglob("*.py"), *(root / "models").rglob("*.py")])
+    files = sorted([root / "cache" / "pade.py", *(root / "export").rglob("*.py"), *(root / "models").rglob("*.py"),
+                    *(root / "engines").rglob("*.py")])
     h = hashlib.sha256()
     for f in files:  # by content under its path in the package: a moved file changes the fingerprint
         h.update(str(f.relative_to(root)).encode())
