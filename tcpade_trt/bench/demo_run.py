@@ -33,10 +33,12 @@ FULL = {"seeds": 16, "repeats": 7}
 
 def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = QUICK["seeds"], steps: int = 20,
              repeats: int = QUICK["repeats"], progress: bool = True, engines: bool = True,
-             precisions: tuple[str, ...] = ("fp32", "int8")) -> dict:
+             precisions: tuple[str, ...] | None = None) -> dict:
+    """``precisions``: engine variants (bench/subjects.variant; default: ``default_variants()``)."""
     from ..runtime.runtime import Runtime
 
     out.mkdir(parents=True, exist_ok=True)
+    precisions = default_variants() if precisions is None else precisions
     subject = demo_subject(out / "engines", seeds, precisions if engines else (), progress)
     model = subject.torch_model
     cond, noise = subject.inputs(seeds)
@@ -78,6 +80,30 @@ def _pictures(out: Path, results: dict, images: dict) -> None:
     sample_grid(rows, out / "samples.png", titles, notes)
     speed_vs_quality(results["runs"], out / "speed_vs_quality.png",
                      f"demo model, {results['steps']} steps, {len(results['labels'])} seeds")
+
+
+QUALITY_FLOOR_DB = 40.0  # an engine variant "holds" when its uncached images are this close to torch FP32's
+
+
+def default_variants() -> tuple[str, ...]:
+    """The engine variants the demo builds: onnxruntime FP32 and INT8, and every other installed CPU backend's
+    variant that is expected to be fast on this CPU (OpenVINO bf16 where the CPU has bf16 kernels)."""
+    from ..engines import registry
+    from .subjects import variant
+
+    extra = [variant(b.name, p) for b in registry.backends().values()
+             if b.name != registry.DEFAULT and not b.runs_on_gpu and b.available() for p in b.promising_here()]
+    return ("fp32", "int8", *extra)
+
+
+def fastest_engines(results: dict, cache: str) -> dict | None:
+    """The engine variant with the lowest latency at ``cache`` among those whose uncached images hold
+    QUALITY_FLOOR_DB against torch FP32 (the demo's answer to "what should this machine run")."""
+    runs = results["runs"]
+    held = {(r["backend"], r["precision"]) for r in runs if r["cache"] == "none" and r["backend"] != "torch"
+            and (r["psnr_vs_fp32_db"] or 0) >= QUALITY_FLOOR_DB}
+    candidates = [r for r in runs if r["cache"] == cache and (r["backend"], r["precision"]) in held]
+    return min(candidates, key=lambda r: r["latency_s"], default=None)
 
 
 def format_table(results: dict) -> str:

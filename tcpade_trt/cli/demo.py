@@ -27,9 +27,10 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=positive_int,
                    help="timed rounds over every cell; the median is reported (default 3; --full 7)")
     p.add_argument("--torch-only", action="store_true", help="skip the onnxruntime engines (no build)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], metavar="[BACKEND:]PRECISION",
+    p.add_argument("--precisions", nargs="+", metavar="[BACKEND:]PRECISION",
                    help="engine variants: onnxruntime precisions (fp32, int8; fp8: simulated on CPU, for its quality "
-                        "only) or BACKEND:PRECISION, e.g. openvino:fp32")
+                        "only) or BACKEND:PRECISION, e.g. openvino:fp32 (default: fp32, int8, and openvino:bf16 "
+                        "where OpenVINO is installed and the CPU has bf16 kernels)")
 
 
 def run(args) -> int:
@@ -46,15 +47,24 @@ def run(args) -> int:
         cache_config(spec)  # a bad spec is one sentence before the engine builds
     from ..bench.subjects import parse_variant
 
-    for text in args.precisions:
+    for text in args.precisions or ():
         parse_variant(text)  # likewise an unknown backend or precision
     protocol = FULL if args.full else QUICK
     seeds = args.seeds or protocol["seeds"]
     repeats = args.repeats or protocol["repeats"]
     start = time.perf_counter()
     results = run_demo(args.out, caches=tuple(args.caches), seeds=seeds, steps=args.steps, repeats=repeats,
-                       engines=not args.torch_only, precisions=tuple(args.precisions))
+                       engines=not args.torch_only, precisions=tuple(args.precisions) if args.precisions else None)
     print(format_table(results))
+    from ..bench.demo_run import QUALITY_FLOOR_DB, fastest_engines
+    from ..cache import DEFAULT_CACHE
+
+    best = fastest_engines(results, DEFAULT_CACHE)
+    if best is not None:
+        print(f"\nfastest engines on this machine whose images hold {QUALITY_FLOOR_DB:g} dB against torch FP32: "
+              f"{best['backend']} {best['precision']} with {DEFAULT_CACHE} ({best['latency_s'] * 1000:.0f} ms for "
+              f"{seeds} images, {best['speedup_vs_torch_fp32']:.2f}x eager torch FP32 uncached): build it with "
+              f"`tcpade-trt build demo --backend {best['backend']} --precision {best['precision']} --out DIR`.")
     print(f"\nmachine: {describe(results['machine'])}; {seeds} seeds, median of {repeats} timed rounds. Speedups on "
           "a shared machine move by several percent from run to run (speedup_rounds in results.json shows the "
           "spread); the image quality does not.")

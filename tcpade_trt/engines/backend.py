@@ -97,6 +97,10 @@ class Backend:
         """Whether its runtime is installed here (a cheap check: no engine is opened)."""
         return True
 
+    def promising_here(self) -> tuple[str, ...]:
+        """Precisions of this backend expected to be fast on this machine (the demo builds and times them)."""
+        return ()
+
     def validate(self, options) -> None:
         """Options that make no sense for this backend, refused in one sentence before any work."""
         if options.precision not in self.precisions:

@@ -27,6 +27,13 @@ class OpenVINO(Backend):
 
         return importlib.util.find_spec("openvino") is not None
 
+    def promising_here(self) -> tuple[str, ...]:
+        """bf16 where the CPU has bf16 kernels (AVX512-BF16, AMX): on an AVX2 CPU OpenVINO's fp32 was 0.8-0.9x of
+        onnxruntime's (docs/bench-cpu/bench.md), so nothing is promised there."""
+        from .runner import cpu_capabilities
+
+        return ("bf16",) if "BF16" in cpu_capabilities() else ()
+
     def validate(self, options) -> None:
         super().validate(options)
         if options.device == "cuda":
