@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import compared_presets
+from ..cache import UNCACHED, compared_presets
 from ..models.demo import CLASSES
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -45,13 +45,13 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = QUICK["seeds"], step
     backends = [torch_backend(model)]
     if engines:
         backends += [engine_backend(Runtime(folder)) for folder in subject.folders.values()]
-    caches = ("none", *[c for c in caches if c != "none"])
+    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     runs, images = measure(backends, caches, cond, noise, steps, repeats, subject.quality_space, tick=bar.update)
     bar.close()
     lpips, lpips_note = lpips_metric()
     for run in runs:
-        own = images[label(run["backend"], run["precision"], "none")]
+        own = images[label(run["backend"], run["precision"], UNCACHED)]
         this = images[label(run["backend"], run["precision"], run["cache"])]
         run["seeds"] = seeds
         run["lpips"] = float(lpips(this, own).mean()) if lpips else None
@@ -73,8 +73,8 @@ def _pictures(out: Path, results: dict, images: dict) -> None:
     for run in results["runs"]:
         key = label(run["backend"], run["precision"], run["cache"])
         rows[key] = images[key]
-        if run["cache"] != "none":
-            own = images[label(run["backend"], run["precision"], "none")]
+        if run["cache"] != UNCACHED:
+            own = images[label(run["backend"], run["precision"], UNCACHED)]
             notes[key] = ["identical" if v == float("inf") else f"{v:.1f} dB" for v in psnr(images[key], own).tolist()]
     titles = [f"seed {i}\n{results['classes'][c]}" for i, c in enumerate(results["labels"])]
     sample_grid(rows, out / "samples.png", titles, notes)
@@ -100,7 +100,7 @@ def fastest_engines(results: dict, cache: str) -> dict | None:
     """The engine variant with the lowest latency at ``cache`` among those whose uncached images hold
     QUALITY_FLOOR_DB against torch FP32 (the demo's answer to "what should this machine run")."""
     runs = results["runs"]
-    held = {(r["backend"], r["precision"]) for r in runs if r["cache"] == "none" and r["backend"] != "torch"
+    held = {(r["backend"], r["precision"]) for r in runs if r["cache"] == UNCACHED and r["backend"] != "torch"
             and (r["psnr_vs_fp32_db"] or 0) >= QUALITY_FLOOR_DB}
     candidates = [r for r in runs if r["cache"] == cache and (r["backend"], r["precision"]) in held]
     return min(candidates, key=lambda r: r["latency_s"], default=None)

@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-from ..cache import DEFAULT_CACHE, make_policy
+from ..cache import DEFAULT_CACHE, UNCACHED, make_policy
 from ..models.families.flux import FluxFamily
 from ..models.model import Model
 from ..models.registry import split_model
@@ -111,7 +111,7 @@ def _time_caches(run, caches, steps: int, repeats: int, model, progress, label: 
 @torch.no_grad()
 def run_gpu_bench(config: str = "flux-dev", resolution: int = 1024, steps: int = 20, text_tokens: int = 512,
                   device: str = "cuda", dtype: torch.dtype = torch.bfloat16, modes=MODES,
-                  caches=("none", DEFAULT_CACHE), repeats: int = 3, progress=None, engines=()) -> dict:
+                  caches=(UNCACHED, DEFAULT_CACHE), repeats: int = 3, progress=None, engines=()) -> dict:
     progress = progress or log.info
     device = torch.device(device)
     base = build(config, device, dtype)

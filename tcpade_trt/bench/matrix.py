@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..cache import UNCACHED
 from ..runtime.sampler import SampleResult
 from .metrics import psnr, ssim
 from .timing import round_robin
@@ -88,7 +89,7 @@ def measure(backends: list[Backend], caches: tuple[str, ...], cond, noise, steps
     to_images(latents, reference latents) -> [B, C, H, W] in about [0, 1] (quality is measured there).
     peers: name -> a run of one of diffusers' hooks on the reference model (scored against the reference).
     """
-    caches = ("none", *[c for c in caches if c != "none"])
+    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
     cells: dict[str, tuple[str, str, str]] = {}
     runs: dict[str, Callable[[], SampleResult]] = {}
     for b in backends:
@@ -102,12 +103,12 @@ def measure(backends: list[Backend], caches: tuple[str, ...], cond, noise, steps
     if synchronize is None:  # every backend's device (eager torch and engines may sit on different streams)
         synchronize = lambda: [b.synchronize() for b in backends]
     results, timings = round_robin(runs, repeats, tick, synchronize)
-    reference = label(backends[0].name, backends[0].precision, "none")
+    reference = label(backends[0].name, backends[0].precision, UNCACHED)
     reference_latents = results[reference].latents
     images = {key: to_images(r.latents, reference_latents) for key, r in results.items()}
     rows = []
     for key, (backend, precision, spec) in cells.items():
-        own = reference if backend == PEER_BACKEND else label(backend, precision, "none")
+        own = reference if backend == PEER_BACKEND else label(backend, precision, UNCACHED)
         latency, batch = timings.median(key), noise.shape[0]
         rows.append({
             "backend": backend, "precision": precision, "cache": spec, "batch": batch, "steps": steps,

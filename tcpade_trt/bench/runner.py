@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import DEFAULT_CACHE, compared_presets
+from ..cache import DEFAULT_CACHE, UNCACHED, compared_presets
 from ..engines import gpu, registry
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -57,7 +57,7 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
     subject = bench_subject(out, model, engines, batches, precisions, progress)
     torch_model = subject.torch_model
     peers = tuple(peers) if torch_model is not None else ()
-    caches = ("none", *[c for c in caches if c != "none"])
+    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
     backends = [torch_backend(torch_model)] if torch_model is not None else []
     if torch_model is not None:  # the baseline a CPU user would pick, cached with the same policies
         backends += [compiled_torch_backend(torch_model, p) for p in compiled]
@@ -140,7 +140,7 @@ def _against_compiled(results: dict) -> list[str]:
     cache, at each batch, counting only cells whose images hold QUALITY_FLOOR_DB against the reference."""
     lines = []
     engines = set(registry.names())
-    for cache in ("none", DEFAULT_CACHE):
+    for cache in (UNCACHED, DEFAULT_CACHE):
         for batch in results["batches"]:
             rows = [r for r in results["runs"] if r["batch"] == batch and r["cache"] == cache]
             peer = next((r for r in rows if r["backend"] == COMPILED and r["precision"] == "bf16"), None)
@@ -173,9 +173,9 @@ def _orthogonal_speedups(results: dict) -> list[str]:
     for batch in results["batches"]:
         cell = {(r["backend"], r["precision"], r["cache"]): r for r in results["runs"] if r["batch"] == batch}
         int8, fast, both = (cell.get((registry.DEFAULT, p, c)) for p, c in
-                            (("int8", "none"), ("fp32", DEFAULT_CACHE), ("int8", DEFAULT_CACHE)))
-        references = {f"{registry.DEFAULT} FP32 uncached": cell.get((registry.DEFAULT, "fp32", "none")),
-                      "eager torch FP32 uncached": cell.get(("torch", "fp32", "none"))}
+                            (("int8", UNCACHED), ("fp32", DEFAULT_CACHE), ("int8", DEFAULT_CACHE)))
+        references = {f"{registry.DEFAULT} FP32 uncached": cell.get((registry.DEFAULT, "fp32", UNCACHED)),
+                      "eager torch FP32 uncached": cell.get(("torch", "fp32", UNCACHED))}
         for name, ref in references.items():
             if not (ref and int8 and fast and both):
                 continue

@@ -7,10 +7,11 @@ from . import registry
 from .config import CacheConfig, ScheduleConfig
 from .factory import decides_per_batch, make_policy
 from .policy import AlwaysCompute, CachePolicy, Prediction, ResidualHistory, StepContext
-from .registry import compared_presets, default_preset, presets
+from .registry import compared_presets, default_preset, presets, reference_preset
 from .spec import cache_config
 
 DEFAULT_CACHE = default_preset()  # the preset every entry point uses when none is given
+UNCACHED = reference_preset()  # the preset that runs every step: what every measurement compares with
 
 
 def __getattr__(name: str):
@@ -27,6 +28,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_CACHE", "PRESETS", "AlwaysCompute", "CacheConfig", "CachePolicy", "Prediction", "ResidualHistory",
-    "ScheduleConfig", "StepContext", "cache_config", "compared_presets", "decides_per_batch", "make_policy", "presets",
+    "DEFAULT_CACHE", "PRESETS", "UNCACHED", "AlwaysCompute", "CacheConfig", "CachePolicy", "Prediction",
+    "ResidualHistory", "ScheduleConfig", "StepContext", "cache_config", "compared_presets", "decides_per_batch",
+    "make_policy", "presets",
 ]

@@ -37,6 +37,8 @@ class Method:
                inputs): such requests are generated alone, so that each gets the image it would get alone
     rank:      listing order: 0 no cache, 1 TC-Padé, 2 the methods it is compared with
     default:   the preset every entry point uses when none is given (exactly one method names one)
+    reference: the preset that runs every step, against which every other is measured (exactly one method
+               names one)
     """
 
     config: type[CacheConfig]
@@ -46,6 +48,7 @@ class Method:
     decides_per_batch: Callable[[CacheConfig], bool] = field(default=_never)
     rank: int = 2
     default: str | None = None
+    reference: str | None = None
 
     @property
     def name(self) -> str:
@@ -89,6 +92,14 @@ def compared_presets(peers_only: bool = False) -> tuple[str, ...]:
     """The presets the demo, the bench and the method study compare by default, in listing order; ``peers_only``:
     those of the methods TC-Padé is compared with (rank 2)."""
     return tuple(p for m in methods().values() if m.rank >= (2 if peers_only else 0) for p in m.compared)
+
+
+def reference_preset() -> str:
+    """The uncached preset every measurement compares with (the one a method declares as ``reference``)."""
+    named = [m.reference for m in methods().values() if m.reference]
+    if len(named) != 1:
+        raise ConfigError(f"exactly one cache method must name the reference preset (found {named or 'none'}).")
+    return named[0]
 
 
 def default_preset() -> str:

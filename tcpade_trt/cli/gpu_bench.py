@@ -12,7 +12,7 @@ from .args import positive_int
 
 def add_arguments(p) -> None:
     from ..bench.gpu_bench import MODES
-    from ..cache import DEFAULT_CACHE
+    from ..cache import DEFAULT_CACHE, UNCACHED
 
     p.add_argument("--config", choices=["flux-dev", "tiny"], default="flux-dev")
     p.add_argument("--device", default="cuda")
@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("--text-tokens", type=positive_int, default=512)
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    p.add_argument("--caches", nargs="+", default=["none", DEFAULT_CACHE])
+    p.add_argument("--caches", nargs="+", default=[UNCACHED, DEFAULT_CACHE])
     p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--engines", type=Path, nargs="*", default=[],
                    help="engine folders from `tcpade-trt build` to time too (TensorRT plans: needs TensorRT)")

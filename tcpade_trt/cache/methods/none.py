@@ -18,4 +18,4 @@ class NoCacheConfig(CacheConfig):
 
 
 METHOD = Method(NoCacheConfig, lambda config, pade: AlwaysCompute(config), {"none": NoCacheConfig},
-                compared=("none",), rank=0)
+                compared=("none",), rank=0, reference="none")
