@@ -134,7 +134,7 @@ def test_an_interrupted_build_leaves_nothing_and_keeps_the_previous_folder(fp32_
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(backend="bogus"), "unknown backend .* choose one of onnxruntime"),
+    (dict(backend="bogus"), "backend must be one of onnxruntime, openvino, tensorrt"),
     (dict(precision="int4"), "precision must be one of"),
     (dict(precision="bf16"), "need a GPU engine"),
     (dict(int8_mode="smooth"), "int8 mode must be"),
