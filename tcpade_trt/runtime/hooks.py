@@ -7,9 +7,10 @@
 
     apply_cache(transformer, "tcpade-fast", num_steps=20)           # a bare transformer: say the steps
 
-The instance's ``forward`` is shadowed by an instance attribute (the class is never edited), and so
-are ``cache_context`` (the branch name a pipeline gives each call: "cond", "uncond") and
-``_reset_stateful_cache`` (which every pipeline calls when it finishes); ``remove()`` deletes them.
+The cache is a hook in the transformer's diffusers HookRegistry, as diffusers' own caches are: it takes the
+place of ``forward`` in the chain of hooks (the class is never edited), hears the branch name a pipeline gives
+each call through ``cache_context`` ("cond", "uncond"; diffusers hands it to every stateful hook) and ends a
+trajectory when the pipeline resets stateful hooks at the end of a call; ``remove()`` takes exactly it off.
 
 How many steps a trajectory has, in order of authority: the step count a pipeline passes to
 ``cache_context`` (Wan), the bound scheduler's timesteps (``apply_cache(pipe, ...)``: a pipeline
@@ -237,11 +238,65 @@ def unbind_scheduler(scheduler) -> None:
         del scheduler.set_timesteps
 
 
+HOOK_NAME = "tcpade_trt_cache"  # our hook's name in the transformer's diffusers HookRegistry
+
+
+def _context_listener(cached: CachedForward):
+    """A diffusers StateManager that hands the pipeline's cache context to ``cached``: diffusers gives every
+    stateful hook's StateManager the context of each call (``transformer.cache_context("cond", ...)``), as a
+    CacheContext (diffusers >= 0.41: name, step_index, num_inference_steps, ...) or a bare name (older)."""
+    from diffusers.hooks.hooks import StateManager
+
+    class ContextListener(StateManager):
+        def __init__(self):
+            super().__init__(dict)  # no per-context state of diffusers' kind: the branches live in ``cached``
+
+        def set_context(self, context) -> None:
+            if context is None or isinstance(context, str):
+                cached._context = None if context is None else (context, {})
+                return
+            fields = ("step_index", "num_inference_steps", "timestep", "sigma")
+            cached._context = (context.name, {f: getattr(context, f) for f in fields
+                                              if getattr(context, f, None) is not None})
+
+        def reset(self, *args, **kwargs) -> None:
+            cached._context = None
+
+    return ContextListener()
+
+
+def _cache_hook(cached: CachedForward):
+    """The cache as a diffusers ModelHook: it replaces the transformer's forward in the chain of hooks (others
+    registered before or after keep theirs), hears each call's cache context, and ends a trajectory when the
+    pipeline resets stateful hooks at the end of a call."""
+    from diffusers.hooks import ModelHook
+
+    class TCPadeCacheHook(ModelHook):
+        _is_stateful = True
+
+        def __init__(self):
+            super().__init__()
+            self.context = _context_listener(cached)
+
+        def new_forward(self, module, *args, **kwargs):
+            return cached(*args, **kwargs)
+
+        def reset_state(self, module):
+            cached.end_of_call()
+            return module
+
+    return TCPadeCacheHook()
+
+
 class CacheHandle(CachedForward):
-    """What ``apply_cache`` returns: statistics, reset and removal."""
+    """What ``apply_cache`` returns: statistics, reset and removal. The cache is a hook in the transformer's
+    diffusers HookRegistry (diffusers' own caches use the same registry), so it coexists with other hooks and
+    ``remove()`` takes exactly it off."""
 
     def __init__(self, transformer, config: CacheConfig, num_steps: int | None, scheduler=None, calibrated=(),
                  compile: bool | dict = False):
+        from diffusers.hooks import HookRegistry
+
         model = split_model(transformer)
         model.calibrated = calibrated
         if compile:  # the block stack compiled, the policy eager (runtime/compiled.py)
@@ -251,35 +306,27 @@ class CacheHandle(CachedForward):
         super().__init__(model, config, num_steps, inspect.signature(transformer.forward), scheduler=scheduler)
         self.transformer = transformer
         self.removed = False
-        original_context = getattr(transformer, "cache_context", None)
-        original_reset = getattr(transformer, "_reset_stateful_cache", None)
-
-        @contextlib.contextmanager
-        def cache_context(name, **info):
-            with self.cache_context(name, **info):
-                if original_context is None:
-                    yield
-                else:  # diffusers' own hooks on the same model keep working
-                    with original_context(name, **info):
-                        yield
-
-        def reset_stateful_cache(*args, **kwargs):
-            if original_reset is not None:
-                original_reset(*args, **kwargs)
-            self.end_of_call()
-
-        transformer.forward = self
-        transformer.cache_context = cache_context
-        transformer._reset_stateful_cache = reset_stateful_cache
+        self._had_forward = "forward" in vars(transformer)  # another hook's chain, left as it was on removal
+        registry = HookRegistry.check_if_exists_or_initialize(transformer)
+        registry.register_hook(_cache_hook(self), HOOK_NAME)
+        # models without diffusers' CacheMixin (DiT, SD3) have no _reset_stateful_cache for pipelines to call at the
+        # end of a call: give this instance one that resets the registry's stateful hooks, ours included
+        self._added_reset = not hasattr(transformer, "_reset_stateful_cache")
+        if self._added_reset:
+            transformer._reset_stateful_cache = lambda recurse=True: registry.reset_stateful_hooks(recurse=recurse)
         if scheduler is not None:
             bind_scheduler(self, scheduler)
 
     def remove(self) -> None:
-        """Restore the transformer's (and the scheduler's) original methods."""
+        """Take the cache off the transformer (other hooks stay) and restore the scheduler's methods."""
         if not self.removed:
-            for name in ("forward", "cache_context", "_reset_stateful_cache"):
-                if name in vars(self.transformer):
-                    delattr(self.transformer, name)
+            registry = getattr(self.transformer, "_diffusers_hook", None)
+            if registry is not None:
+                registry.remove_hook(HOOK_NAME, recurse=False)
+                if not registry.hooks and not self._had_forward and "forward" in vars(self.transformer):
+                    del self.transformer.forward  # diffusers leaves the bound method as an instance attribute
+            if self._added_reset and "_reset_stateful_cache" in vars(self.transformer):
+                del self.transformer._reset_stateful_cache
             if self.scheduler is not None:
                 unbind_scheduler(self.scheduler)
             self.removed = True
@@ -312,7 +359,7 @@ def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: in
             raise ConfigError("this pipeline has no transformer to cache.")
     if scheduler is None and num_steps is None:
         raise ConfigError(NO_STEP_COUNT)
-    if "forward" in vars(transformer):
-        raise ConfigError("this transformer already has a cache (or another forward override) attached; "
-                          "call handle.remove() first.")
+    registry = getattr(transformer, "_diffusers_hook", None)
+    if registry is not None and registry.get_hook(HOOK_NAME) is not None:
+        raise ConfigError("this transformer already has a cache of ours attached; call handle.remove() first.")
     return CacheHandle(transformer, config, num_steps, scheduler, calibration or (), compile=compile)

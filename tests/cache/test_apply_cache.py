@@ -71,7 +71,7 @@ def test_bad_arguments_are_explained():
     with pytest.raises(ConfigError, match="lam must be a finite number"):
         apply_cache(model.transformer, "tcpade-fast:lam=nan", num_steps=20)  # a spec, like the CLI's
     handle = apply_cache(model.transformer, "reuse", num_steps=20)
-    with pytest.raises(ConfigError, match="already has a cache"):
+    with pytest.raises(ConfigError, match="already has a cache of ours"):
         apply_cache(model.transformer, "reuse", num_steps=20)
     handle.remove()
 
@@ -232,3 +232,33 @@ def test_apply_cache_compiles_the_block_stack_once_and_caches_as_before():
     assert handle.stats()["full"] == 7 and handle.stats()["decisions"] == split.decisions
     torch.testing.assert_close(hooked.latents, split.latents, rtol=1e-3, atol=1e-3)  # inductor reorders sums
     assert counters["stats"]["unique_graphs"] == 1  # one input shape, one graph: never per step
+
+
+def test_the_cache_is_one_hook_among_others_in_diffusers_registry():
+    """The cache registers in the transformer's diffusers HookRegistry: a hook registered after it (outside it, in
+    diffusers' order) sees every call, and removing the cache leaves that hook in place, now around the original
+    forward."""
+    from diffusers.hooks import HookRegistry, ModelHook
+
+    class CountCalls(ModelHook):
+        calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            CountCalls.calls += 1
+            return args, kwargs
+
+    model = tiny_model("tiny-dit")
+    _, cond = make_inputs(model, 1, 8, 8)
+    noise = initial_noise(model, (1, 4, 8, 8), seed=0)
+    plain = sample(model, cond, noise, num_steps=20, unsplit=True)
+    handle = apply_cache(model.transformer, "tcpade-fast", num_steps=20)
+    registry = HookRegistry.check_if_exists_or_initialize(model.transformer)
+    registry.register_hook(CountCalls(), "count")
+    assert sorted(registry.hooks) == ["count", "tcpade_trt_cache"]
+    sample(model, cond, noise, num_steps=20, unsplit=True)
+    assert CountCalls.calls == 20 and handle.stats()["full"] == 7  # every call seen; the cache skipped blocks
+    handle.remove()
+    assert sorted(registry.hooks) == ["count"]
+    CountCalls.calls = 0
+    assert torch.equal(sample(model, cond, noise, num_steps=20, unsplit=True).latents, plain.latents)
+    assert CountCalls.calls == 20
