@@ -40,6 +40,12 @@ def machine_info() -> dict:
             except TcpadeError:  # installed but unusable here (TensorRT without a GPU)
                 pass
     info.update(gpu.identity())
+    from ..engines.onnxruntime.sessions import EXACT_INT8_FLAGS, cpu_flags
+
+    flags = cpu_flags()
+    info["cpu_features"] = sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+                                           "amx_int8"})
+    info["int8_vnni"] = bool(flags & set(EXACT_INT8_FLAGS))  # INT8 dot products in hardware
     return info
 
 
