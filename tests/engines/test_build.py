@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from tcpade_trt.builder import BuildOptions, build_engines, parts_stage
+from tcpade_trt.builder import BuildOptions, TensorRTOptions, build_engines, parts_stage
 from tcpade_trt.engines.manifest import ManifestError, read_manifest, sha256_file
 from tcpade_trt.errors import BuildError, ConfigError
 from tcpade_trt.export.parts import BuildShape
@@ -138,6 +138,9 @@ def test_an_interrupted_build_leaves_nothing_and_keeps_the_previous_folder(fp32_
     (dict(precision="int4"), "precision must be one of"),
     (dict(precision="bf16"), "need a GPU engine"),
     (dict(int8_mode="smooth"), "int8 mode must be"),
+    # TensorRT's builder knobs on a build that makes no plans: refused, not ignored
+    (dict(tensorrt=TensorRTOptions(refittable=True)), "--refittable is a TensorRT builder option"),
+    (dict(tensorrt=TensorRTOptions(optimization_level=5, timing_cache="t")), "--opt-level, --timing-cache are"),
 ])
 def test_bad_build_options_are_explained(options, message, tmp_path):
     with pytest.raises(ConfigError, match=message):

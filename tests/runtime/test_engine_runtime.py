@@ -216,3 +216,14 @@ def test_closing_from_a_step_callback_stops_the_generation_with_a_sentence(fp32_
     thread.join(timeout=120)
     assert not thread.is_alive(), "close() from on_step deadlocked"
     assert "was closed" in outcome["error"] and rt.closed
+
+
+def test_tensorrt_only_options_on_an_onnxruntime_folder_are_refused(fp32_folders):
+    """CUDA graphs and a weight-streaming budget replay / stream TensorRT plans; asked of an onnxruntime folder they
+    are one sentence, not silently ignored."""
+    from tcpade_trt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CUDA graphs replay TensorRT plans"):
+        Runtime(fp32_folders["tiny-dit"], cuda_graphs=True)
+    with pytest.raises(ConfigError, match="weight-streaming budget is for TensorRT plans"):
+        Runtime(fp32_folders["tiny-dit"], weight_streaming_budget="50%")

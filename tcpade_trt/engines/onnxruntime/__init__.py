@@ -87,8 +87,9 @@ def _refuse_tensorrt_options(options, title: str) -> None:
     if changed:
         flags = {"optimization_level": "--opt-level", "timing_cache": "--timing-cache", "refittable": "--refittable",
                  "weight_streaming": "--weight-streaming", "workspace_gb": "workspace_gb"}
-        raise ConfigError(f"{', '.join(flags[c] for c in changed)} set TensorRT's builder, which a {title} build "
-                          "does not run: leave them out, or build with --backend tensorrt.")
+        what = "is a TensorRT builder option" if len(changed) == 1 else "are TensorRT builder options"
+        raise ConfigError(f"{', '.join(flags[c] for c in changed)} {what}, which {title} builds do not use: leave "
+                          f"{'it' if len(changed) == 1 else 'them'} out, or build with --backend tensorrt.")
 
 
 BACKEND = OnnxRuntime()
