@@ -38,3 +38,19 @@ def test_sample_command_runs_end_to_end(capsys):
     assert main(["sample", "tiny-dit", "--steps", "4", "--height", "8", "--width", "8"]) == 0
     out = capsys.readouterr().out
     assert "full steps 4/4" in out and "0.00e+00" in out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(fp32_folders, monkeypatch, capsys):
+    """`tcpade-trt inspect FOLDER | head -2`: the pipe closes under the writer; the command ends quietly with the
+    status a shell reports for SIGPIPE, not with a BrokenPipeError traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    stdout = open(write_end, "w", buffering=1)  # line-buffered: the first print reaches the pipe
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["inspect", str(fp32_folders["tiny-dit"])]) == 141
+    finally:
+        stdout.close()
+    assert "Traceback" not in capsys.readouterr().err

@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tcpade-trt inspect F | head`: the reader left; no traceback, as other tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
