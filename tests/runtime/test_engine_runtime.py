@@ -227,3 +227,18 @@ def test_tensorrt_only_options_on_an_onnxruntime_folder_are_refused(fp32_folders
         Runtime(fp32_folders["tiny-dit"], cuda_graphs=True)
     with pytest.raises(ConfigError, match="weight-streaming budget is for TensorRT plans"):
         Runtime(fp32_folders["tiny-dit"], weight_streaming_budget="50%")
+
+
+def test_a_manifest_naming_an_unknown_backend_is_refused(fp32_folders, tmp_path):
+    import json
+    import shutil
+
+    from tcpade_trt.errors import TcpadeError
+
+    folder = tmp_path / "edited"
+    shutil.copytree(fp32_folders["tiny-dit"], folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["backend"] = "bogus"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TcpadeError, match="names backend 'bogus'"):
+        Runtime(folder)
