@@ -16,6 +16,8 @@ interface (backend/trt/{loader,runner}.py).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +29,23 @@ from ..errors import ConfigError, TcpadeError
 
 class EngineError(TcpadeError):
     """An engine failed while running."""
+
+
+@contextlib.contextmanager
+def engine_call(runner):
+    """One call of ``runner``: refused once it is closed (``runner.closed()``), timed into ``runner.seconds``, and
+    its runtime's own exception types turned into one EngineError sentence naming the part."""
+    if runner.closed():
+        raise EngineError(f"the {runner.name} engine was closed; open the folder again.")
+    start = time.perf_counter()
+    try:
+        yield
+    except EngineError:
+        raise
+    except Exception as exc:  # onnxruntime's, OpenVINO's, ... own error types
+        raise EngineError(f"the {runner.name} engine failed ({type(exc).__name__}: {str(exc)[:200]}).") from exc
+    finally:
+        runner.seconds += time.perf_counter() - start
 
 
 class Runner(Protocol):

@@ -9,13 +9,11 @@ synchronisation switched off, engine calls and torch ops queue on one stream wit
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
 from ...models.family import Tensors
-from ..backend import EngineError
+from ..backend import EngineError, engine_call
 
 # element types for I/O binding; bfloat16 has no numpy type, onnxruntime takes ONNX's enum (16) for it
 _ELEMENT_TYPE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: 16, torch.int64: np.int64,
@@ -53,19 +51,13 @@ class OrtPart:
         """Release the session (onnxruntime frees it with its last reference)."""
         self.session = None
 
+    def closed(self) -> bool:
+        return self.session is None
+
     def __call__(self, named: Tensors, outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
-        if self.session is None:
-            raise EngineError(f"the {self.name} engine was closed; open the folder again.")
-        start = time.perf_counter()
         outputs = list(outputs) if outputs is not None else self.output_names
-        try:
+        with engine_call(self):
             return self._run_bound(named, outputs) if self.io_binding else self._run_numpy(named, outputs)
-        except EngineError:
-            raise
-        except Exception as exc:  # onnxruntime's own error types
-            raise EngineError(f"the {self.name} engine failed ({type(exc).__name__}: {str(exc)[:200]}).") from exc
-        finally:
-            self.seconds += time.perf_counter() - start
 
     def _run_numpy(self, named: Tensors, outputs: list[str]) -> dict[str, torch.Tensor]:
         feeds = {n: _numpy(named[n]) for n in self.input_names}

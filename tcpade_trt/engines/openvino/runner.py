@@ -9,14 +9,13 @@ refused here, so a folder runs in the precision its manifest says or not at all.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...errors import TcpadeError
-from ..backend import EngineError, Opened, OpenRequest
+from ..backend import Opened, OpenRequest, engine_call
 
 # OpenVINO's names for the precisions a folder's parts run in (INFERENCE_PRECISION_HINT)
 PRECISION_HINT = {"fp32": "f32", "bf16": "bf16"}
@@ -57,22 +56,16 @@ class OvPart:
     def close(self) -> None:
         self.request = self.compiled = None
 
+    def closed(self) -> bool:
+        return self.request is None
+
     def __call__(self, named, outputs: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
-        if self.request is None:
-            raise EngineError(f"the {self.name} engine was closed; open the folder again.")
-        start = time.perf_counter()
-        try:
+        with engine_call(self):
             feeds = {n: named[n].detach().cpu().contiguous().numpy() for n in self.input_names}
             # share_outputs=False: the request reuses its output buffers on the next call; callers keep tensors
             result = self.request.infer(feeds, share_inputs=True, share_outputs=False)
             return {n: torch.from_numpy(np.asarray(result[self.compiled.output(n)]))
                     for n in (outputs or self.output_names)}
-        except EngineError:
-            raise
-        except Exception as exc:  # OpenVINO's own error types
-            raise EngineError(f"the {self.name} engine failed ({type(exc).__name__}: {str(exc)[:200]}).") from exc
-        finally:
-            self.seconds += time.perf_counter() - start
 
 
 class OvSession:
