@@ -152,7 +152,8 @@ def variant(backend: str, precision: str) -> str:
 
 
 def parse_variant(text: str) -> tuple[str, str]:
-    """'int8' -> (default backend, 'int8'); 'openvino:bf16' -> ('openvino', 'bf16'); one sentence if unknown."""
+    """PRECISION -> (the default backend, PRECISION); BACKEND:PRECISION -> (BACKEND, PRECISION); one sentence if
+    the backend or its precision is unknown."""
     backend, _, precision = text.rpartition(":")
     engines = registry.backend(backend or registry.DEFAULT)
     if precision not in engines.precisions:

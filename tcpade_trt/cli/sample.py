@@ -13,7 +13,9 @@ from .args import finite_float, positive_int, seed
 
 def add_arguments(p) -> None:
     p.add_argument("model", nargs="?", default="tiny-flux", help="tiny-flux | tiny-wan | tiny-dit | demo | FOLDER")
-    p.add_argument("--cache", default="none", help="cache preset name (default: none)")
+    from ..cache import UNCACHED
+
+    p.add_argument("--cache", default=UNCACHED, help="cache preset name (default: %(default)s)")
     p.add_argument("--steps", type=positive_int, default=20)
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--height", type=positive_int, default=16, help="latent height")

@@ -139,9 +139,9 @@ def open_engines(folder: str | Path, device: str = "auto", verify: bool = True, 
                  io_binding: bool | None = None, weight_streaming_budget: str | int | None = None) -> Model:
     """The engine folder as a Model (family from the manifest, engine parts).
 
-    device: onnxruntime folders only: 'cpu', 'cuda' or 'tensorrt' (its execution provider), or 'auto'
-    (CUDA when onnxruntime-gpu sees a GPU, else CPU). cuda_graphs: TensorRT folders, replay each plan
-    from a captured CUDA graph. io_binding: force I/O binding on or off (default: on a GPU only).
+    device: auto, cpu, or a device the folder's backend offers (Backend.devices; onnxruntime: its CUDA or
+    TensorRT execution provider; auto = CUDA when onnxruntime-gpu sees a GPU). cuda_graphs: TensorRT folders,
+    replay each plan from a captured CUDA graph. io_binding: force I/O binding on or off (default: on a GPU only).
     weight_streaming_budget: TensorRT plans built with --weight-streaming: how much of the blocks' weights
     stays on the GPU ('40%', '12GB' or bytes); the rest streams from host memory.
     """
