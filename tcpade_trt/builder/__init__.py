@@ -1,5 +1,5 @@
 """The offline build: a model -> a checked, sealed engine folder (build.py), with the data its
-quantization is calibrated on (calibration.py) and the rules of where it may write (output_folder.py).
+quantization is calibrated on (quantization_inputs.py) and the rules of where it may write (output_folder.py).
 Backend-neutral: each backend's own stage (TensorRT plans and their check) is in engines/<backend>/. Sits
 above the runtime, whose sampler it calibrates with."""
 

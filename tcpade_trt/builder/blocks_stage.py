@@ -36,7 +36,7 @@ def quantize_blocks(model: Model, folder: Path, entry: PartEntry, options, axes:
     """Write blocks.onnx quantized (checked against torch by ``check_quantized_blocks``); returns the recipe for
     the manifest. ``axes``: the batch axis of every named tensor (export/parts.batch_axes)."""
     from ..engines.modelopt_quant import quantize_blocks_modelopt
-    from .calibration import collect_block_inputs
+    from .quantization_inputs import collect_block_inputs
 
     recipe = {"method": None, "scope": SCOPE}
 

@@ -188,7 +188,7 @@ def test_a_part_exported_earlier_is_reused_only_for_the_same_model(tmp_path):
 def test_calibration_is_conditioned_as_the_model_is_used(fp32_folders, flux_pipeline_folder, tmp_path):
     """DiT: a spread of classes with classifier-free guidance (the null class's rows are half of what its blocks
     see); a text model built from its pipeline folder: prompts through its text encoders, not random embeddings."""
-    from tcpade_trt.builder.calibration import collect_block_inputs
+    from tcpade_trt.builder.quantization_inputs import collect_block_inputs
     from tcpade_trt.models import tiny_model
 
     feeds, described = collect_block_inputs(tiny_model("tiny-dit"), SHAPES["tiny-dit"], samples=3, steps=2)

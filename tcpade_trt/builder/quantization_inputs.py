@@ -1,7 +1,8 @@
-"""Calibration data for static quantization: block-stack inputs from real, seeded trajectories, conditioned as the
-model is used: DiT on a spread of ImageNet classes with classifier-free guidance (the null class's rows are half of
-what its blocks see), a text model on prompts through its pipeline's text encoders when it came from a pipeline
-folder (NVIDIA calibrates FLUX on prompts), else on seeded random text embeddings.
+"""The inputs quantization recipes calibrate on (not the schedules `tcpade-trt calibrate` measures): block-stack inputs
+from real, seeded trajectories, conditioned as the model is used: DiT on a spread of ImageNet classes with
+classifier-free guidance (the null class's rows are half of what its blocks see), a text model on prompts through
+its pipeline's text encoders when it came from a pipeline folder (NVIDIA calibrates FLUX on prompts), else on seeded
+random text embeddings.
 
 The same model, shape and seeds always give the same feeds, so the same quantized graph.
 """
