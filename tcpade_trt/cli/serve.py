@@ -72,7 +72,10 @@ def run(args) -> int:
 
     manifest = read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
     check_conditioning(manifest, args.pipeline)
+    from ..serve.app import check_api_key
+
     has_key = bool(os.environ.get("TCPADE_API_KEY"))
+    check_api_key(os.environ.get("TCPADE_API_KEY", ""))
     if not is_loopback(args.host) and not has_key and not args.insecure_no_auth:
         raise ConfigError(f"--host {args.host} is reachable from other machines: set TCPADE_API_KEY (clients send "
                           "Authorization: Bearer KEY), or pass --insecure-no-auth to serve without one.")

@@ -35,6 +35,14 @@ from .request import GenerateRequest, Limits, RequestError, parse_request
 from .worker import Generator
 
 API_KEY_ENV = "TCPADE_API_KEY"
+MIN_API_KEY_CHARS = 16  # a key anyone could guess protects nothing: e.g. `openssl rand -hex 16` gives 32
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key too short to protect anything, in one sentence (before Ray starts, and in the replica)."""
+    if key and len(key) < MIN_API_KEY_CHARS:
+        raise TcpadeError(f"{API_KEY_ENV} has {len(key)} character(s); an API key needs at least {MIN_API_KEY_CHARS} "
+                          "(e.g. `openssl rand -hex 16`).")
 # request: Ray Serve batches requests that arrive together, grouped by steps / cache / guidance (worker.py);
 # step: requests join and leave the running generations at step boundaries (runtime/step_batching.py)
 BATCHING_MODES = ("request", "step")
@@ -68,6 +76,7 @@ class TcpadeServer:
         key = os.environ.get(API_KEY_ENV, "")
         if require_api_key and not key:
             raise TcpadeError(f"this server must check an API key but {API_KEY_ENV} is not set in its environment.")
+        check_api_key(key)
         self.api_key = key.encode() if key else None
         self._batched.set_max_batch_size(max_batch)
         self.batch_wait_s = batch_wait_s
@@ -151,8 +160,8 @@ class TcpadeServer:
     def _authorize(self, http: Request) -> None:
         if self.api_key is None:
             return
-        header = http.headers.get("authorization", "")
-        given = header[len("Bearer "):].encode() if header.startswith("Bearer ") else b""
+        scheme, _, token = http.headers.get("authorization", "").partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""  # schemes are case-insensitive (RFC 7235)
         if not hmac.compare_digest(given, self.api_key):  # constant time: no timing oracle on the key
             raise RequestError(401, "missing or wrong API key; send the header Authorization: Bearer KEY.")
 
@@ -169,6 +178,8 @@ class TcpadeServer:
             return json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise RequestError(400, "the body is not valid JSON.") from None
+        except RecursionError:  # thousands of nested [ fit in the size limit and exhaust the parser's stack
+            raise RequestError(400, "the body nests too deeply; a request is a flat JSON object.") from None
 
     def _answer(self, response: Response) -> Response:
         self.metrics["requests"].inc(tags={"status": str(response.status_code)})

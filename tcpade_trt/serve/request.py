@@ -74,7 +74,7 @@ class GenerateRequest:
 
 def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
     """A checked request from a decoded JSON body, for a folder conditioned as ``accepts`` says."""
-    from ..cache import DEFAULT_CACHE, cache_config
+    from ..cache import DEFAULT_CACHE, cache_config, make_policy
     from ..errors import ConfigError
 
     if not isinstance(body, dict):
@@ -94,6 +94,10 @@ def parse_request(body, accepts: Accepts, limits: Limits) -> GenerateRequest:
         raise RequestError(400, f"cache must be a cache spec string such as \"{DEFAULT_CACHE}\".")
     try:
         config = cache_config(cache.strip())  # the one parse: the config travels from here on
+    except ConfigError as exc:
+        raise RequestError(400, f"cache: {exc}") from None
+    try:  # the schedule against this request's steps: alone, before it joins a batch whose other requests it would fail
+        make_policy(config).reset(steps)
     except ConfigError as exc:
         raise RequestError(400, f"cache: {exc}") from None
     guidance = body.get("guidance_scale")

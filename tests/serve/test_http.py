@@ -22,7 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-KEY = "s3cret"
+KEY = "s3cret-key-of-24-chars!"
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +170,10 @@ def test_bad_requests_are_4xx_with_one_sentence_and_the_server_keeps_serving(ser
 def test_oversized_and_malformed_bodies(server):
     assert call(f"{server}/v1/generate", raw=b"{" + b" " * 20000 + b"}")[0] == 413
     assert call(f"{server}/v1/generate", raw=b"{not json")[0] == 400
+    # thousands of nested brackets fit the size limit and exhausted json's recursion (a plain-text 500)
+    code, _, answer = call(f"{server}/v1/generate", raw=b'{"class":' + b"[" * 5000)
+    assert code == 400 and "nests too deeply" in json.loads(answer)["error"]
+    assert call(f"{server}/healthz")[0] == 200
 
 
 def test_a_keyed_server_wants_the_bearer_token(server):
@@ -178,4 +182,6 @@ def test_a_keyed_server_wants_the_bearer_token(server):
     code, _, answer = call(url, body, key=None)
     assert code == 401 and "Authorization: Bearer KEY" in json.loads(answer)["error"]
     assert call(url, body, key="wrong")[0] == 401
+    # the scheme is case-insensitive (RFC 7235): what some clients send
+    assert call(url, body, key=None, headers={"Authorization": f"bearer {KEY}"})[0] == 200
     assert call(url, body)[0] == 200

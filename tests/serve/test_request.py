@@ -46,6 +46,8 @@ def test_requests_that_may_share_a_generation_have_equal_keys():
     ({"cache": "tcpade-fast:threshold=nan"}, 400, "threshold"),
     ({"guidance_scale": float("inf")}, 400, "guidance_scale must be"),
     ({"format": "jpeg"}, 400, "format must be"),
+    # a schedule that does not fit the request's own steps: its own 400, before it can join (and fail) a batch
+    ({"steps": 20, "cache": "tcpade-fast:full_steps=0/1/30"}, 400, "cache: full_steps 0/1/30 names step 30"),
 ])
 def test_bad_requests_are_one_sentence_with_a_status(body, status, message):
     with pytest.raises(RequestError, match=message) as info:

@@ -18,6 +18,13 @@ def test_another_address_needs_a_key_or_an_explicit_opt_out(fp32_folders, monkey
     assert "set TCPADE_API_KEY" in err and "--insecure-no-auth" in err and err.count("\n") == 1
 
 
+def test_a_key_anyone_could_guess_is_refused_before_ray_starts(fp32_folders, monkeypatch, capsys):
+    monkeypatch.setenv("TCPADE_API_KEY", "x")
+    assert main(["serve", "--engines", str(fp32_folders["tiny-dit"]), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "TCPADE_API_KEY has 1 character(s); an API key needs at least 16" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("argv,message", [
     (["serve"], "the following arguments are required: --engines"),
     (["serve", "--engines", "/nonexistent"], "is not an engine folder"),
