@@ -111,6 +111,8 @@ class TcpadeServer:
                 # for, so it starts at once (at concurrency 1 the wait would be pure added latency)
                 self._batched.set_batch_wait_timeout_s(self.batch_wait_s if self.in_flight > 1 else 0.0)
                 result, started, batch_s = await self._batched((request, arrived))
+                if isinstance(result, TcpadeError):  # this request's own failure (the batch's others are answered)
+                    raise result
         except TcpadeError as exc:  # e.g. a non-finite generation: reported, never an image
             return self._answer(JSONResponse({"error": str(exc)}, status_code=500))
         finally:
@@ -133,11 +135,14 @@ class TcpadeServer:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         # the generation runs off the event loop, so /healthz and new arrivals are answered meanwhile
-        results = await loop.run_in_executor(None, self.generator.generate, [r for r, _ in items])
+        # each request's own result or its own error: one that fails never fails the others (worker.generate_each)
+        results = await loop.run_in_executor(None, self.generator.generate_each, [r for r, _ in items])
         seconds = time.perf_counter() - started
         self.metrics["compute"].observe(seconds)
         self.metrics["batch"].observe(len(items))
         for r in results:  # Ray's counters refuse an increment of 0 (an uncached run predicts nothing)
+            if isinstance(r, TcpadeError):
+                continue
             for name, steps in (("full", r.full_steps), ("predicted", r.predicted_steps)):
                 if steps:
                     self.metrics[name].inc(steps)

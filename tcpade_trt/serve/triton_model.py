@@ -63,7 +63,6 @@ class TritonPythonModel:
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils
 
-        from ..errors import TcpadeError
         from .request import RequestError, parse_request
 
         answers: list = [None] * len(requests)
@@ -81,10 +80,8 @@ class TritonPythonModel:
             except RequestError as exc:
                 answers[i] = _error(pb_utils, exc.message, invalid=True)
         if accepted:
-            try:
-                results = self.generator.generate([r for _, r in accepted])
-            except TcpadeError as exc:  # e.g. a non-finite generation: reported, never an image
-                results = [exc] * len(accepted)
+            # each request's own result or error (e.g. a non-finite generation: reported, never an image)
+            results = self.generator.generate_each([r for _, r in accepted])
             for (i, _), result in zip(accepted, results):
                 answers[i] = _error(pb_utils, str(result)) if isinstance(result, Exception) else _answer(pb_utils,
                                                                                                         result)

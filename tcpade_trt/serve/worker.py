@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import TcpadeError
 from .request import Accepts, GenerateRequest, RequestError
 
 
@@ -90,12 +91,32 @@ class Generator:
         return request.guidance_scale if request.guidance_scale is not None else self.family.default_guidance
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
-        """One result per request, in order."""
-        results: dict[int, GenerateResult] = {}
+        """One result per request, in order; the first failure raises."""
+        results = self.generate_each(requests)
+        for result in results:
+            if isinstance(result, TcpadeError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def generate_each(self, requests: list[GenerateRequest]) -> list[GenerateResult | TcpadeError]:
+        """One result per request, in order, or the error of that request alone: a group whose shared generation
+        fails is generated again one request at a time, so that a request that fails answers only for itself and
+        the others get the images they would get alone (a server's clients never see each other's errors)."""
+        results: dict[int, GenerateResult | TcpadeError] = {}
         for group in self.groups(requests):
-            for index, result in zip(group, self._run([requests[i] for i in group])):
-                results[index] = result
+            members = [requests[i] for i in group]
+            try:
+                outs: list = self._run(members)
+            except TcpadeError as exc:
+                outs = [exc] if len(members) == 1 else [self._alone(r) for r in members]
+            results.update(zip(group, outs))
         return [results[i] for i in range(len(requests))]
+
+    def _alone(self, request: GenerateRequest) -> GenerateResult | TcpadeError:
+        try:
+            return self._run([request])[0]
+        except TcpadeError as exc:
+            return exc
 
     def groups(self, requests: list[GenerateRequest]) -> list[list[int]]:
         """Indices of requests that may share a generation, each group within the folder's batch range."""

@@ -58,3 +58,25 @@ def test_closing_a_generator_stops_its_step_batcher_before_its_engines(fp32_fold
     generator.close()
     assert future.result(timeout=60).result.full_steps >= 2  # it finished before the engines went
     assert generator.runtime.closed and not generator._stepper._thread.is_alive()
+
+
+def test_a_request_that_fails_answers_only_for_itself(dit, monkeypatch):
+    """Two requests share a generation; one of them makes it fail (a non-finite sample, say): the other still gets
+    the image it gets alone, and only the failing one gets an error, with its own text."""
+    from tcpade_trt.errors import TcpadeError
+
+    requests = [request(1, 20), request(3, 21)]  # one batch key: they share a generation
+    alone = dit.generate([requests[0]])[0]
+    real = dit._run
+
+    def run(group):
+        if any(r.seed == 21 for r in group):
+            raise TcpadeError("the generation of seed 21 was not finite")
+        return real(group)
+
+    monkeypatch.setattr(dit, "_run", run)
+    first, second = dit.generate_each(requests)
+    assert isinstance(second, TcpadeError) and "seed 21" in str(second)
+    assert first.image == alone.image and first.batch == 1
+    with pytest.raises(TcpadeError, match="seed 21"):  # the library call still raises the first failure
+        dit.generate(requests)
