@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import UNCACHED, compared_presets
+from ..cache import UNCACHED, compared_presets, with_reference
 from ..models.demo import CLASSES
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -45,7 +45,7 @@ def run_demo(out: Path, caches=DEFAULT_CACHES, seeds: int = QUICK["seeds"], step
     backends = [torch_backend(model)]
     if engines:
         backends += [engine_backend(Runtime(folder)) for folder in subject.folders.values()]
-    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
+    caches = with_reference(caches)
     bar = tqdm(total=len(backends) * len(caches) * (repeats + 1), desc="sampling", disable=not progress)
     runs, images = measure(backends, caches, cond, noise, steps, repeats, subject.quality_space, tick=bar.update)
     bar.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..cache import UNCACHED
+from ..cache import UNCACHED, with_reference
 from ..runtime.sampler import SampleResult
 from .metrics import psnr, ssim
 from .timing import round_robin
@@ -89,7 +89,7 @@ def measure(backends: list[Backend], caches: tuple[str, ...], cond, noise, steps
     to_images(latents, reference latents) -> [B, C, H, W] in about [0, 1] (quality is measured there).
     peers: name -> a run of one of diffusers' hooks on the reference model (scored against the reference).
     """
-    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
+    caches = with_reference(caches)
     cells: dict[str, tuple[str, str, str]] = {}
     runs: dict[str, Callable[[], SampleResult]] = {}
     for b in backends:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..cache import DEFAULT_CACHE, UNCACHED, compared_presets
+from ..cache import DEFAULT_CACHE, UNCACHED, compared_presets, with_reference
 from ..engines import gpu, registry
 from ..paths import write_text_atomic
 from .machine import machine_info
@@ -57,7 +57,7 @@ def run_bench(out: Path, batches=(1, 2, 4, 8), caches=DEFAULT_CACHES, peers=PEER
     subject = bench_subject(out, model, engines, batches, precisions, progress)
     torch_model = subject.torch_model
     peers = tuple(peers) if torch_model is not None else ()
-    caches = (UNCACHED, *[c for c in caches if c != UNCACHED])
+    caches = with_reference(caches)
     backends = [torch_backend(torch_model)] if torch_model is not None else []
     if torch_model is not None:  # the baseline a CPU user would pick, cached with the same policies
         backends += [compiled_torch_backend(torch_model, p) for p in compiled]

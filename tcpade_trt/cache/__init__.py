@@ -7,7 +7,7 @@ from . import registry
 from .config import CacheConfig, ScheduleConfig
 from .factory import decides_per_batch, make_policy
 from .policy import AlwaysCompute, CachePolicy, Prediction, ResidualHistory, StepContext
-from .registry import compared_presets, default_preset, presets, reference_preset
+from .registry import compared_presets, default_preset, presets, reference_preset, with_reference
 from .spec import cache_config
 
 DEFAULT_CACHE = default_preset()  # the preset every entry point uses when none is given
@@ -30,5 +30,5 @@ def __getattr__(name: str):
 __all__ = [
     "DEFAULT_CACHE", "PRESETS", "UNCACHED", "AlwaysCompute", "CacheConfig", "CachePolicy", "Prediction",
     "ResidualHistory", "ScheduleConfig", "StepContext", "cache_config", "compared_presets", "decides_per_batch",
-    "make_policy", "presets",
+    "make_policy", "presets", "with_reference",
 ]

@@ -102,6 +102,13 @@ def reference_preset() -> str:
     return named[0]
 
 
+def with_reference(specs) -> tuple[str, ...]:
+    """``specs`` with the uncached reference first (once): what every measurement runs, so that each cached cell
+    has the run it is compared with."""
+    reference = reference_preset()
+    return (reference, *[s for s in specs if s != reference])
+
+
 def default_preset() -> str:
     """The preset used when a caller names none (the one a method declares as ``default``)."""
     named = [m.default for m in methods().values() if m.default]

@@ -14,10 +14,11 @@ with W quantized per output column, symmetric over [-64, 64] (scale = max|W[:, n
 onnxruntime documents for AVX2 CPUs (``reduce_range=True``, whose range this is). On x86 CPUs without VNNI,
 onnxruntime multiplies uint8 activations by int8 weights with vpmaddubsw, which sums two neighbouring products into
 a saturating int16: 255 * 127 * 2 = 64770 overflows, 255 * 64 * 2 = 32640 cannot. With 8-bit weights exact results
-needed ``session.x64quantprecision``'s uint8 x uint8 path, which made the demo's INT8 blocks about 1.3x slower at
-batch 16 on an AVX2 AMD EPYC; with 7-bit weights onnxruntime keeps its int8 kernels under that setting (it converts
-only weights that could overflow), so the products are exact and fast on every CPU. The per-tensor uint8 activations
-dominate the error, so halving the weights' steps hardly moves it (docs/bench-cpu/bench.md: INT8 against FP32).
+needed ``session.x64quantprecision``'s uint8 x uint8 path, which is slower on AVX2 CPUs (INT8 against FP32 in
+docs/bench-cpu/bench.md is measured with 7-bit weights); with 7-bit weights onnxruntime keeps its int8 kernels under
+that setting (it converts only weights that could overflow), so the products are exact and fast on every CPU. The
+per-tensor uint8 activations dominate the error, so halving the weights' steps hardly moves it
+(docs/bench-cpu/bench.md: INT8 against FP32).
 """
 
 from __future__ import annotations
