@@ -30,6 +30,10 @@ class BuildError(TcpadeError):
     library's own words, the traceback in the log."""
 
 
+class GenerationCancelled(TcpadeError):
+    """A generation stopped between steps because its caller no longer wants it (e.g. a server's timeout)."""
+
+
 class ManifestError(TcpadeError):
     """An engine folder is missing, corrupt or built for something else."""
 

@@ -16,6 +16,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port from 1 to 65535 (got {text})")
+    return value
+
+
 def seed(text: str) -> int:
     value = _int(text)
     if not 0 <= value <= SEED_MAX:

@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from .args import finite_float, non_negative_float, positive_int
+from .args import finite_float, non_negative_float, port, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
                    help="text-conditioned folders (FLUX, Wan, SD3): a local diffusers pipeline folder whose text "
                         "encoders and VAE turn prompts into conditioning and latents into images")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--replicas", type=positive_int, default=1, help="server replicas, each with its own engines")
     p.add_argument("--max-batch", type=positive_int, default=8, help="requests per batched generation (8)")
     p.add_argument("--batch-wait-ms", type=finite_float, default=10.0,
@@ -50,7 +50,7 @@ def add_arguments(p) -> None:
                    help="each replica also answers on its own port (from --direct-port up), skipping Ray Serve's "
                         "proxy hop: 3-4 ms instead of 11-13 ms per request on a 2-core CPU (docs/serving.md); the "
                         "proxy keeps --port. Starts Ray (or Serve on a running cluster) with that setting")
-    p.add_argument("--direct-port", type=positive_int, default=30000,
+    p.add_argument("--direct-port", type=port, default=30000,
                    help="first replica port with --direct-ingress (30000; one port per replica per node)")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="serve a non-loopback address without an API key (anyone who reaches it may generate)")
@@ -65,6 +65,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_port_free(host: str, number: int) -> None:
+    """One sentence before Ray starts (not Ray's tracebacks after it) when the address is taken or not ours."""
+    import socket
+
+    from ..errors import ConfigError
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closing socket is free
+            s.bind((host, number))
+    except OSError as exc:
+        taken = exc.errno in (98, 48, 10048)  # EADDRINUSE on Linux, macOS, Windows
+        raise ConfigError(f"cannot listen on {host}:{number}: " + (
+            "the port is in use (another server, or a Serve application still running: `serve shutdown`); pick "
+            "another with --port." if taken else f"{exc.strerror or exc}; check --host and --port.")) from None
+
+
 def run(args) -> int:
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
@@ -76,6 +93,11 @@ def run(args) -> int:
 
     has_key = bool(os.environ.get("TCPADE_API_KEY"))
     check_api_key(os.environ.get("TCPADE_API_KEY", ""))
+    if args.timeout_s <= 0:
+        raise ConfigError(f"--timeout-s must be above 0 seconds (got {args.timeout_s:g}).")
+    if args.batch_wait_ms < 0:
+        raise ConfigError(f"--batch-wait-ms must be 0 or more (got {args.batch_wait_ms:g}).")
+    check_port_free(args.host, args.port)
     if not is_loopback(args.host) and not has_key and not args.insecure_no_auth:
         raise ConfigError(f"--host {args.host} is reachable from other machines: set TCPADE_API_KEY (clients send "
                           "Authorization: Bearer KEY), or pass --insecure-no-auth to serve without one.")
@@ -95,11 +117,13 @@ def run(args) -> int:
     from ..serve.app import build_app
 
     ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True, runtime_env={"env_vars": env})
-    serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout_s})
+    # the replicas answer 408 (JSON) at --timeout-s and stop the work; Ray's proxy timeout is a safety net above it
+    serve.start(http_options={"host": args.host, "port": args.port, "request_timeout_s": args.timeout_s + 30})
     pipeline = str(args.pipeline.resolve()) if args.pipeline else None
     app = build_app({"folder": str(args.engines.resolve()), "pipeline": pipeline, "device": args.device,
                      "max_batch": args.max_batch, "batch_wait_s": args.batch_wait_ms / 1000,
                      "max_steps": args.max_steps, "replicas": args.replicas, "max_queued_requests": args.max_queued,
+                     "timeout_s": args.timeout_s,
                      "gpus_per_replica": args.gpus_per_replica,
                      "require_api_key": has_key, "batching": args.batching})
     print(f"serving {args.engines} on http://{args.host}:{args.port} (POST /v1/generate, GET /healthz); Ctrl-C stops",

@@ -196,8 +196,32 @@ class Family:
         """A diffusers scheduler with its timesteps set for ``num_steps`` steps, on this family's device: the
         pipeline's (``scheduler_config``) when the model came with one, else the family's reference."""
         scheduler = self.configured_scheduler() or self.reference_scheduler()
+        limit = self.steps_limit()
+        if limit is not None and num_steps > limit:  # diffusers' ValueError, deep in a generation, otherwise
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{self.title}'s scheduler ({type(scheduler).__name__}) takes at most {limit} steps "
+                              f"(one per training timestep); ask for fewer than {num_steps}.")
         scheduler.set_timesteps(num_steps, device=self.device)
         return scheduler
+
+    def steps_limit(self) -> int | None:
+        """The most sampling steps the scheduler can take, or None: a discrete-time scheduler (DDIM, DPM-Solver)
+        has one timestep per training step and refuses more; flow-matching ones have no such limit."""
+        if not hasattr(self, "_steps_limit"):
+            scheduler = self.configured_scheduler() or self.reference_scheduler()
+            trained = scheduler.config.get("num_train_timesteps")
+            self._steps_limit = None
+            if isinstance(trained, int):
+                try:  # the limit is where the training timesteps end: trained works, trained + 1 does not
+                    scheduler.set_timesteps(trained)
+                except Exception:
+                    return None
+                try:
+                    scheduler.set_timesteps(trained + 1)
+                except ValueError:
+                    self._steps_limit = trained
+        return self._steps_limit
 
     def reference_scheduler(self):
         """The scheduler of the family's reference checkpoint, for models that come without a pipeline."""

@@ -71,8 +71,9 @@ class Runtime:
 
     def generate(self, cond: dict, latents: torch.Tensor, cache: str | CacheConfig = DEFAULT_CACHE,
                  steps: int = 20, guidance_scale: float | None = None, negative_cond: dict | None = None,
-                 progress: bool = False, on_step=None) -> SampleResult:
-        """Denoise ``latents`` (initial noise, the family's layout) with ``cache`` in ``steps`` steps."""
+                 progress: bool = False, on_step=None, should_stop=None) -> SampleResult:
+        """Denoise ``latents`` (initial noise, the family's layout) with ``cache`` in ``steps`` steps.
+        ``should_stop()``, asked before every step, stops it with GenerationCancelled (runtime/sampler.sample)."""
         if self._generating or not self._lock.acquire(blocking=False):  # another thread, or from on_step
             raise TcpadeError("this Runtime is already running a generation; it serves one request at a time: "
                               "create one Runtime per worker thread.")
@@ -88,7 +89,7 @@ class Runtime:
             with on_stream(parts.stream) as keep:
                 result = sample(self.model, cond, latents, num_steps=steps, guidance_scale=guidance_scale,
                                 negative_cond=negative_cond, policy=self.make_policy(cache), progress=progress,
-                                on_step=on_step)
+                                on_step=on_step, should_stop=should_stop)
                 keep(result.latents)
             self.last_timing = {"total_s": time.perf_counter() - start,
                                 "engines_s": parts.engine_seconds() - engines_before}

@@ -55,6 +55,7 @@ def sample(
     unsplit: bool = False,
     progress: bool = False,
     on_step=None,
+    should_stop=None,
 ) -> SampleResult:
     """Denoise ``latents`` (initial noise, the sampler's layout) in ``num_steps`` steps.
 
@@ -65,11 +66,18 @@ def sample(
     unsplit: call the model's own forward instead of head/blocks/tail (the reference).
     on_step: called after every step as on_step(step, timestep, computed, seconds) (for --verbose); on a
         GPU the device is synchronised around each step so that ``seconds`` is the step's real time.
+    should_stop: called before every step (no device sync); True stops the generation with GenerationCancelled,
+        e.g. a server's request that timed out, so that its remaining steps are not computed for nobody.
     """
     run = Trajectory(model, cond, latents, num_steps=num_steps, guidance_scale=guidance_scale,
                      negative_cond=negative_cond, policy=policy, unsplit=unsplit)
     clock = step_clock(model) if on_step else None
     for step in tqdm(range(run.total), desc="sampling", disable=not progress, leave=False):
+        if should_stop is not None and should_stop():
+            from ..errors import GenerationCancelled
+
+            raise GenerationCancelled(f"the generation was cancelled by its caller after {step} of {run.total} "
+                                      "steps.")
         if on_step:
             started = clock()
         t = run.timestep

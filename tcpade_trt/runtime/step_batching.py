@@ -154,6 +154,9 @@ class StepBatcher:
                         _settle(a.pending.future, exception=exc)
                     active = []
                     continue
+                # a request whose caller gave up (its future cancelled, e.g. a server's timeout) leaves at this
+                # step boundary instead of running its remaining steps for nobody
+                active = [a for a in active if not a.pending.future.cancelled()]
                 rows = sum(a.run.rows for a in active)
                 for a in active:
                     a.rows_seen.append(rows)
@@ -168,6 +171,8 @@ class StepBatcher:
         admitted = []
         while self._waiting and active_rows + self._waiting[0].rows <= self.rows_max:
             pending = self._waiting.popleft()
+            if pending.future.cancelled():  # its caller gave up while it waited
+                continue
             active_rows += pending.rows
             admitted.append(pending)
         return admitted

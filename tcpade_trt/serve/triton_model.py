@@ -58,7 +58,7 @@ class TritonPythonModel:
         parameters = {k: v["string_value"] for k, v in json.loads(args["model_config"])["parameters"].items()}
         self.generator = Generator(parameters["engines"], device=parameters.get("device", "auto"),
                                    pipeline=parameters.get("pipeline") or None)
-        self.limits = Limits(max_steps=int(parameters.get("max_steps", 100)))
+        self.limits = Limits(max_steps=self.generator.steps_limit(int(parameters.get("max_steps", 100))))
 
     def execute(self, requests: list) -> list:
         import triton_python_backend_utils as pb_utils

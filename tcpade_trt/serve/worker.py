@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TcpadeError
+from ..errors import GenerationCancelled, TcpadeError
 from .request import Accepts, GenerateRequest, RequestError
 
 
@@ -72,6 +72,12 @@ class Generator:
 
             self.vae = pipeline_vae(self.model, pipeline)
 
+    def steps_limit(self, asked: int) -> int:
+        """The server's --max-steps within what the folder's scheduler can take (DiT's DDIM: 1000), so that a
+        request beyond it is a 400 up front, not a failed generation."""
+        limit = self.family.steps_limit()
+        return asked if limit is None else min(asked, limit)
+
     def check(self, request: GenerateRequest) -> None:
         """What the request body cannot tell: whether this folder's model takes guidance."""
         takes = self.family.default_guidance is not None or (self.encoder is not None and self.family.embedded_guidance)
@@ -107,6 +113,8 @@ class Generator:
             members = [requests[i] for i in group]
             try:
                 outs: list = self._run(members)
+            except GenerationCancelled as exc:  # nobody waits for any of them
+                outs = [exc] * len(members)
             except TcpadeError as exc:
                 outs = [exc] if len(members) == 1 else [self._alone(r) for r in members]
             results.update(zip(group, outs))
@@ -180,11 +188,24 @@ class Generator:
         started = time.perf_counter()
         cond, negative, guidance, noise = self._inputs(group)
         result = self.runtime.generate(cond, noise, cache=first.cache, steps=first.steps, guidance_scale=guidance,
-                                       negative_cond=negative)
+                                       negative_cond=negative,
+                                       should_stop=lambda: all(r.cancelled.is_set() for r in group))
         require_finite(result.latents)  # a non-finite generation is an error, never an image
         seconds = time.perf_counter() - started
         return [GenerateResult(image, result.full_steps, result.predicted_steps, seconds, len(group), media_type)
                 for image, media_type in self.encode_images(result.latents)]
+
+    def image_size(self) -> tuple[str, str]:
+        """("WIDTHxHEIGHT", "png" | "gif") of this folder's images, from one decode of noise (once; the engines are
+        built for one resolution): what OpenAI clients call "size" and "output_format"."""
+        if not hasattr(self, "_image_size"):
+            from ..runtime.sampler import initial_noise
+
+            with torch.no_grad():
+                pixels = self.to_images(initial_noise(self.model, self.model.geometry_for(1).shape, [0]))
+            height, width = pixels.shape[-2:]
+            self._image_size = (f"{width}x{height}", "gif" if pixels.ndim == 5 else "png")
+        return self._image_size
 
     def encode_images(self, latents: torch.Tensor) -> list[tuple[bytes, str]]:
         """(file bytes, media type) per sample: PNG images, animated GIFs for video models."""

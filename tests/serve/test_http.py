@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -28,8 +29,8 @@ KEY = "s3cret-key-of-24-chars!"
 @pytest.fixture(scope="module")
 def server(fp32_folders, flux_pipeline_folder):
     """One replica serving tiny-dit (class-conditional, CFG) that wants an API key, one with step-level batching
-    (/step), and one serving tiny-flux prompts through a local pipeline folder (/flux); Ray started for this
-    module."""
+    (/step), one serving tiny-flux prompts through a local pipeline folder (/flux) and one with no room and a 1 s
+    timeout (/tight); Ray started for this module."""
     from tcpade_trt.serve.app import build_app
 
     port = free_port()
@@ -46,6 +47,11 @@ def server(fp32_folders, flux_pipeline_folder):
     serve.run(build_app({"folder": str(fp32_folders["tiny-flux"]), "pipeline": str(flux_pipeline_folder),
                          "device": "cpu", "max_steps": 12, "require_api_key": True}), name="tiny-flux",
               route_prefix="/flux")
+    # room for 4 requests and nobody waiting beside them, 0.5 s to answer: for 503 and 408 (tiny-dit runs about 1 ms
+    # per uncached step on a 2-core CPU; its DDIM scheduler takes at most 1000 steps, which --max-steps 5000 meets)
+    serve.run(build_app({"folder": str(fp32_folders["tiny-dit"]), "device": "cpu", "max_batch": 4,
+                         "max_queued_requests": 0, "timeout_s": 0.5, "max_steps": 5000, "require_api_key": True}),
+              name="tiny-dit-tight", route_prefix="/tight")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     ray.shutdown()
@@ -185,3 +191,93 @@ def test_a_keyed_server_wants_the_bearer_token(server):
     # the scheme is case-insensitive (RFC 7235): what some clients send
     assert call(url, body, key=None, headers={"Authorization": f"bearer {KEY}"})[0] == 200
     assert call(url, body)[0] == 200
+
+
+def test_a_full_server_answers_503_in_json_and_a_slow_request_408_whose_work_stops(server):
+    """/tight has room for 4 requests: 4 images of 1000 steps (two generations of two, seconds of work) fill it,
+    so a request meanwhile gets 503 (JSON, Retry-After) at once. The 4 get 408 at 0.5 s and their generations stop
+    at the next step: the next request is answered, where it would otherwise wait behind their remaining steps and
+    time out itself."""
+    slow = {"prompt": "1", "n": 4, "steps": 1000, "cache": "none"}
+    answers = {}
+    first = threading.Thread(target=lambda: answers.update(
+        slow=call(f"{server}/tight/v1/images/generations", slow)))
+    first.start()
+    deadline = time.monotonic() + 0.4  # the probe arrives while the 4 run (and before their timeout)
+    while time.monotonic() < deadline and "busy" not in answers:
+        time.sleep(0.05)
+        code, headers, body = call(f"{server}/tight/v1/generate", {"class": 2, "steps": 2})
+        if code == 503:
+            answers["busy"] = (code, headers, body)
+    first.join()
+    _, headers, body = answers["busy"]
+    assert "retry" in json.loads(body)["error"] and headers["retry-after"]
+    code, _, body = answers["slow"]
+    assert code == 408 and "within the server's 0.5 s timeout" in json.loads(body)["error"]["message"]
+    code, headers, _ = call(f"{server}/tight/v1/generate", {"class": 2, "steps": 2})
+    assert code == 200 and float(headers["x-tcpade-queue-s"]) < 0.3
+    code, _, body = call(f"{server}/tight/v1/generate", {"class": 2, "steps": 1001})  # DDIM's limit, not 5000
+    assert code == 400 and "from 2 to 1000" in json.loads(body)["error"]
+
+
+def test_the_openai_client_generates_images(server):
+    """The official `openai` client against /v1/images/generations: n images of consecutive seeds, each the image
+    /v1/generate gives for its seed; its errors are the client's exceptions with the server's sentence."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key=KEY, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["tiny-dit"]
+    answer = client.images.generate(model="tiny-dit", prompt="3", n=2, size="8x8", response_format="b64_json",
+                                    extra_body={"seed": 11, "steps": 6, "guidance_scale": 4})
+    assert len(answer.data) == 2 and answer.output_format == "png"
+    images = [base64.b64decode(d.b64_json) for d in answer.data]
+    assert images[0] != images[1] and [d.seed for d in answer.data] == [11, 12]  # extra fields kept by the client
+    alone = call(f"{server}/v1/generate", {"class": 3, "seed": 12, "steps": 6, "guidance_scale": 4})[2]
+    assert abs(pixels(images[1]) - pixels(alone)).max() <= 1  # within batch-size rounding
+    with pytest.raises(openai.BadRequestError, match="the prompt is its class"):
+        client.images.generate(prompt="a cat")
+    with pytest.raises(openai.BadRequestError, match="make 8x8 images"):
+        client.images.generate(prompt="3", size="1024x1024")
+    with pytest.raises(openai.NotFoundError, match="serves the model 'tiny-dit'"):
+        client.images.generate(prompt="3", model="dall-e-3")
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{server}/v1", api_key="wrong-key-of-enough-chars", max_retries=0).images.generate(
+            prompt="3")
+    text = openai.OpenAI(base_url=f"{server}/flux/v1", api_key=KEY, max_retries=0)
+    fox = text.images.generate(prompt="a red fox", extra_body={"seed": 2, "steps": 6})
+    assert pixels(base64.b64decode(fox.data[0].b64_json)).shape == (16, 16, 3)
+
+
+def test_openapi_describes_each_route_as_this_server_answers_it(server):
+    schema = json.loads(call(f"{server}/openapi.json")[2])
+    generate = schema["paths"]["/v1/generate"]["post"]
+    body = generate["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["steps"]["maximum"] == 12 and body["additionalProperties"] is False
+    assert body["properties"]["class"]["anyOf"][0]["maximum"] == 999  # tiny-dit's 1000 classes
+    assert {"image/png", "application/json"} <= set(generate["responses"]["200"]["content"])
+    assert {"400", "401", "408", "413", "422", "500", "503"} <= set(generate["responses"])
+    flux = json.loads(call(f"{server}/flux/openapi.json")[2])["paths"]["/v1/generate"]["post"]
+    assert flux["requestBody"]["content"]["application/json"]["schema"]["required"] == ["prompt"]
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_describe(server):
+    """Property-based requests from the published schema (valid and invalid ones), a bounded number per route: no
+    5xx, every status and content type documented, JSON answers as described, invalid bodies refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "schemathesis"
+    if not cli.exists():
+        pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
+    for prefix in ("", "/flux"):
+        config = Path(__file__).with_name("schemathesis.toml")
+        run = subprocess.run([str(cli), "--no-color", "--config-file", str(config), "run",
+                              f"{server}{prefix}/openapi.json", "--url", f"{server}{prefix}",
+                              "-H", f"Authorization: Bearer {KEY}", "--max-examples", "15", "--seed", "1",
+                              "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+                              "response_schema_conformance,negative_data_rejection",
+                              "--phases", "examples,coverage,fuzzing", "--max-time", "60",
+                              "--output-truncate", "true"], capture_output=True, text=True, timeout=300)
+        failures = run.stdout.partition("= FAILURES =")[2].partition("= WARNINGS =")[0] or run.stdout[-3000:]
+        assert run.returncode == 0, f"{prefix or '/'}: {failures[:6000]}{run.stderr[-2000:]}"
+    assert call(f"{server}/healthz")[0] == 200  # serving afterwards

@@ -64,3 +64,21 @@ def test_replicas_ask_ray_for_a_gpu_each_when_the_folder_runs_on_one(fp32_folder
     assert gpus(fp32_folders["tiny-dit"]) == 0  # auto, CPU onnxruntime
     monkeypatch.setattr(ort_backend, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert gpus(fp32_folders["tiny-dit"]) == 1  # auto, onnxruntime-gpu
+
+
+def test_a_port_out_of_range_or_in_use_is_one_sentence_before_ray_starts(fp32_folders, capsys):
+    import socket
+
+    folder = str(fp32_folders["tiny-dit"])
+    assert main(["serve", "--engines", folder, "--port", "70000"]) == 2
+    assert "must be a TCP port from 1 to 65535" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--engines", folder, "--port", str(taken.getsockname()[1])]) == 2
+    err = capsys.readouterr().err
+    assert "the port is in use" in err and err.count("\n") == 1
+    assert main(["serve", "--engines", folder, "--host", "192.0.2.123", "--insecure-no-auth"]) == 2  # not ours
+    assert "check --host and --port" in capsys.readouterr().err
+    assert main(["serve", "--engines", folder, "--batch-wait-ms", "-5"]) == 2
+    assert "--batch-wait-ms must be 0 or more" in capsys.readouterr().err

@@ -66,14 +66,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+GRPC: dict = {}  # the module's server's gRPC port
+
+
 @pytest.fixture(scope="module")
 def triton(fp32_folders, tmp_path_factory):
-    """tritonserver serving tiny-dit (class-conditional, CFG) from a repository `triton-repo` wrote."""
+    """tritonserver serving tiny-dit (class-conditional, CFG) from a repository `triton-repo` wrote (its HTTP URL;
+    gRPC on GRPC["port"])."""
     repo = write_repository(fp32_folders["tiny-dit"], tmp_path_factory.mktemp("triton") / "repo", device="cpu",
                             max_steps=12, batch_wait_ms=300)
     port = free_port()
+    GRPC["port"] = free_port()
     log = open(repo.parent / "tritonserver.log", "w")
-    server = subprocess.Popen(tritonserver_command(BINARY, repo, port, free_port(), metrics=False), stdout=log,
+    server = subprocess.Popen(tritonserver_command(BINARY, repo, port, GRPC["port"], metrics=False), stdout=log,
                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -143,3 +148,41 @@ def test_a_bad_request_is_one_sentence_and_the_model_keeps_serving(triton):
     status, answer = infer(triton, {})  # no input to read the batch size from: Triton's own refusal, not a crash
     assert status == 400 and answer["error"]
     assert infer(triton, dit_inputs(2, 2))[0] == 200
+
+
+@needs_triton
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_nvidias_own_client_calls_the_model_over_http_and_grpc(triton, fp32_folders, protocol):
+    """tritonclient, as Triton's users call it: the image of a request is the HTTP server's for the same fields,
+    and a bad one raises the client's InferenceServerException with the server's sentence."""
+    import numpy as np
+
+    client_module = pytest.importorskip(f"tritonclient.{protocol}",
+                                        reason="tritonclient is not installed (pip install -e '.[dev]')")
+    from tritonclient.utils import InferenceServerException
+
+    from tcpade_trt.serve.worker import Generator
+
+    url = triton.removeprefix("http://") if protocol == "http" else f"127.0.0.1:{GRPC['port']}"
+    client = client_module.InferenceServerClient(url)
+    assert client.is_server_ready() and client.is_model_ready("tcpade")
+
+    def tensors(**fields):
+        made = []
+        for name, (dtype, value) in fields.items():
+            array = np.asarray([value], dtype={"INT64": np.int64, "INT32": np.int32, "FP32": np.float32,
+                                               "UINT8": np.uint8}[dtype]).reshape(1, -1)
+            made.append(client_module.InferInput(name, list(array.shape), dtype))
+            made[-1].set_data_from_numpy(array)
+        return made
+
+    result = client.infer("tcpade", tensors(**{"class": ("INT64", 2), "seed": ("INT64", 9), "steps": ("INT32", 6),
+                                               "guidance_scale": ("FP32", 4.0),
+                                               "cache": ("UINT8", list(b"tcpade-fast"))}))
+    image = result.as_numpy("image").tobytes()
+    own = Generator(fp32_folders["tiny-dit"], device="cpu").generate(
+        [GenerateRequest(2, 9, 6, "tcpade-fast", 4.0, "png")])[0]
+    assert image == own.image and int(result.as_numpy("full_steps")[0, 0]) == own.full_steps
+    with pytest.raises(InferenceServerException, match="class must be an index from 0 to"):
+        client.infer("tcpade", tensors(**{"class": ("INT64", 5000)}))
+    assert client.is_model_ready("tcpade")

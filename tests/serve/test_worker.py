@@ -80,3 +80,39 @@ def test_a_request_that_fails_answers_only_for_itself(dit, monkeypatch):
     assert first.image == alone.image and first.batch == 1
     with pytest.raises(TcpadeError, match="seed 21"):  # the library call still raises the first failure
         dit.generate(requests)
+
+
+def test_a_generation_that_nobody_waits_for_stops_at_its_next_step(dit, monkeypatch):
+    """A server's timed-out requests are cancelled: their generation stops instead of running its remaining steps
+    for nobody (which delayed every request behind it). A group still computes while one of its requests waits."""
+    from tcpade_trt.errors import GenerationCancelled
+
+    steps_run = []
+    original = dit.runtime.generate
+
+    def counting(cond, noise, **kwargs):
+        asked = kwargs["should_stop"]
+
+        def should_stop():
+            steps_run.append(1)
+            return asked()
+        return original(cond, noise, **{**kwargs, "should_stop": should_stop})
+
+    monkeypatch.setattr(dit.runtime, "generate", counting)
+    gone, waiting = request(1, 10, steps=8), request(2, 11, steps=8)
+    gone.cancelled.set()
+    (outcome,) = dit.generate_each([gone])
+    assert isinstance(outcome, GenerationCancelled) and len(steps_run) == 1  # asked once, before the first step
+    steps_run.clear()
+    outcomes = dit.generate_each([gone, waiting])  # one shared generation: the waiting request still needs it
+    assert all(o.image.startswith(b"\x89PNG") for o in outcomes) and len(steps_run) == 8
+
+
+def test_the_step_batcher_drops_a_request_whose_caller_gave_up(dit):
+    from tcpade_trt.serve.request import GenerateRequest as Request
+
+    future = dit.submit_stepwise(Request(1, 3, 400, "none", 4.0, "png"))
+    future.cancel()  # what asyncio.wait_for does to the server's wrapped future at its timeout
+    done = dit.submit_stepwise(Request(2, 4, 4, "none", 4.0, "png")).result(timeout=60)
+    # its own 2 rows (CFG) at every step: the cancelled 400-step request never ran beside it (2 + 2 rows)
+    assert done.result.full_steps == 4 and done.mean_rows == 2
