@@ -31,6 +31,8 @@ class Sandbox:
     user_dir: Path  # a folder of a user's own files
     plain_file: Path
     model_dir: Path  # a local diffusers model folder (tiny DiT saved with save_pretrained)
+    image: Path  # an image of the user's
+    links: Path  # outside the sandbox: a symlink loop (loop1 <-> loop2) and a dangling link (dangling)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,13 @@ def sandbox(tmp_path_factory, fp32_folders):
     plain_file.write_text("a user's file")
     model_dir = root / "models" / "dit"
     tiny_model("tiny-dit").transformer.save_pretrained(model_dir)
-    return Sandbox(root, engines, user_dir, plain_file, model_dir)
+    image = root / "photo.png"
+    image.write_bytes(b"\x89PNG a user's picture")
+    links = tmp_path_factory.mktemp("links")  # fingerprint() would follow the loop: kept out of the sandbox
+    (links / "loop1").symlink_to(links / "loop2")
+    (links / "loop2").symlink_to(links / "loop1")
+    (links / "dangling").symlink_to(links / "nothing-here")
+    return Sandbox(root, engines, user_dir, plain_file, model_dir, image, links)
 
 
 def fingerprint(root: Path) -> dict[str, str]:
@@ -60,9 +68,10 @@ def fingerprint(root: Path) -> dict[str, str]:
 
 
 def cli(*args: str) -> Callable[[Sandbox], tuple[str, ...]]:
-    """A command line; {engines}, {user_dir}, {plain_file}, {model_dir}, {root} are filled from the sandbox."""
+    """A command line; {engines}, {user_dir}, {plain_file}, {model_dir}, {root}, {image}, {links} are filled from
+    the sandbox."""
     return lambda s: tuple(a.format(engines=s.engines, user_dir=s.user_dir, plain_file=s.plain_file,
-                                    model_dir=s.model_dir, root=s.root) for a in args)
+                                    model_dir=s.model_dir, root=s.root, image=s.image, links=s.links) for a in args)
 
 
 @dataclass
@@ -113,6 +122,48 @@ def _apply_cache_with_contradicting_steps(s: Sandbox):
         call(steps=10)
     finally:
         handle.remove()
+
+
+def _generate_with(**changes):
+    """Runtime.generate on the sandbox's DiT folder with one argument made wrong."""
+    def call(s: Sandbox):
+        from tcpade_trt.runtime.runtime import Runtime
+
+        arguments = {"cond": {"class_labels": torch.tensor([1])}, "latents": torch.randn(1, 4, 8, 8), "steps": 2,
+                     "cache": "none", **changes}
+        Runtime(s.engines).generate(**arguments)
+    return call
+
+
+def _apply_cache_to_a_string(s: Sandbox):
+    from tcpade_trt import apply_cache
+
+    apply_cache("a string", num_steps=20)
+
+
+def _edited_manifest(edit):
+    """inspect (and so every command) on a copy of the engine folder whose manifest.json was edited by hand."""
+    def call(s: Sandbox):
+        import json
+        import shutil
+
+        folder = s.links / f"edited-{abs(hash(edit.__code__))}"
+        if not folder.exists():
+            shutil.copytree(s.engines, folder)
+        data = json.loads((s.engines / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps(edit(data)))
+        return ("inspect", str(folder))
+    return call
+
+
+def _with_part_file(data, name):
+    data["parts"]["head"]["file"] = name
+    return data
+
+
+def _with_schedule(data, row):
+    data["calibration"] = {"schedules": [row]}
+    return data
 
 
 NAN = float("nan")
@@ -192,6 +243,64 @@ CASES = [
          "coefficients must be finite numbers"),
     Case("apply_cache(pipe, num_steps=20) on a 10-step call", _apply_cache_with_contradicting_steps,
          "num_steps=20 was given but the pipeline runs 10 steps", api=True),
+    # -- issue 26's probe: outputs checked before the work --------------------------------------------
+    Case("generate --out onto an existing image", cli("generate", "--engines", "{engines}", "--out", "{image}"),
+         "exists; add --force to replace it"),
+    Case("generate --out through a symlink loop", cli("generate", "--engines", "{engines}", "--out",
+                                                      "{links}/loop1/x.png"), "symbolic link that leads nowhere"),
+    Case("generate --out a name near 255 bytes", cli("generate", "--engines", "{engines}", "--out",
+                                                     "{root}/" + "a" * 250 + ".png"), "is 254 bytes; names may have"),
+    Case("build --out a name near 255 bytes", cli("build", "tiny-dit", "--out", "{root}/" + "b" * 240),
+         "is 240 bytes; names may have"),
+    Case("generate --scale 100000", cli("generate", "--engines", "{engines}", "--scale", "100000"),
+         "--scale must be at most 64"),
+    Case("generate --class more often than --batch", cli("generate", "--engines", "{engines}", "--class", "1",
+                                                          "--class", "2", "--class", "3", "--batch", "2"),
+         "3 --class values for --batch 2"),
+    Case("generate DiT --negative-prompt", cli("generate", "--engines", "{engines}", "--class", "1",
+                                               "--negative-prompt", "blurry"), "--negative-prompt is for text"),
+    Case("triton-repo --batch-wait-ms -5", cli("triton-repo", "--engines", "{engines}", "--out", "{root}/tr",
+                                               "--batch-wait-ms", "-5"), "--batch-wait-ms: must be >= 0"),
+    Case("triton-repo --out under a file", cli("triton-repo", "--engines", "{engines}", "--out", "{plain_file}/r"),
+         "is a file, not a folder"),
+    Case("triton-repo --out a dangling symlink", cli("triton-repo", "--engines", "{engines}", "--out",
+                                                     "{links}/dangling"), "symbolic link that leads nowhere"),
+    Case("bench --out a file", cli("bench", "tiny-dit", "--out", "{plain_file}"), "is a file; give a folder"),
+    Case("bench --markdown a folder", cli("bench", "tiny-dit", "--out", "{root}/b", "--markdown", "{user_dir}"),
+         "--markdown .* is a folder"),
+    Case("demo --out a file", cli("demo", "--out", "{plain_file}"), "is a file; give a folder"),
+    Case("gpu-bench --resolution 7", cli("gpu-bench", "--resolution", "7", "--out", "{root}/g.json"),
+         "--resolution must be a multiple of 16"),
+    Case("gpu-bench --device tpu", cli("gpu-bench", "--device", "tpu", "--out", "{root}/g.json"),
+         "--device must be cuda, cuda:N or cpu"),
+    Case("cache spec with a field twice", cli("sample", "tiny-dit", "--cache", "tcpade-fast:budget=0.9,budget=0.1"),
+         "budget is given twice"),
+    Case("Runtime.generate(guidance_scale=nan)", _generate_with(guidance_scale=NAN),
+         "guidance_scale must be a finite number", api=True),
+    Case("Runtime.generate(steps=True)", _generate_with(steps=True), "num_steps must be a whole number", api=True),
+    Case("Runtime.generate with int64 noise", _generate_with(latents=torch.zeros(1, 4, 8, 8, dtype=torch.int64)),
+         "latents must be floating-point noise", api=True),
+    Case("Runtime.generate with numpy noise", _generate_with(latents=torch.randn(1, 4, 8, 8).numpy()),
+         "latents must be a torch.Tensor", api=True),
+    Case("Runtime.generate with meta noise", _generate_with(latents=torch.empty(1, 4, 8, 8, device="meta")),
+         "on the meta device", api=True),
+    Case("apply_cache('a string')", _apply_cache_to_a_string, "takes a diffusers pipeline or its transformer",
+         api=True),
+    # -- hand-edited manifests: one schema (engines/manifest_schema.py) ---------------------------
+    Case("manifest []", _edited_manifest(lambda d: []), "is not a tcpade-trt manifest"),
+    Case("manifest shape {}", _edited_manifest(lambda d: {**d, "shape": {}}), "shape.height: Field required"),
+    Case("manifest batch_max '4'", _edited_manifest(lambda d: {**d, "shape": {**d["shape"], "batch_max": "4"}}),
+         "shape.batch_max: Input should be a valid integer"),
+    Case("manifest precision int3", _edited_manifest(lambda d: {**d, "precision": "int3"}), "precision: Input"),
+    Case("manifest of an unknown model class", _edited_manifest(lambda d: {**d, "model": {**d["model"],
+                                                                                          "class": "Bogus"}}),
+         "'Bogus' is not a model class"),
+    Case("manifest with a NaN budget", _edited_manifest(lambda d: _with_schedule(d, [20, NAN, [0, 19]])),
+         "calibration.schedules: row 0"),
+    Case("manifest with a short calibration row", _edited_manifest(lambda d: _with_schedule(d, [20, 0.3])),
+         "calibration.schedules: row 0"),
+    Case("manifest naming ../outside.onnx", _edited_manifest(lambda d: _with_part_file(d, "../outside.onnx")),
+         "'../outside.onnx' is not a file name inside the folder"),
 ]
 
 

@@ -14,6 +14,7 @@ by SIGKILL or a power cut), identified by the marker, never by name alone.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -35,7 +36,16 @@ RUNTIME_ADDITIONS = ("ort-tensorrt-cache",)
 
 def check_destination(out: Path, model_path: Path | None = None, force: bool = False) -> None:
     """Refuse, before any work, an ``out`` that a finished build could not or must not replace."""
-    out = Path(out)
+    try:
+        _check_destination(Path(out), model_path, force)
+    except OSError as exc:  # e.g. a symlink loop on the way (ELOOP)
+        raise ConfigError(f"--out {out} cannot be used: {exc.strerror or exc}.") from None
+
+
+def _check_destination(out: Path, model_path: Path | None, force: bool) -> None:
+    from ..paths import check_name_length
+
+    check_name_length(out, "--out")  # the temporary folder's name is longer: a legal name that could never be written
     where = out.resolve()
     if where == Path(where.anchor) or Path.cwd().resolve().is_relative_to(where):
         raise ConfigError(f"--out {out} is the current folder or one above it; a build replaces its output "
@@ -157,7 +167,7 @@ def remove_stale_builds(out: Path) -> list[Path]:
     removed = []
     if not out.parent.is_dir():
         return removed
-    for candidate in out.parent.glob(f".{out.name}.*-*"):
+    for candidate in out.parent.glob(f".{glob.escape(out.name)}.*-*"):  # eng[1] is a name, not a pattern
         marker = _read_marker(candidate)
         if marker is None or marker.get("out") != str(out.resolve()):
             continue

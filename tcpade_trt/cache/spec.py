@@ -53,6 +53,8 @@ def cache_config(spec: str | CacheConfig) -> CacheConfig:
         if not eq or key not in by_name:
             raise ConfigError(f"cannot apply {item!r} to preset {name!r}: write field=value with a field among "
                               f"{', '.join(by_name) or '(none)'}.")
+        if key in changes:  # which one was meant? the last silently won before
+            raise ConfigError(f"{key} is given twice in {spec!r}; give each field once.")
         try:
             changes[key] = _convert(value.strip(), by_name[key])
         except ValueError:

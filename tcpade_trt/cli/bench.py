@@ -41,8 +41,11 @@ def run(args) -> int:
     from ..bench.runner import run_bench
     from ..cache import cache_config
     from ..errors import ConfigError
-    from ..paths import write_text_atomic
+    from ..paths import check_output_file, check_output_folder, write_text_atomic
 
+    check_output_folder(args.out, "--out")  # before the minutes of builds and timing, not after
+    if args.markdown:
+        check_output_file(args.markdown, (".md",), "--markdown")
     if args.engines and args.model != "demo":
         raise ConfigError("give either a MODEL or --engines folders, not both.")
     if args.steps < 2:

@@ -40,9 +40,11 @@ def run(args) -> int:
     from ..bench.machine import describe
     from ..cache import cache_config
     from ..errors import ConfigError
+    from ..paths import check_output_folder
 
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
+    check_output_folder(args.out, "--out")
     for spec in args.caches:
         cache_config(spec)  # a bad spec is one sentence before the engine builds
     from ..bench.subjects import parse_variant

@@ -17,6 +17,8 @@ import torch
 
 from .args import SEED_MAX, finite_float, positive_int, seed
 
+MAX_SCALE = 64  # the demo models' 32-pixel images become 2048 pixels a side: more is a memory error, not a picture
+
 
 def add_arguments(p) -> None:
     from ..cache import DEFAULT_CACHE
@@ -37,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--guidance-scale", type=finite_float, default=None,
                    help="classifier-free guidance (Wan, DiT); FLUX.1-dev's embedded guidance (default 3.5)")
     p.add_argument("--scale", type=positive_int, default=8,
-                   help="demo images: nearest-neighbour upscale factor (default 8)")
+                   help=f"demo images: nearest-neighbour upscale factor (default 8, at most {MAX_SCALE})")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--verbose", action="store_true", help="print every step's decision and time")
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="generate this many times on the warm runtime and report the median of the runs after the "
@@ -65,15 +68,17 @@ def run(args) -> int:
     if args.steps < 2:
         raise ConfigError("--steps must be at least 2.")
     cache = cache_config(args.cache)  # the one parse: a bad spec is one sentence before the engines load
+    if args.scale > MAX_SCALE:
+        raise ConfigError(f"--scale must be at most {MAX_SCALE} (got {args.scale}).")
     if args.out is not None:
-        check_output_file(args.out, IMAGE_SUFFIXES, "--out")
+        check_output_file(args.out, IMAGE_SUFFIXES, "--out", replace=args.force)
     runtime = Runtime(args.engines, device=args.device, cuda_graphs=args.cuda_graphs,
                       weight_streaming_budget=args.weight_streaming_budget)
     model = runtime.model
     video = model.family.video
     out = args.out if args.out is not None else Path("generated.gif" if video else "generated.png")
     check_output_file(out, (".gif",) if video else IMAGE_SUFFIXES, "--out (a video model's output is a GIF)"
-                      if video else "--out")
+                      if video else "--out", replace=args.force)
     conditioning = _conditioning(args, model)
     batch = conditioning.batch
     if args.seed + batch - 1 > SEED_MAX:
@@ -130,6 +135,12 @@ def _conditioning(args, model) -> _Conditioning:
     from ..models.registry import trained_classes
 
     trained = trained_classes(model.name)
+    if args.classes and args.batch is not None and len(args.classes) > args.batch:
+        raise ConfigError(f"{len(args.classes)} --class values for --batch {args.batch}: give at most one per sample, "
+                          "or leave --batch out (one sample per --class).")
+    if args.negative_prompt and (args.classes or trained is not None):
+        raise ConfigError("--negative-prompt is for text-conditioned folders (Wan, SD3); this one is "
+                          "class-conditional: leave it out.")
     if trained is not None:  # the demo models: classes by name or index, their own decoder
         from ..models.demo import class_index
         from ..runtime.images import to_unit
@@ -140,6 +151,9 @@ def _conditioning(args, model) -> _Conditioning:
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
         decode = lambda lat, path: save_images(to_unit(trained.decode(lat)), path, args.scale)
+        if model.conditioner is not None and args.guidance_scale is not None:
+            raise ConfigError(f"the {model.name} model takes no guidance (it was trained without classifier-free "
+                              "guidance): leave out --guidance-scale.")
         # demo-dit was trained for classifier-free guidance: its family's scale unless --guidance-scale says otherwise
         guidance = None if model.conditioner is not None else (
             args.guidance_scale if args.guidance_scale is not None else family.default_guidance)

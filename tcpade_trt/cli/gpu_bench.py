@@ -39,6 +39,10 @@ def run(args) -> int:
     for spec in args.caches:
         cache_config(spec)
     check_output_file(args.out, (".json",), "--out")
+    if args.resolution % 16:  # latents are 1/8 of the image and FLUX packs them 2x2: a 1/16 grid
+        raise ConfigError(f"--resolution must be a multiple of 16 pixels (got {args.resolution}), e.g. 1024.")
+    if args.device != "cpu" and not args.device.startswith("cuda"):
+        raise ConfigError(f"--device must be cuda, cuda:N or cpu (got {args.device!r}).")
     if args.device.startswith("cuda") and not gpu.available():
         raise ConfigError("no CUDA GPU is visible; run on a GPU machine, or try `--config tiny --device cpu`.")
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32

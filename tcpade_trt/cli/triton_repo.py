@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import finite_float, positive_int
+from .args import non_negative_float, positive_int
 
 
 def add_arguments(p) -> None:
@@ -23,12 +23,15 @@ def add_arguments(p) -> None:
     p.add_argument("--pipeline", type=Path, help="text-conditioned folders: a local diffusers pipeline folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--max-steps", type=positive_int, default=100, help="largest steps a request may ask for")
-    p.add_argument("--batch-wait-ms", type=finite_float, default=10.0,
+    p.add_argument("--batch-wait-ms", type=non_negative_float, default=10.0,
                    help="Triton's dynamic batching queue delay (10 ms)")
 
 
 def run(args) -> int:
+    from ..paths import check_output_folder
     from ..serve.triton_repo import write_repository
+
+    check_output_folder(args.out, "--out")
 
     out = write_repository(args.engines, args.out, pipeline=args.pipeline, device=args.device,
                            max_steps=args.max_steps, batch_wait_ms=args.batch_wait_ms)

@@ -133,11 +133,16 @@ def read_manifest(folder: str | Path, verify_hashes: bool = True) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); {rebuild}.") \
             from None
-    if data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ManifestError(f"{path} is not a tcpade-trt manifest; {rebuild}.")
     if data.get("format_version") != FORMAT_VERSION:
         raise ManifestError(f"{folder} was written by a tcpade-trt with manifest format "
                             f"{data.get('format_version')}, this one reads {FORMAT_VERSION}; {rebuild}.")
+    from .manifest_schema import manifest_problem
+
+    problem = manifest_problem(data)  # every field checked against one schema before any is trusted
+    if problem is not None:
+        raise ManifestError(f"{path} is not a valid manifest ({problem}); {rebuild}.")
     try:
         manifest = Manifest.from_dict(dict(data))
     except (TypeError, KeyError, AttributeError) as exc:

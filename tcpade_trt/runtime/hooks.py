@@ -357,6 +357,8 @@ def apply_cache(target, config: CacheConfig | str = DEFAULT_CACHE, num_steps: in
         transformer, scheduler = target.transformer, target.scheduler
         if transformer is None:
             raise ConfigError("this pipeline has no transformer to cache.")
+    if not isinstance(transformer, torch.nn.Module):
+        raise ConfigError(f"apply_cache takes a diffusers pipeline or its transformer (got {type(target).__name__}).")
     if scheduler is None and num_steps is None:
         raise ConfigError(NO_STEP_COUNT)
     registry = getattr(transformer, "_diffusers_hook", None)

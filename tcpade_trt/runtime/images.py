@@ -30,11 +30,21 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return ((images + 1) / 2).clamp(0, 1)
 
 
+MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535, ".gif": 65535, ".png": 65535, ".bmp": 65535}
+
+
 def save_images(images: torch.Tensor, path: Path, scale: int = 1) -> Path:
     """[B, 3, H, W] in [0, 1] -> one image file, samples side by side (nearest-neighbour upscaled)."""
     from PIL import Image
 
     require_finite(images)
+    _, _, height, width = images.shape
+    side, limit = max(height, width * images.shape[0]) * scale, MAX_SIDE.get(Path(path).suffix.lower(), 65535)
+    if side > limit:  # before the upscaled copy is allocated (PIL would refuse it after)
+        from ..errors import ConfigError
+
+        raise ConfigError(f"the image would be {side} pixels wide, more than {Path(path).suffix} files hold "
+                          f"({limit}); lower --scale or the samples per image.")
     strip = torch.cat(list(images), dim=2)  # [3, H, B*W]
     if scale > 1:
         strip = strip.repeat_interleave(scale, 1).repeat_interleave(scale, 2)

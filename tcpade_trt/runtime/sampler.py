@@ -11,6 +11,8 @@ Prompt-only conditioning is prepared once per generation, not once per step.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import dataclass
 
@@ -102,8 +104,9 @@ class Trajectory:
     def __init__(self, model: Model, cond: Tensors, latents: torch.Tensor, *, num_steps: int = 20,
                  guidance_scale: float | None = None, negative_cond: Tensors | None = None,
                  policy: CachePolicy | None = None, unsplit: bool = False):
-        if not isinstance(num_steps, int) or num_steps < 1:
+        if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
             raise ConfigError(f"num_steps must be a whole number >= 1 (got {num_steps!r}).")
+        check_generation_arguments(latents, guidance_scale)
         family, parts = model.family, model.parts
         family.check_cond_keys(cond)
         if negative_cond is not None:
@@ -183,6 +186,22 @@ def step_clock(model: Model):
         return time.perf_counter()
 
     return clock
+
+
+def check_generation_arguments(latents, guidance_scale) -> None:
+    """The noise is a real floating-point tensor and the guidance a finite number: one sentence each, instead of
+    an AttributeError deep inside (numpy, lists), a silently truncated generation (int64 noise) or an all-NaN
+    image (a NaN guidance scale)."""
+    if not isinstance(latents, torch.Tensor):
+        raise ConfigError(f"latents must be a torch.Tensor (got {type(latents).__name__}); e.g. "
+                          "torch.from_numpy(array) or runtime/sampler.initial_noise.")
+    if not latents.dtype.is_floating_point:
+        raise ConfigError(f"latents must be floating-point noise (got {latents.dtype}); e.g. torch.randn(...).")
+    if latents.is_meta:
+        raise ConfigError("latents are on the meta device (shapes without data); pass a tensor with values.")
+    if guidance_scale is not None and (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real)
+                                       or not math.isfinite(guidance_scale)):
+        raise ConfigError(f"guidance_scale must be a finite number or None (got {guidance_scale!r}).")
 
 
 def check_inputs_finite(latents: torch.Tensor, cond: Tensors, negative_cond: Tensors | None = None) -> None:

@@ -259,7 +259,7 @@ def test_openapi_describes_each_route_as_this_server_answers_it(server):
     assert flux["requestBody"]["content"]["application/json"]["schema"]["required"] == ["prompt"]
 
 
-def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_describe(server):
+def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_describe(server, tmp_path):
     """Property-based requests from the published schema (valid and invalid ones), a bounded number per route: no
     5xx, every status and content type documented, JSON answers as described, invalid bodies refused."""
     import subprocess
@@ -277,7 +277,8 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_de
                               "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
                               "response_schema_conformance,negative_data_rejection",
                               "--phases", "examples,coverage,fuzzing", "--max-time", "60",
-                              "--output-truncate", "true"], capture_output=True, text=True, timeout=300)
+                              "--output-truncate", "true"], capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path)  # its cache folder (.schemathesis/) goes there, not into the checkout
         failures = run.stdout.partition("= FAILURES =")[2].partition("= WARNINGS =")[0] or run.stdout[-3000:]
         assert run.returncode == 0, f"{prefix or '/'}: {failures[:6000]}{run.stderr[-2000:]}"
     assert call(f"{server}/healthz")[0] == 200  # serving afterwards
