@@ -95,6 +95,14 @@ def test_stale_folders_are_removed_by_their_marker_never_by_name(tmp_path, caplo
     assert "left by a build to" in caplog.text and "that was killed" in caplog.text
 
 
+@pytest.mark.parametrize("name", ["eng[1]", "v[ab]"])
+def test_a_name_with_glob_characters_is_a_name(tmp_path, name):
+    """`--out 'eng[1]'`: the pattern [1] matches "eng1", never "eng[1]", so its leftovers were never removed."""
+    out = tmp_path / name
+    dead = _leftover(tmp_path, out, _dead_pid())
+    assert remove_stale_builds(out) == [dead] and not dead.exists()
+
+
 def _start_build(tmp_path, out):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tcpade_trt.cli", "build", "tiny-dit", "--out", str(out)],
