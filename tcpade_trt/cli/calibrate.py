@@ -19,6 +19,7 @@ from pathlib import Path
 from .args import finite_float, positive_int
 
 log = logging.getLogger(__name__)
+DEFAULT_RUNS = 4
 
 
 def add_arguments(p) -> None:
@@ -27,8 +28,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=positive_int, nargs="+", default=[20, 28, 50], help="step counts (default 20 28 50)")
     p.add_argument("--budget", type=finite_float, nargs="+", default=[0.35, 0.45],
                    help="shares of full steps, in (0, 1] (default 0.35 0.45: tcpade-fast, tcpade-slow)")
-    p.add_argument("--runs", type=positive_int, default=4, help="uncached calibration runs per step count (4)")
-    p.add_argument("--validation-seeds", type=positive_int, default=4, help="held-out seeds checked closed-loop (4)")
+    p.add_argument("--runs", type=positive_int, default=None,
+                   help=f"uncached calibration runs per step count (default {DEFAULT_RUNS}, fewer where an engine "
+                        "folder's batch range holds fewer: the runs are one batch)")
+    p.add_argument("--validation-seeds", type=positive_int, default=None,
+                   help=f"held-out seeds checked closed-loop (default {DEFAULT_RUNS}, likewise)")
     p.add_argument("--out", type=Path, help="write the calibration JSON here (required for a torch model; an "
                                             "engine folder keeps it in its manifest)")
 
@@ -49,6 +53,25 @@ def _subject(name: str):
     return BenchSubject(path.name, model, {}, model, height, width, frames), None
 
 
+def _runs_that_fit(folder, subject, given: int | None, option: str) -> int:
+    """The runs of one batch: as given, or the default; within an engine folder's batch range (classifier-free
+    guidance doubles each run's rows), refused in one sentence when given beyond it."""
+    from ..engines.manifest import read_manifest
+    from ..errors import ConfigError
+
+    if folder is None:
+        return given or DEFAULT_RUNS
+    rows = 2 if subject.guidance_scale is not None else 1
+    fits = read_manifest(folder, verify_hashes=False).shape["batch_max"] // rows
+    if fits < 1:
+        raise ConfigError(f"{folder} runs at most {fits * rows} rows per call, fewer than one guided run needs "
+                          f"({rows}); rebuild it with a larger --batch-max.")
+    if given is not None and given > fits:
+        raise ConfigError(f"{option} {given} does not fit {folder}: its batch range holds {fits} run(s) "
+                          f"({rows} row(s) each); give {option} {fits} or less, or rebuild with a larger --batch-max.")
+    return given or min(DEFAULT_RUNS, fits)
+
+
 def run(args) -> int:
     from ..bench.schedules import calibrate
     from ..engines.manifest import read_manifest
@@ -60,9 +83,13 @@ def run(args) -> int:
             raise ConfigError(f"--budget takes shares of full steps in (0, 1] (got {b}).")
     if args.out is not None and (args.out.is_dir() or args.out.suffix != ".json"):
         raise ConfigError(f"--out names the calibration file to write, e.g. calibration.json (got {args.out}).")
+    if min(args.steps) < 2:
+        raise ConfigError(f"--steps takes step counts of 2 or more (got {min(args.steps)}).")
     subject, folder = _subject(args.model)
     if folder is None and args.out is None:
         raise ConfigError("a torch model has no folder of ours to keep the calibration in: pass --out FILE.json.")
+    args.runs, args.validation_seeds = (_runs_that_fit(folder, subject, given, option) for given, option in
+                                        ((args.runs, "--runs"), (args.validation_seeds, "--validation-seeds")))
     logging.getLogger("tcpade_trt").setLevel(logging.INFO)
     result = calibrate(subject, steps=tuple(args.steps), budgets=tuple(args.budget), runs=args.runs,
                        validation_seeds=args.validation_seeds)

@@ -57,6 +57,7 @@ def test_every_family_calibrates(name, tmp_path):
     (["calibrate", "tiny-flux"], "pass --out FILE.json"),
     (["calibrate", "tiny-flux", "--budget", "0", "--out", "x.json"], r"--budget takes shares of full steps in"),
     (["calibrate", "tiny-flux", "--out", "x.txt"], "--out names the calibration file"),
+    (["calibrate", "tiny-flux", "--steps", "20", "1", "--out", "x.json"], "--steps takes step counts of 2 or more"),
 ])
 def test_wrong_requests_are_one_sentence(argv, message, capsys):
     assert main(argv) == 2
@@ -65,3 +66,15 @@ def test_wrong_requests_are_one_sentence(argv, message, capsys):
     import re
 
     assert re.search(message, err), err
+
+
+def test_a_guided_dit_folder_calibrates_with_the_default_runs_and_refuses_runs_beyond_its_batch(
+        fp32_folders, tmp_path, capsys):
+    """tiny-dit holds 4 rows per call and each guided run takes 2: the default 4 runs (one batch of 8 rows) failed
+    after loading; now the default is what fits (2), and asking for more is one sentence up front."""
+    folder = tmp_path / "dit"
+    shutil.copytree(fp32_folders["tiny-dit"], folder)
+    assert main(["calibrate", str(folder), "--runs", "3", "--steps", "6"]) == 2
+    assert "--runs 3 does not fit" in capsys.readouterr().err
+    assert main(["calibrate", str(folder), "--steps", "6", "--budget", "0.5"]) == 0
+    assert read_manifest(folder).calibration["seeds"]["calibration"] == [100, 101]
