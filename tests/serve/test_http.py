@@ -282,3 +282,24 @@ def test_schemathesis_finds_no_server_error_and_no_answer_the_schema_does_not_de
         failures = run.stdout.partition("= FAILURES =")[2].partition("= WARNINGS =")[0] or run.stdout[-3000:]
         assert run.returncode == 0, f"{prefix or '/'}: {failures[:6000]}{run.stderr[-2000:]}"
     assert call(f"{server}/healthz")[0] == 200  # serving afterwards
+
+
+def test_the_locust_load_test_runs_against_the_server(server, tmp_path):
+    """scripts/locustfile.py, headless for a few seconds (docs/serving.md has the figures of a full run): both
+    routes answered, no failure (locust's exit status is 1 on any answer but 200)."""
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    locust = Path(sys.executable).parent / "locust"
+    if not locust.exists():
+        pytest.skip("locust is not installed (pip install -e '.[dev]')")
+    locustfile = Path(__file__).resolve().parents[2] / "scripts" / "locustfile.py"
+    run = subprocess.run([str(locust), "-f", str(locustfile), "--headless", "--host", server, "--users", "4",
+                          "--spawn-rate", "4", "--run-time", "8s", "--csv", str(tmp_path / "load"), "--only-summary"],
+                         capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                         env={**os.environ, "TCPADE_API_KEY": KEY, "TCPADE_RATE": "4", "TCPADE_STEPS": "6"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = {r["Name"]: r for r in csv.DictReader(open(tmp_path / "load_stats.csv"))}
+    assert int(rows["/v1/generate"]["Request Count"]) > 0 and int(rows["Aggregated"]["Failure Count"]) == 0
