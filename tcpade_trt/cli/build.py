@@ -64,11 +64,15 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-streaming", action="store_true", help="TensorRT: stream block weights from host")
 
 
-def build_options(args, family: str):
+def build_options(args, family):
     from ..builder import BuildOptions, TensorRTOptions
     from ..export.parts import BuildShape
     from ..models.registry import default_build_shape, default_text_tokens
 
+    if args.frames not in (None, 1) and not family.video:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--frames is for video models (Wan); {args.model} makes images: leave it out.")
     h, w, f = default_build_shape(args.model, family)
     text = args.text_tokens if args.text_tokens is not None else default_text_tokens(args.model)
     shape = BuildShape(height=_given(args.height, h), width=_given(args.width, w), frames=_given(args.frames, f),

@@ -32,6 +32,10 @@ def run(args) -> int:
 
     make_policy(args.cache)  # a bad spec is one sentence before the model loads
     model = load_model(args.model)
+    if args.frames != 1 and not model.family.video:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--frames is for video models (Wan); {args.model} makes images: leave it out.")
     policy = make_policy(args.cache, calibrated=model.calibrated)  # the demo model's calibrated schedules
     geometry = model.family.geometry(args.batch, args.height, args.width, args.frames)
     cond = model.family.example_cond(geometry, height=args.height, width=args.width,
