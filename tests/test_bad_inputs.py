@@ -377,3 +377,21 @@ def test_readme_states_the_count():
     stated = re.search(r"(\d+) bad inputs tried", README.read_text())
     assert stated, "the README should say how many bad inputs the reliability suite tries"
     assert int(stated.group(1)) == len(CASES)
+
+
+def test_a_full_disk_is_one_sentence_and_leaves_nothing(sandbox, capsys, monkeypatch):
+    """ENOSPC while a build writes: one sentence (it was a traceback) and no temporary folder left behind."""
+    import errno
+
+    from tcpade_trt.engines.manifest import Manifest
+
+    def disk_full(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "manifest.json"))
+
+    monkeypatch.setattr(Manifest, "write", disk_full)
+    out = sandbox.root / "full"
+    before = fingerprint(sandbox.root)
+    assert main(["build", "tiny-dit", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "free some space" in err and "Traceback" not in err
+    assert fingerprint(sandbox.root) == before  # no engine folder, no temporary one

@@ -18,6 +18,7 @@ import glob
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import uuid
@@ -30,6 +31,7 @@ from ..errors import ConfigError
 log = logging.getLogger(__name__)
 
 MARKER = ".tcpade-trt-build.json"  # inside every temporary build folder, and nowhere else
+LEFTOVER = re.compile(r"^\..+\.partial-[0-9a-f]{8}(\.[A-Za-z0-9]+)?$")  # paths.atomic_path's temporary names
 # what may sit in an engine folder besides the files its manifest lists (made by running it)
 RUNTIME_ADDITIONS = ("ort-tensorrt-cache",)
 
@@ -61,6 +63,9 @@ def _check_destination(out: Path, model_path: Path | None, force: bool) -> None:
         raise ConfigError(f"--out {out} cannot be created: {blocker} is a file, not a folder.")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; a build writes a folder: choose another --out.")
+    if out.is_dir() and os.path.ismount(out):  # a finished build renames its folder onto out: not onto a mount
+        raise ConfigError(f"--out {out} is a mount point; a build replaces its output folder by renaming, so give a "
+                          f"folder inside it, e.g. --out {out}/engines.")
     if out.is_dir() and not force:
         foreign = foreign_files(out)
         if foreign is not None:
@@ -84,7 +89,8 @@ def foreign_files(folder: Path) -> str | None:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return f"its {MANIFEST} is not a tcpade-trt manifest"
     listed = {MANIFEST, *RUNTIME_ADDITIONS, *_listed_files(data)}
-    extra = [name for name in entries if name not in listed]
+    # a write this toolkit was killed in (paths.atomic_path: e.g. `calibrate` rewriting the manifest) is ours too
+    extra = [name for name in entries if name not in listed and not LEFTOVER.match(name)]
     if extra:
         shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
         return f"it holds files its manifest does not list: {shown}"

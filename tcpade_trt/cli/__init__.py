@@ -9,6 +9,7 @@ stop, a CI timeout) is handled like Ctrl-C: a build in progress removes its temp
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -81,6 +82,10 @@ def _unavailable(name: str, exc: ImportError) -> Callable:
     return run
 
 
+_DISK_ERRORS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space within your quota",
+                errno.EROFS: "write somewhere that is not read-only"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, runners = build_parser()
     try:
@@ -109,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        # a full disk mid-build or mid-write: what was being written is removed (atomic writes, temporary build
+        # folders), so the sentence is the whole story
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror}{where}; {_DISK_ERRORS[exc.errno]} and run it again (nothing half-written was "
+              "left behind).", file=sys.stderr)
+        return 2
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -76,7 +76,7 @@ def run(args) -> int:
     from ..bench.schedules import calibrate
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
-    from ..paths import write_text_atomic
+    from ..paths import check_output_file, write_text_atomic
 
     for b in args.budget:
         if not 0 < b <= 1:
@@ -90,6 +90,11 @@ def run(args) -> int:
         raise ConfigError("a torch model has no folder of ours to keep the calibration in: pass --out FILE.json.")
     args.runs, args.validation_seeds = (_runs_that_fit(folder, subject, given, option) for given, option in
                                         ((args.runs, "--runs"), (args.validation_seeds, "--validation-seeds")))
+    if args.out is not None:
+        check_output_file(args.out, (".json",), "--out")
+    if folder is not None:  # before the runs, not after them: the manifest is rewritten in place
+        check_output_file(folder / "manifest.json", (".json",), f"the engine folder {folder}:")
+        built = (folder / "manifest.json").read_bytes()
     logging.getLogger("tcpade_trt").setLevel(logging.INFO)
     result = calibrate(subject, steps=tuple(args.steps), budgets=tuple(args.budget), runs=args.runs,
                        validation_seeds=args.validation_seeds)
@@ -107,6 +112,9 @@ def run(args) -> int:
         print(f"wrote {args.out} (use: apply_cache(pipe, 'tcpade-fast', calibration='{args.out}'), or "
               "make_policy(spec, calibrated=load_calibration(FILE)))")
     if folder is not None:
+        if (folder / "manifest.json").read_bytes() != built:  # e.g. `build --out` replaced it meanwhile
+            raise ConfigError(f"{folder} changed while calibrating (rebuilt?); its engines are not the ones measured: "
+                              f"calibrate it again.")
         manifest = read_manifest(folder)
         manifest.calibration = data
         manifest.write(folder)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,6 +102,24 @@ def test_a_name_with_glob_characters_is_a_name(tmp_path, name):
     out = tmp_path / name
     dead = _leftover(tmp_path, out, _dead_pid())
     assert remove_stale_builds(out) == [dead] and not dead.exists()
+
+
+def test_a_killed_manifest_rewrite_leaves_an_engine_folder_a_build_may_replace(fp32_folders, tmp_path):
+    """`calibrate` killed while rewriting the manifest leaves .manifest.partial-XXXXXXXX.json (paths.atomic_path):
+    ours, so the next build may still replace the folder."""
+    import shutil
+
+    folder = tmp_path / "engines"
+    shutil.copytree(fp32_folders["tiny-dit"], folder)
+    (folder / ".manifest.partial-1234abcd.json").write_text("{")
+    assert foreign_files(folder) is None
+    (folder / "holiday.jpg").write_text("a user's")
+    assert "holiday.jpg" in foreign_files(folder)
+
+
+def test_a_mount_point_is_refused_before_the_build(tmp_path):
+    with pytest.raises(ConfigError, match="is a mount point"):
+        check_destination(Path("/proc"), force=True)  # the finished build's rename would fail there
 
 
 def _start_build(tmp_path, out):

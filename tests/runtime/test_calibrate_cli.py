@@ -78,3 +78,39 @@ def test_a_guided_dit_folder_calibrates_with_the_default_runs_and_refuses_runs_b
     assert "--runs 3 does not fit" in capsys.readouterr().err
     assert main(["calibrate", str(folder), "--steps", "6", "--budget", "0.5"]) == 0
     assert read_manifest(folder).calibration["seeds"]["calibration"] == [100, 101]
+
+
+def test_an_unwritable_folder_is_refused_before_the_runs(fp32_folders, tmp_path, capsys, monkeypatch):
+    from tcpade_trt import paths
+    from tcpade_trt.bench import schedules
+
+    folder = tmp_path / "flux"
+    shutil.copytree(fp32_folders["tiny-flux"], folder)
+    monkeypatch.setattr(paths, "_can_create_in", lambda where: False)  # a read-only mount (root ignores chmod)
+    monkeypatch.setattr(schedules, "calibrate", lambda *a, **k: pytest.fail("the runs started"))
+    assert main(["calibrate", str(folder), "--steps", "6", "--runs", "1"]) == 2
+    assert "manifest.json cannot be written" in capsys.readouterr().err
+
+
+def test_a_folder_rebuilt_while_calibrating_keeps_the_new_build_untouched(fp32_folders, tmp_path, capsys,
+                                                                          monkeypatch):
+    """`build --out` replacing the folder during the runs: the schedules were measured on the old engines, so
+    they are not written into the new folder's manifest."""
+    from tcpade_trt.bench import schedules
+
+    folder = tmp_path / "flux"
+    shutil.copytree(fp32_folders["tiny-flux"], folder)
+    real = schedules.calibrate
+
+    def rebuilt_meanwhile(*args, **kwargs):
+        result = real(*args, **kwargs)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["created"] = "rebuilt"
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return result
+
+    monkeypatch.setattr(schedules, "calibrate", rebuilt_meanwhile)
+    assert main(["calibrate", str(folder), "--steps", "6", "--budget", "0.5", "--runs", "1",
+                 "--validation-seeds", "1"]) == 2
+    assert "changed while calibrating" in capsys.readouterr().err
+    assert json.loads((folder / "manifest.json").read_text())["calibration"] == {}
