@@ -287,6 +287,11 @@ CASES = [
          "latents must be a torch.Tensor", api=True),
     Case("Runtime.generate with meta noise", _generate_with(latents=torch.empty(1, 4, 8, 8, device="meta")),
          "on the meta device", api=True),
+    Case("a WebP image beyond WebP's 16383 pixels", lambda s: __import__("tcpade_trt.runtime.images").runtime.images
+         .save_images(torch.rand(1, 3, 8, 8), s.root / "wide.webp", 2100), "more than .webp files hold", api=True),
+    Case("Runtime.generate with an extra conditioning key",
+         _generate_with(cond={"class_labels": torch.tensor([1]), "prompt_embeds": torch.zeros(1, 4)}),
+         "cond has 'prompt_embeds', which a dit model does not take", api=True),
     Case("apply_cache('a string')", _apply_cache_to_a_string, "takes a diffusers pipeline or its transformer",
          api=True),
     # -- hand-edited manifests: one schema (engines/manifest_schema.py) ---------------------------

@@ -112,6 +112,10 @@ class Family:
         if missing:
             raise ConfigError(f"{what} lacks {', '.join(repr(k) for k in missing)}; a {self.name} model needs "
                               f"{', '.join(self.COND_INPUTS)}.")
+        extra = [k for k in cond if k not in self.COND_INPUTS]
+        if extra:  # a misspelt or another family's input would be dropped without a word
+            raise ConfigError(f"{what} has {', '.join(repr(k) for k in extra)}, which a {self.name} model does not "
+                              f"take; it takes {', '.join(self.COND_INPUTS)}.")
 
     def check_inputs(self, latents: torch.Tensor, cond: Tensors) -> None:
         """Shapes of the latents and the conditioning, with a sentence for anything off."""
