@@ -141,6 +141,19 @@ def _apply_cache_to_a_string(s: Sandbox):
     apply_cache("a string", num_steps=20)
 
 
+def _calibration_file(row):
+    """apply_cache(calibration=FILE) with a hand-edited row in the file `tcpade-trt calibrate --out` writes."""
+    def call(s: Sandbox):
+        import json
+
+        from tcpade_trt import apply_cache
+
+        path = s.links / "calibration.json"
+        path.write_text(json.dumps({"schedules": [row]}))
+        apply_cache(tiny_model("tiny-dit").transformer, "tcpade-fast", num_steps=20, calibration=path)
+    return call
+
+
 def _edited_manifest(edit):
     """inspect (and so every command) on a copy of the engine folder whose manifest.json was edited by hand."""
     def call(s: Sandbox):
@@ -292,6 +305,10 @@ CASES = [
     Case("Runtime.generate with an extra conditioning key",
          _generate_with(cond={"class_labels": torch.tensor([1]), "prompt_embeds": torch.zeros(1, 4)}),
          "cond has 'prompt_embeds', which a dit model does not take", api=True),
+    Case("a calibration file with the steps as a string", _calibration_file(["20", 0.35, [0, 9, 19]]),
+         "row 0 .* is not \\[steps >= 2", api=True),
+    Case("a calibration file with a NaN budget", _calibration_file([20, NAN, [0, 9, 19]]), "row 0 .* is not",
+         api=True),
     Case("apply_cache('a string')", _apply_cache_to_a_string, "takes a diffusers pipeline or its transformer",
          api=True),
     # -- hand-edited manifests: one schema (engines/manifest_schema.py) ---------------------------

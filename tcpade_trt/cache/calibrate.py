@@ -100,12 +100,30 @@ def dp_schedule(costs: GapCosts, num_steps: int, full: int, gap: int | None = No
     return min(finals)[1]
 
 
+def schedule_row_problem(rows) -> str | None:
+    """None when ``rows`` are calibrated schedules, [[steps >= 2, budget in (0, 1], [full steps below steps]], ...];
+    else which row is not (a file's or a manifest's: hand edits arrive as strings, NaN, short rows)."""
+    if not isinstance(rows, list):
+        return "schedules is not a list of [steps, budget, [full steps]] rows"
+    whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    for i, row in enumerate(rows):
+        ok = (isinstance(row, list) and len(row) == 3 and whole(row[0]) and row[0] >= 2
+              and isinstance(row[1], (int, float)) and not isinstance(row[1], bool) and math.isfinite(row[1])
+              and 0 < row[1] <= 1 and isinstance(row[2], list) and all(whole(s) and 0 <= s < row[0] for s in row[2]))
+        if not ok:
+            return f"row {i} ({row!r}) is not [steps >= 2, budget in (0, 1], [full steps below steps]]"
+    return None
+
+
 def load_calibration(path: str | Path) -> tuple:
     """The calibrated schedules of a JSON file written by `tcpade-trt calibrate --out FILE`, as
     ScheduleConfig.calibrated wants them (make_policy(..., calibrated=...) or config.with_(calibrated=...))."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
+        problem = schedule_row_problem(data["schedules"])
+        if problem is not None:
+            raise ValueError(problem)
         return tuple((int(t), float(b), tuple(int(s) for s in steps)) for t, b, steps in data["schedules"])
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist; make it with `tcpade-trt calibrate MODEL --out {path}`.") from None

@@ -78,10 +78,6 @@ class ModelSchema(_Strict):
         return self
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 class CalibrationSchema(_Strict):
     model_config = ConfigDict(extra="allow")
     schedules: list = []  # [[steps, budget, [full steps]], ...] (`tcpade-trt calibrate`)
@@ -89,13 +85,11 @@ class CalibrationSchema(_Strict):
     @field_validator("schedules")
     @classmethod
     def _rows(cls, rows: list) -> list:
-        for i, row in enumerate(rows):
-            ok = (isinstance(row, list) and len(row) == 3 and _whole(row[0]) and row[0] >= 2
-                  and isinstance(row[1], (int, float)) and not isinstance(row[1], bool) and math.isfinite(row[1])
-                  and 0 < row[1] <= 1 and isinstance(row[2], list)
-                  and all(_whole(s) and 0 <= s < row[0] for s in row[2]))
-            if not ok:
-                raise ValueError(f"row {i} ({row!r}) is not [steps >= 2, budget in (0, 1], [full steps below steps]]")
+        from ..cache.calibrate import schedule_row_problem  # the same rule as a calibration file's
+
+        problem = schedule_row_problem(rows)
+        if problem is not None:
+            raise ValueError(problem)
         return rows
 
 
