@@ -163,7 +163,7 @@ class TcpadeServer:
         data = [{"b64_json": base64.b64encode(result.image).decode(), "seed": request.seed}
                 for request, (result, _, _) in zip(requests, results)]
         return self._answer(JSONResponse({"created": int(time.time()), "data": data,
-                                          "output_format": self.output_format, "tcpade": stats}))
+                                          "output_format": self.output_format, "stats": stats}))
 
     def _admit(self) -> None:
         """A full replica answers 503 at once (JSON, Retry-After) rather than queueing beyond its capacity."""

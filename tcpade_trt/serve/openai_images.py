@@ -3,7 +3,7 @@
     {"prompt": "a red fox", "n": 2, "size": "1024x1024", "response_format": "b64_json",
      "seed": 7, "steps": 20, "cache": "tcpade-fast", "guidance_scale": null, "negative_prompt": ""}   (extras last)
     -> {"created": 1765000000, "data": [{"b64_json": "...", "seed": 7}, {"b64_json": "...", "seed": 8}],
-        "output_format": "png", "tcpade": {"full_steps": ..., "predicted_steps": ..., ...}}
+        "output_format": "png", "stats": {"full_steps": ..., "predicted_steps": ..., ...}}
 
 The same dialect as OpenVINO Model Server's and many FLUX servers' image endpoints. ``n`` images are ``n``
 requests of seeds ``seed .. seed + n - 1`` (a random seed when none is given, as OpenAI's own endpoint draws new
@@ -33,6 +33,7 @@ from .request import (
     check_guidance,
     check_seed,
     check_steps,
+    known_fields,
     label_index,
     parse_request,
 )
@@ -63,13 +64,7 @@ class ImagesBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _an_object_of_known_fields(cls, body):
-        if not isinstance(body, dict):
-            raise RequestError(400, "the body must be a JSON object, e.g. {\"prompt\": \"a red fox\", \"n\": 1}.")
-        unknown = sorted(set(body) - set(cls.model_fields))
-        if unknown:
-            raise RequestError(400, f"this server does not take {', '.join(map(str, unknown))}; it takes "
-                                    f"{', '.join(cls.model_fields)}.")
-        return body
+        return known_fields(cls, body, "{\"prompt\": \"a red fox\", \"n\": 1}")
 
     @field_validator("prompt", mode="before")
     @classmethod

@@ -104,6 +104,19 @@ def _context(info: ValidationInfo) -> tuple[Accepts, Limits]:
     return context.get("accepts", Accepts()), context.get("limits", Limits())
 
 
+def known_fields(model: type[BaseModel], body, example: str):
+    """A JSON object of ``model``'s fields only (a request names no file or option of the server's), refused in
+    one sentence otherwise; for every request body's model_validator(mode="before")."""
+    if not isinstance(body, dict):
+        raise RequestError(400, f"the body must be a JSON object, e.g. {example}.")
+    fields = [f.alias or name for name, f in model.model_fields.items()]
+    unknown = sorted(map(str, set(body) - set(fields)))
+    if unknown:
+        raise RequestError(400, f"this server does not take {', '.join(unknown)} (unknown field(s)); the fields "
+                                f"are {', '.join(fields)}.")
+    return body
+
+
 def check_seed(seed):
     if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
         raise RequestError(400, f"seed must be a whole number from 0 to {SEED_MAX} (got {seed!r}).")
@@ -157,14 +170,7 @@ class GenerateBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _an_object_of_known_fields(cls, body):
-        if not isinstance(body, dict):
-            raise RequestError(400, "the body must be a JSON object, e.g. {\"class\": 0, \"seed\": 1}.")
-        fields = [f.alias or name for name, f in cls.model_fields.items()]
-        unknown = sorted(set(body) - set(fields))
-        if unknown:
-            raise RequestError(400, f"unknown field(s) {', '.join(map(str, unknown))}; the fields are "
-                                    f"{', '.join(fields)}.")
-        return body
+        return known_fields(cls, body, "{\"class\": 0, \"seed\": 1}")
 
     @field_validator("label", mode="before")
     @classmethod

@@ -56,7 +56,7 @@ class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
     output_format: str
-    tcpade: Stats
+    stats: Stats
 
 
 class Health(BaseModel):
