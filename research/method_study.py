@@ -13,9 +13,11 @@ classifier-free guidance 4.0), eager torch, 16 seeds (every class twice), for ea
   project's, on the full-block residual), reuse, and TC-Padé with the step index as its time axis (what the
   sampler's time adds);
 - the paper's equations and the released reference code as variants on the same steps;
-- independent peers on the same model, each charged its measured compute: diffusers' TaylorSeer
-  hook (warm-up 3, interval chosen to meet the budget), FirstBlockCache and MagCache at two thresholds,
-  and cache-dit where it is installed (research/cachedit_peer.py).
+- independent peers on the same model, each charged its measured compute and each swept over its own knobs, so
+  it is compared at its best: diffusers' TaylorSeer hook (what it predicts: attention, attention and feed-forward,
+  or the model output; interval, warm-up, order), FirstBlockCache and MagCache (thresholds, MagCache's longest
+  skip), and cache-dit where it is installed (research/cachedit_peer.py: thresholds, and its static schedules on
+  TC-Padé's full steps).
 
 Quality: PSNR and SSIM of each final image against the uncached image of the same seed (mean over seeds);
 compute: the multiply-accumulates of the block linears each run really executed (research/compute.py), in
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -74,32 +75,59 @@ def cache_specs(steps: int, budget: float) -> dict[str, str]:
     return specs
 
 
-def peer_runs(model, cond, noise, steps: int, budget: float, full_steps: list[int], guidance=None) -> dict:
-    """Peer name -> a run (SampleResult), configured for about the budget's full steps where a knob allows."""
+# Each independent peer swept over its own knobs, so it is compared at its best, not at its defaults: the
+# summary takes the best configuration of any peer at no more compute than TC-Padé's.
+TAYLORSEER_SWEEP = [dict(mode="attention", interval=i, warmup=3, order=1) for i in (2, 3, 4, 5, 6)] + \
+    [dict(mode=mode, interval=i, warmup=w, order=o) for mode in ("attention+ff", "output")
+     for i in (2, 3, 4, 5, 6) for w in (1, 3) for o in (1, 2)]
+FBCACHE_THRESHOLDS = (0.05, 0.1, 0.15, 0.25, 0.4)
+MAGCACHE_SWEEP = [dict(threshold=t, max_skip=k) for t in (0.06, 0.12, 0.25, 0.5, 1.0) for k in (2, 4)]
+CACHEDIT_THRESHOLDS = (0.15, 0.3, 0.5)
+
+
+def peer_runs(model, cond, noise, steps: int, full_steps_by_budget: dict[float, list[int]], guidance=None) -> dict:
+    """(row name, budget or None) -> a run (SampleResult): every peer over its knobs' sweep, once per step count
+    (budget None); cache-dit's static schedules on each budget's TC-Padé full steps."""
     from tcpade_trt.bench.peers import calibrate_magcache, run_peer
 
-    full = full_step_count(steps, budget)
-    interval = max(1, math.ceil((steps - 3) / max(1, full - 3)))  # warm-up 3, then every interval-th step
     ratios = calibrate_magcache(model, cond, noise, steps, guidance)
-    runs = {f"diffusers TaylorSeer hook (warm-up 3, interval {interval})":
-            lambda: run_peer(model, "diffusers-taylorseer", cond, noise, steps, guidance, interval=interval)}
-    for threshold in (0.15, 0.25):
-        runs[f"diffusers FirstBlockCache, threshold {threshold}"] = \
-            lambda t=threshold: run_peer(model, "diffusers-fbcache", cond, noise, steps, guidance, threshold=t)
-    for threshold in (0.25, 0.5):
-        runs[f"diffusers MagCache, threshold {threshold}"] = \
-            lambda t=threshold: run_peer(model, "diffusers-magcache", cond, noise, steps, guidance, threshold=t,
-                                         mag_ratios=ratios)
+    run = lambda name, **knobs: lambda: run_peer(model, name, cond, noise, steps, guidance, **knobs)
+    runs = {}
+    for k in TAYLORSEER_SWEEP:
+        name = (f"diffusers TaylorSeer hook ({k['mode']}, interval {k['interval']}, warm-up {k['warmup']}, "
+                f"order {k['order']})")
+        runs[name, None] = run("diffusers-taylorseer", **k)
+    for threshold in FBCACHE_THRESHOLDS:
+        runs[f"diffusers FirstBlockCache (threshold {threshold})", None] = run("diffusers-fbcache", threshold=threshold)
+    for k in MAGCACHE_SWEEP:
+        runs[f"diffusers MagCache (threshold {k['threshold']}, max skip {k['max_skip']})", None] = \
+            run("diffusers-magcache", mag_ratios=ratios, **k)
     from .cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
 
     if not cachedit_available():
         return runs
-    for name in CACHEDIT_PEERS:  # dynamic: its default threshold; static: TC-Padé's full steps of this budget
-        static = name.endswith("-static")
-        runs[f"cache-dit {name}" + (" (TC-Padé's full steps)" if static else "")] = \
-            lambda name=name, static=static: run_cachedit(model, name, cond, noise, steps, guidance,
-                                                          full_steps=full_steps if static else None)
+    for name in CACHEDIT_PEERS:
+        short = name.removeprefix("cache-dit-")
+        if name.endswith("-static"):  # on TC-Padé's full steps of each budget: the same compute
+            for budget, full_steps in full_steps_by_budget.items():
+                runs[f"cache-dit {short} (TC-Padé's full steps)", budget] = \
+                    lambda name=name, full=full_steps: run_cachedit(model, name, cond, noise, steps, guidance,
+                                                                    full_steps=full)
+            continue
+        for threshold in CACHEDIT_THRESHOLDS:
+            runs[f"cache-dit {short} (threshold {threshold})", None] = \
+                lambda name=name, t=threshold: run_cachedit(model, name, cond, noise, steps, guidance, threshold=t)
     return runs
+
+
+def pareto_front(rows: list[dict]) -> list[dict]:
+    """The rows no other row beats (no more compute, at least the PSNR, one of them strictly), by compute."""
+    ordered = sorted(rows, key=lambda r: (r["compute"], -r["psnr_db"]))
+    front: list[dict] = []
+    for r in ordered:
+        if not front or r["psnr_db"] > front[-1]["psnr_db"]:
+            front.append(r)
+    return front
 
 
 def block_count(transformer) -> int:
@@ -133,41 +161,55 @@ def study(steps_list=(20, 28, 50), budgets=(0.35, 0.45), seeds: int = 16, peers:
                          "psnr_db": round(float(psnr(image, reference).mean()), 2),
                          "ssim": round(float(ssim(image, reference).mean()), 4),
                          "decisions": "".join("F" if d else "." for d in result.decisions)})
-            print(f"T={steps} b={budget} {name}: {rows[-1]['full_steps']} full, compute {rows[-1]['compute']}, "
+            print(f"T={steps} b={budget or '-'} {name}: {rows[-1]['full_steps']} full, compute {rows[-1]['compute']}, "
                   f"{rows[-1]['psnr_db']} dB", flush=True)
 
+        full_steps_by_budget = {}
         for budget in budgets:
             for name, spec in cache_specs(steps, budget).items():
                 policy = make_policy(spec, calibrated=model.calibrated)
                 score(name, lambda policy=policy: sample(model, cond, noise, num_steps=steps, guidance_scale=guidance,
                                                          policy=policy), budget, spec)
-            if peers:
-                policy = make_policy(BUDGETS[budget], calibrated=model.calibrated)
-                policy.reset(steps)
-                for name, run in peer_runs(model, cond, noise, steps, budget, sorted(policy.anchors),
-                                           guidance).items():
-                    score(name, run, budget)
+            policy = make_policy(BUDGETS[budget], calibrated=model.calibrated)
+            policy.reset(steps)
+            full_steps_by_budget[budget] = sorted(policy.anchors)
+        if peers:
+            for (name, budget), run in peer_runs(model, cond, noise, steps, full_steps_by_budget, guidance).items():
+                score(name, run, budget)
     return {"model": model_name, "family": model.family.title, "guidance": guidance, "blocks": blocks,
-            "compute_accounting": "block linear MACs",
+            "compute_accounting": ACCOUNTING,
             "seeds": seeds, "calibration": [list(c[:2]) + [list(c[2])] for c in model.calibrated],
             "machine": machine_info(), "rows": rows}
 
 
 PEER_PREFIXES = ("diffusers", "cache-dit")
+ACCOUNTING = "block linear products computed"
 SUMMARY_COLUMNS = ("TC-Padé (default), calibrated steps", "TaylorSeer order 1, calibrated steps", None,
                    "TC-Padé (default), formula steps", "TaylorSeer order 1, formula steps",
                    "TC-Padé in step-index time, calibrated steps", "paper equations, calibrated steps",
                    "released code (reference variant, phases on), calibrated steps")
 
 
+def cell_peers(results: dict, steps: int, budget: float) -> list[dict]:
+    """The peer rows comparable with a (steps, budget) cell: the step count's sweep and the budget's own runs."""
+    return [r for r in results["rows"] if r["steps"] == steps and r["budget"] in (budget, None)
+            and r["method"].startswith(PEER_PREFIXES)]
+
+
+def peer_family(method: str) -> str:
+    """"diffusers MagCache (threshold 0.5, max skip 3)" -> "diffusers MagCache"."""
+    return method.split(" (")[0]
+
+
 def summary_table(results: dict) -> list[str]:
     """The summary table (docs/method.md, docs/measurements.md): PSNR per (steps, budget) of the default and what
-    it is measured against, the default's lead over TaylorSeer order 1 on the same steps, and the best peer at no
-    more compute."""
+    it is measured against, the default's lead over TaylorSeer order 1 on the same steps, the best configuration
+    of any peer at no more compute, and the default's lead over it."""
     lines = ["| steps / budget (full) | TC-Padé, default | TaylorSeer-1, same steps | TC-Padé - TaylorSeer | "
              "TC-Padé, formula steps | TaylorSeer-1, formula steps | TC-Padé, step-index time | paper's equations | "
-             "released code | best peer at <= TC-Padé's compute |", "|---|---|---|---|---|---|---|---|---|---|"]
-    cells = sorted({(r["steps"], r["budget"]) for r in results["rows"]})
+             "released code | best peer at <= TC-Padé's compute | TC-Padé - best peer |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    cells = sorted({(r["steps"], r["budget"]) for r in results["rows"] if r["budget"] is not None})
     for steps, budget in cells:
         rows = {r["method"]: r for r in results["rows"] if (r["steps"], r["budget"]) == (steps, budget)}
         default = rows[SUMMARY_COLUMNS[0]]
@@ -177,21 +219,43 @@ def summary_table(results: dict) -> list[str]:
                 values.append(f"**{default['psnr_db'] - rows[SUMMARY_COLUMNS[1]]['psnr_db']:+.2f}**")
             else:
                 values.append(f"{rows[name]['psnr_db']:.2f}" if name in rows else "-")
-        peers = [r for name, r in rows.items() if name.startswith(PEER_PREFIXES) and r["compute"] <= default["compute"]]
+        peers = [r for r in cell_peers(results, steps, budget) if r["compute"] <= default["compute"]]
         best = max(peers, key=lambda r: r["psnr_db"], default=None)
-        short = lambda name: name.split(" (")[0].replace("cache-dit cache-dit-", "cache-dit ")
-        peer = (f"{best['psnr_db']:.2f} ({short(best['method'])}, {best['compute']:g})" if best
-                else "none at that compute")
-        lines.append(f"| {steps} / {budget} ({default['full_steps']}) | " + " | ".join(values) + f" | {peer} |")
+        if best:
+            values += [f"{best['psnr_db']:.2f} ({best['method']}, {best['compute']:g})",
+                       f"**{default['psnr_db'] - best['psnr_db']:+.2f}**"]
+        else:
+            values += ["none at that compute", "-"]
+        lines.append(f"| {steps} / {budget} ({default['full_steps']}) | " + " | ".join(values) + " |")
     return lines
+
+
+def peer_fronts(results: dict, steps: int) -> list[str]:
+    """Each peer at its best at this step count: the Pareto front (compute, PSNR) of its sweep."""
+    rows = [r for r in results["rows"] if r["steps"] == steps and r["budget"] is None]
+    lines = [f"## {steps} steps: the independent peers at their best", "",
+             f"Each peer's knobs swept ({len(rows)} runs in all, every one in results.json); listed: the "
+             "configurations that no other configuration of the same peer beats at no more compute (its Pareto "
+             "front).", "",
+             "| peer (configuration) | full | compute | PSNR dB | SSIM |", "|---|---|---|---|---|"]
+    for family in sorted({peer_family(r["method"]) for r in rows}):
+        for r in pareto_front([r for r in rows if peer_family(r["method"]) == family]):
+            lines.append(f"| {r['method']} | {r['full_steps']} | {r['compute']:.2f} | {r['psnr_db']:.2f} | "
+                         f"{r['ssim']:.4f} |")
+    return lines + [""]
 
 
 def compute_text(results: dict) -> str:
     """What the compute column means in these results (runs before the measured accounting counted probes)."""
+    if results.get("compute_accounting") == ACCOUNTING:
+        return ("compute = the multiply-accumulates of the block linears' products the run really computed, in units "
+                "of one uncached step (research/compute.py: a peer that predicts only some modules pays for the rest, "
+                "e.g. diffusers' TaylorSeer predicting attention alone still runs every feed-forward; FirstBlockCache "
+                "and cache-dit run their first block on every step).")
     if results.get("compute_accounting") == "block linear MACs":
-        return ("compute = the multiply-accumulates of the block linears the run really executed, in units of one "
-                "uncached step (research/compute.py: diffusers' TaylorSeer hook still runs every feed-forward on its "
-                "predicted steps, FirstBlockCache and cache-dit their first block).")
+        return ("compute = the multiply-accumulates of the block linears that ran, counted by forward hooks on the "
+                "linears (before research/compute.py counted the products themselves: it charged a linear whose "
+                "output a hook predicted as computed).")
     blocks = results.get("blocks", 6)
     return ("compute = full plus the first-block probes FirstBlockCache and cache-dit run on every other step "
             f"(1 of the model's {blocks} blocks each), in full-step units (the accounting before research/compute.py: "
@@ -217,7 +281,7 @@ def markdown(results: dict) -> str:
              f"tcpade_trt/models/{weights}/calibration.json); the seeds here are 0-15.", "",
              "## Summary (PSNR dB against the uncached image of the same seed)", "", *summary_table(results), ""]
     for steps in sorted({r["steps"] for r in results["rows"]}):
-        for budget in sorted({r["budget"] for r in results["rows"] if r["steps"] == steps}):
+        for budget in sorted({r["budget"] for r in results["rows"] if r["steps"] == steps} - {None}):
             lines += [f"## {steps} steps, budget {budget} ({full_step_count(steps, budget)} full steps)", "",
                       "| method | full | compute | PSNR dB | SSIM | steps (F = full) |", "|---|---|---|---|---|---|"]
             for r in (r for r in results["rows"] if r["steps"] == steps and r["budget"] == budget):
@@ -225,6 +289,8 @@ def markdown(results: dict) -> str:
                              f"{r['ssim']:.4f} | "
                              f"`{r['decisions'] or '-'}` |")
             lines.append("")
+        if any(r["steps"] == steps and r["budget"] is None for r in results["rows"]):
+            lines += peer_fronts(results, steps)
     return "\n".join(lines)
 
 

@@ -1,12 +1,14 @@
 """Independent peers: diffusers' own cache hooks on the same eager model, in the same run.
 
-    diffusers-taylorseer  TaylorSeerCacheConfig (attention and feed-forward outputs, order 1)
+    diffusers-taylorseer  TaylorSeerCacheConfig, caching attention and feed-forward outputs (order 1, warm-up 3,
+                          then every 5th step computed)
     diffusers-fbcache     FirstBlockCacheConfig (skip the rest when the first block barely changes)
     diffusers-magcache    MagCacheConfig, calibrated first on one uncached run of the same model
 
-Code nobody here wrote, so TC-Padé's quality is compared with something independent. Full steps
-are counted as real executions of the last block's query projection (a skipped or predicted step
-never runs it).
+Code nobody here wrote, so TC-Padé's quality is compared with something independent. Each peer's knobs
+(``PEER_KNOBS``) can be set per run, so a study can sweep them and keep each peer at its best rather than at
+its defaults. Full steps are counted as real executions of the last block's query projection (a skipped or
+predicted step never runs it).
 """
 
 from __future__ import annotations
@@ -22,6 +24,26 @@ PEERS = ("diffusers-taylorseer", "diffusers-fbcache", "diffusers-magcache")
 # thresholds that give about 7 full steps of 20 on the demo model (comparable with tcpade-fast)
 FBCACHE_THRESHOLD = 0.25
 MAGCACHE_THRESHOLD = 0.5
+# each peer's knobs and their defaults (run_peer(..., **knobs) overrides them)
+PEER_KNOBS = {
+    "diffusers-taylorseer": {"interval": 5, "warmup": 3, "order": 1, "mode": "attention+ff"},
+    "diffusers-fbcache": {"threshold": FBCACHE_THRESHOLD},
+    "diffusers-magcache": {"threshold": MAGCACHE_THRESHOLD, "max_skip": 3},
+}
+# What diffusers' TaylorSeer hook predicts (regexes fullmatched on module names; (predicted, skipped)):
+#   "attention"     every block's attention modules: the feed-forwards still run on predicted steps. diffusers'
+#                   defaults match "^transformer_blocks.*attn" and the like, which miss DiT's "attn1"
+#   "attention+ff"  attention and feed-forward; FLUX's single-stream blocks predict their output projection and
+#                   skip the MLP input projection that only feeds it (TaylorSeer's own configuration)
+#   "output"        diffusers' "lite" idea: every block skipped (returns zeros), the final projection predicted,
+#                   i.e. the model output extrapolated
+_BLOCK = r"(transformer_blocks|blocks)\.\d+\."
+TAYLORSEER_MODES = {
+    "attention": ([_BLOCK + r"attn\d?", r"single_transformer_blocks\.\d+\.attn"], []),
+    "attention+ff": ([_BLOCK + r"(attn\d?|ff|ff_context|ffn)", r"single_transformer_blocks\.\d+\.(attn|proj_out)"],
+                     [r"single_transformer_blocks\.\d+\.proj_mlp"]),
+    "output": ([r"proj_out", r"proj_out_2"], [r"[^.]*block[^.]*\.[^.]+"]),
+}
 
 
 def _compute_probe(transformer) -> torch.nn.Module:
@@ -33,27 +55,36 @@ def _compute_probe(transformer) -> torch.nn.Module:
     return attention.to_q
 
 
-# diffusers' TaylorSeer hooks attention modules whose name fullmatches "^transformer_blocks.*attn" and the
-# like; DiT's are named transformer_blocks.N.attn1, so by default it would hook nothing and compute every step
-_TAYLORSEER_ATTENTION = {"DiTTransformer2DModel": [r"transformer_blocks\.\d+\.attn1"]}
+def peer_knobs(name: str, **knobs) -> dict:
+    """The peer's knobs: its defaults, overridden by ``knobs`` (None leaves a default); an unknown peer or knob
+    is one sentence."""
+    if name not in PEER_KNOBS:
+        raise ValueError(f"unknown peer {name!r}; peers are {', '.join(PEERS)}")
+    unknown = set(knobs) - set(PEER_KNOBS[name])
+    if unknown:
+        raise ValueError(f"{name} has no knob {', '.join(sorted(unknown))}; its knobs are "
+                         f"{', '.join(PEER_KNOBS[name])}")
+    knobs = PEER_KNOBS[name] | {k: v for k, v in knobs.items() if v is not None}
+    if knobs.get("mode", "attention") not in TAYLORSEER_MODES:
+        raise ValueError(f"{name} mode {knobs['mode']!r} is not one of {', '.join(TAYLORSEER_MODES)}")
+    return knobs
 
 
-def _config(name: str, steps: int, mag_ratios=None, threshold: float | None = None, interval: int | None = None,
-            transformer_class: str = ""):
+def _config(name: str, steps: int, mag_ratios=None, **knobs):
     from diffusers import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
-    if name == "diffusers-taylorseer":  # default 7 of 20 full: warm-up 3, then every 5th step
-        return TaylorSeerCacheConfig(cache_interval=interval or 5, disable_cache_before_step=3, max_order=1,
-                                     taylor_factors_dtype=torch.float32,
-                                     cache_identifiers=_TAYLORSEER_ATTENTION.get(transformer_class))
+    knobs = peer_knobs(name, **knobs)
+    if name == "diffusers-taylorseer":
+        predicted, skipped = TAYLORSEER_MODES[knobs["mode"]]
+        return TaylorSeerCacheConfig(cache_interval=knobs["interval"], disable_cache_before_step=knobs["warmup"],
+                                     max_order=knobs["order"], taylor_factors_dtype=torch.float32,
+                                     cache_identifiers=predicted, skip_predict_identifiers=skipped or None)
     if name == "diffusers-fbcache":
-        return FirstBlockCacheConfig(threshold=threshold or FBCACHE_THRESHOLD)
-    if name == "diffusers-magcache":
-        if mag_ratios is None:
-            return MagCacheConfig(calibrate=True, num_inference_steps=steps)
-        return MagCacheConfig(threshold=threshold or MAGCACHE_THRESHOLD, max_skip_steps=3, mag_ratios=mag_ratios,
-                              num_inference_steps=steps)
-    raise ValueError(f"unknown peer {name!r}; peers are {', '.join(PEERS)}")
+        return FirstBlockCacheConfig(threshold=knobs["threshold"])
+    if mag_ratios is None:
+        return MagCacheConfig(calibrate=True, num_inference_steps=steps)
+    return MagCacheConfig(threshold=knobs["threshold"], max_skip_steps=knobs["max_skip"], mag_ratios=mag_ratios,
+                          num_inference_steps=steps)
 
 
 @contextlib.contextmanager
@@ -102,21 +133,21 @@ def diffusers_cache(transformer, config):
 
 
 def run_peer(model: Model, name: str, cond, noise, steps: int, guidance_scale=None,
-             threshold: float | None = None, mag_ratios: list[float] | None = None,
-             interval: int | None = None) -> SampleResult:
-    """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards).
+             mag_ratios: list[float] | None = None, **knobs) -> SampleResult:
+    """Sample with one of diffusers' hooks attached to the model's transformer (removed afterwards), its
+    ``knobs`` (PEER_KNOBS) set where given.
 
     MagCache needs ``mag_ratios`` from ``calibrate_magcache``; without them it calibrates first
     (an extra uncached run: calibrate once outside timed loops)."""
     transformer = model.transformer
+    peer_knobs(name, **knobs)  # a bad knob is one sentence before any run
     if name == "diffusers-magcache" and mag_ratios is None:
         mag_ratios = calibrate_magcache(model, cond, noise, steps, guidance_scale)
     counter = {"full": 0}
     handle = _compute_probe(transformer).register_forward_hook(lambda *a: counter.__setitem__("full",
                                                                                                counter["full"] + 1))
     try:
-        with diffusers_cache(transformer, _config(name, steps, mag_ratios, threshold, interval,
-                                                  type(transformer).__name__)):
+        with diffusers_cache(transformer, _config(name, steps, mag_ratios, **knobs)):
             result = sample(model, cond, noise, num_steps=steps, guidance_scale=guidance_scale, unsplit=True)
     finally:
         handle.remove()

@@ -113,3 +113,13 @@ def test_the_results_page_says_where_the_cpu_targets_hold_and_where_not():
     assert "| 2 | eager torch FP32 uncached | 2.40x | 3.00x | 4.00x | 40.00 dB |" in page
     assert "than onnxruntime FP32 uncached: not met at batch 2 (3.33x); 3.33-5.00x over batches 1, 2." in page
     assert "than eager torch FP32 uncached: not met at batch 2 (4.00x); 4.00-6.00x over batches 1, 2." in page
+
+
+def test_a_peer_knob_that_does_not_exist_is_one_sentence_before_any_run():
+    import pytest
+
+    model = tiny_model("tiny-flux")
+    with pytest.raises(ValueError, match="diffusers-fbcache has no knob interval; its knobs are threshold"):
+        run_peer(model, "diffusers-fbcache", None, None, 20, interval=3)
+    with pytest.raises(ValueError, match="mode 'ff' is not one of attention, attention\\+ff, output"):
+        run_peer(model, "diffusers-taylorseer", None, None, 20, mode="ff")

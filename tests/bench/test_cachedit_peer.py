@@ -192,13 +192,15 @@ def test_dit_peer_runs_twice_and_leaves_no_trace(tiny_dit):
 def test_diffusers_hooks_cache_a_dit(tiny_dit):
     """DiT's transformer has no CacheMixin (no enable_cache), and diffusers' TaylorSeer default patterns miss its
     attn1 modules (it computed every step): every hook must really skip steps on it and be removed after."""
-    from tcpade_trt.bench.peers import PEERS, run_peer
+    from tcpade_trt.bench.peers import TAYLORSEER_MODES, run_peer
 
     model, cond, noise, reference = tiny_dit
-    for name in PEERS:
-        result = run_peer(model, name, cond, noise, STEPS, 4.0, threshold=0.5)
-        assert 1 <= result.full_steps < STEPS, name
-        assert torch.isfinite(result.latents).all(), name
+    runs = [("diffusers-fbcache", {"threshold": 0.5}), ("diffusers-magcache", {"threshold": 0.5})]
+    runs += [("diffusers-taylorseer", {"mode": mode}) for mode in TAYLORSEER_MODES]
+    for name, knobs in runs:
+        result = run_peer(model, name, cond, noise, STEPS, 4.0, **knobs)
+        assert 1 <= result.full_steps < STEPS, (name, knobs)
+        assert torch.isfinite(result.latents).all(), (name, knobs)
     # diffusers keeps an (empty) hook registry on every module it hooked, as CacheMixin.disable_cache does
     registries = [m._diffusers_hook for m in model.transformer.modules() if hasattr(m, "_diffusers_hook")]
     assert registries and not any(r.hooks for r in registries)
