@@ -85,3 +85,23 @@ def test_the_demo_models_are_told_apart_only_by_the_models_room():
             continue
         found += [f"{relative}:{line}" for line, value in string_constants(path) if value == "demo-dit"]
     assert not found, "demo-dit named outside models/: " + ", ".join(found)
+
+
+def test_what_a_model_takes_and_gives_is_decided_in_one_place():
+    """Which conditioning a model takes and how its latents become pixels is runtime/model_io.ModelIO's: the CLI,
+    the server (and Triton through it) and the benchmarks ask it; none of them reads the demo models' classes or
+    decoders itself, calls a VAE, or draws a latent preview."""
+    owners = {"runtime/model_io.py", "runtime/images.py", "runtime/text_conditioning.py"}
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith("models/") or relative in owners:
+            continue
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        found += [f"{relative}: {name}" for name in ("trained_classes", "latent_preview", "save_latent_preview",
+                                                     "pipeline_vae", "PromptEncoder", "prompt_conditioning")
+                  if name in names]
+    assert not found, "model I/O decided outside runtime/model_io.py: " + ", ".join(found)

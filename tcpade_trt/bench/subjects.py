@@ -10,8 +10,8 @@ other models the latent image (``Family.spatial_latents``, frames folded into ch
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..export.parts import BuildShape
 from ..models.family import Tensors
 from ..models.model import Model
-from ..models.registry import trained_classes
+from ..runtime.model_io import ModelIO
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,15 @@ class BenchSubject:
     frames: int = 1
     text_tokens: int = 8
     notes: list[str] = field(default_factory=list)
-    # the trained demo models: their classes in turn (seed % classes) and latents -> images [B, 3, 32, 32]
-    classes: int | None = None
-    decode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def family(self):
         return self.shape_model.family
+
+    @cached_property
+    def io(self) -> ModelIO:
+        """What the model takes (the demo models: their classes in turn) and how its latents become pixels."""
+        return ModelIO(self.shape_model)
 
     @property
     def guidance_scale(self) -> float | None:
@@ -52,26 +54,12 @@ class BenchSubject:
     def inputs(self, batch: int, first_seed: int = 0) -> tuple[Tensors, torch.Tensor]:
         """(conditioning, initial noise) for ``batch`` samples, seeds first_seed .. first_seed + batch - 1,
         the same for every backend (the demo models: class = seed % 8)."""
-        from ..runtime.sampler import initial_noise
-
-        model = self.shape_model
-        geometry = self.family.geometry(batch, self.height, self.width, self.frames)
-        seeds = list(range(first_seed, first_seed + batch))
-        if self.classes is not None:  # the demo models: their classes in turn
-            with torch.no_grad():
-                cond = model.class_cond(torch.tensor(seeds) % self.classes)
-        else:
-            cond = self.family.example_cond(geometry, height=self.height, width=self.width,
-                                            text_tokens=self.text_tokens,
-                                            generator=torch.Generator().manual_seed(1234 + batch + first_seed))
-        return cond, initial_noise(model, geometry.shape, seeds)
+        return self.io.seeded_inputs(batch, first_seed, self.height, self.width, self.frames, self.text_tokens)
 
     def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] in about [0, 1]: images for the demo models, else latents scaled by the reference's range."""
-        if self.decode is not None:
-            from ..runtime.images import to_unit
-
-            return to_unit(self.decode(latents))
+        if self.io.decodes:
+            return self.io.to_pixels(latents, self.height, self.width)
         lo, hi = reference.min(), reference.max()
         image = self.family.spatial_latents(latents, self.height, self.width)
         image = image.flatten(1, 2) if image.ndim == 5 else image  # video: frames into channels
@@ -84,10 +72,8 @@ def trained_subject(name: str) -> BenchSubject:
     from ..models.registry import load_model
 
     model = load_model(name)
-    trained = trained_classes(name)
     return BenchSubject(name, model, {}, model, demo.LATENT_SIZE, demo.LATENT_SIZE,
-                        text_tokens=demo.TEXT_TOKENS if name == "demo" else 8, classes=len(trained.names),
-                        decode=trained.decode)
+                        text_tokens=demo.TEXT_TOKENS if model.conditioner is not None else 8)
 
 
 def demo_subject(root: Path, batch_max: int, precisions, progress: bool) -> BenchSubject:
@@ -111,11 +97,7 @@ def model_subject(name: str, root: Path, batches, precisions, progress: bool) ->
     shape = BuildShape(height=height, width=width, frames=frames, text_tokens=8, batch_min=1,
                        batch_opt=max(batches), batch_max=rows)
     folders = ensure_engines(model, root, Path(name).name, shape, precisions, progress)
-    subject = BenchSubject(Path(name).name, model, folders, model, height, width, frames)
-    trained = trained_classes(name)
-    if trained is not None:
-        subject.classes, subject.decode = len(trained.names), trained.decode
-    return subject
+    return BenchSubject(Path(name).name, model, folders, model, height, width, frames)
 
 
 def engines_subject(folders: list[Path]) -> BenchSubject:
@@ -140,9 +122,6 @@ def engines_subject(folders: list[Path]) -> BenchSubject:
                            s["width"], s["frames"], text_tokens=s.get("text_tokens", 8),
                            notes=["no eager torch backend (engine folders given): x-torch and the diffusers peers "
                                   "are left out"])
-    trained = trained_classes(subject.name)
-    if trained is not None:  # scored on images, classes in turn, as the torch model is
-        subject.classes, subject.decode = len(trained.names), trained.decode
     return subject
 
 

@@ -125,68 +125,48 @@ class _Conditioning:
 
 
 def _conditioning(args, model) -> _Conditioning:
-    """The folder's conditioning for --class / --prompt / nothing, checked before any generation."""
+    """The folder's conditioning for --class / --prompt / nothing (runtime/model_io.ModelIO decides what the
+    model takes and how its latents become pixels), checked before any generation."""
     from ..errors import ConfigError
-    from ..runtime.images import save_images, save_latent_preview
+    from ..runtime.model_io import ModelIO
 
     family = model.family
-    height, width, _ = model.latent_size
-    preview = lambda latents, path: save_latent_preview(family.spatial_latents(latents, height, width), path)
-    from ..models.registry import trained_classes
-
-    trained = trained_classes(model.name)
     if args.classes and args.batch is not None and len(args.classes) > args.batch:
         raise ConfigError(f"{len(args.classes)} --class values for --batch {args.batch}: give at most one per sample, "
                           "or leave --batch out (one sample per --class).")
-    if args.negative_prompt and (args.classes or trained is not None):
+    io = ModelIO(model)  # what the model takes, before any pipeline is loaded
+    if args.classes and not io.takes_classes:
+        raise ConfigError(f"--class works with class-conditional models (the demo models, DiT); this folder "
+                          f"holds {family.title}: use --prompt with --pipeline.")
+    if args.negative_prompt and io.takes_classes:
         raise ConfigError("--negative-prompt is for text-conditioned folders (Wan, SD3); this one is "
                           "class-conditional: leave it out.")
-    if trained is not None:  # the demo models: classes by name or index, their own decoder
-        from ..models.demo import class_index
-        from ..runtime.images import to_unit
-
-        if args.prompt:
-            raise ConfigError(f"the {model.name} model is class-conditional: use --class NAME, not --prompt.")
-        labels = [class_index(c) for c in (args.classes or [trained.names[0]])]
+    if args.guidance_scale is not None and io.takes_classes and not io.takes_guidance:
+        raise ConfigError(f"the {model.name} model takes no guidance (it was trained without classifier-free "
+                          "guidance): leave out --guidance-scale.")
+    if io.takes_classes and args.prompt:
+        raise ConfigError(f"the {model.name} model is class-conditional: use --class NAME, not --prompt.")
+    if args.pipeline is not None and (args.prompt or args.classes):  # its encoders / VAE; a smoke run previews
+        io = ModelIO(model, args.pipeline)
+    save = lambda latents, path: io.save(latents, path, args.scale)
+    if args.classes or io.class_names:  # the demo models: their first class when none is given
+        labels = [io.class_label(c) for c in args.classes or io.class_names[:1]]
         batch = args.batch or len(labels)
         labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        decode = lambda lat, path: save_images(to_unit(trained.decode(lat)), path, args.scale)
-        if model.conditioner is not None and args.guidance_scale is not None:
-            raise ConfigError(f"the {model.name} model takes no guidance (it was trained without classifier-free "
-                              "guidance): leave out --guidance-scale.")
-        # demo-dit was trained for classifier-free guidance: its family's scale unless --guidance-scale says otherwise
-        guidance = None if model.conditioner is not None else (
-            args.guidance_scale if args.guidance_scale is not None else family.default_guidance)
-        return _Conditioning(model.class_cond(labels), decode, batch, guidance)
-    if args.classes:
-        if family.num_classes is None:
-            raise ConfigError(f"--class works with class-conditional models (the demo model, DiT); this folder "
-                              f"holds {family.title}: use --prompt with --pipeline.")
-        labels = [family.class_label(c) for c in args.classes]
-        batch = args.batch or len(labels)
-        labels = torch.tensor([labels[i % len(labels)] for i in range(batch)])
-        decode = preview
-        if args.pipeline is not None:  # DiT: images through the pipeline's VAE, as DiTPipeline makes them
-            from ..runtime.text_conditioning import pipeline_vae
-
-            vae = pipeline_vae(model, args.pipeline)
-            decode = lambda lat, path: save_images(family.decode(vae, lat, height, width), path, 1)
-        # DiT is sampled with classifier-free guidance: the family's scale unless --guidance-scale says otherwise
-        guidance = args.guidance_scale if args.guidance_scale is not None else family.default_guidance
-        return _Conditioning(model.class_cond(labels), decode, batch, guidance)
+        # classifier-free guidance (DiT, demo-dit as trained): the family's scale unless --guidance-scale says otherwise
+        return _Conditioning(io.class_cond(labels), save, batch, io.guidance(args.guidance_scale))
     if args.prompt:
-        if args.pipeline is None:
+        if io.encoder is None:
             raise ConfigError("--prompt needs --pipeline DIR: a local diffusers pipeline folder with the text encoders "
                               "and VAE of this model (tcpade-trt never downloads).")
-        from ..runtime.text_conditioning import prompt_conditioning
-
         batch = args.batch or 1
-        p = prompt_conditioning(model, args.pipeline, args.prompt, batch, args.negative_prompt, args.guidance_scale)
-        return _Conditioning(p.cond, p.decode, batch, p.guidance_scale, p.negative_cond)
+        cond, negative, guidance = io.encoder.encode(args.prompt, batch, args.negative_prompt, args.guidance_scale)
+        return _Conditioning(cond, save, batch, guidance, negative)
     batch = args.batch or 1
     print("no --class / --prompt: random conditioning (a smoke run); the output previews the latents")
+    height, width, _ = model.latent_size
     cond = family.example_cond(model.geometry_for(batch), height=height, width=width,
                                text_tokens=model.parts.manifest.shape["text_tokens"],
                                generator=torch.Generator().manual_seed(args.seed))
     guidance = args.guidance_scale if family.default_guidance is not None else None
-    return _Conditioning(cond, preview, batch, guidance)
+    return _Conditioning(cond, save, batch, guidance)

@@ -85,10 +85,10 @@ def check_port_free(host: str, number: int) -> None:
 def run(args) -> int:
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
-    from ..serve.conditioning import check_conditioning
+    from ..runtime.model_io import check_pipeline
 
     manifest = read_manifest(args.engines)  # a wrong folder is one sentence before Ray starts
-    check_conditioning(manifest, args.pipeline)
+    check_pipeline(manifest, args.pipeline)
     from ..serve.app import check_api_key
 
     has_key = bool(os.environ.get("TCPADE_API_KEY"))

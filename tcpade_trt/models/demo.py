@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from diffusers import FluxTransformer2DModel
 from torch import nn
 
-from ..errors import ConfigError, ModelNotFoundError
+from ..errors import ModelNotFoundError
 from .families.flux import FluxFamily, FluxParts, latent_image_ids, pack_latents, unpack_latents
 from .model import Model
 
@@ -54,17 +54,6 @@ class ClassConditioner(nn.Module):
         cond["txt_ids"] = torch.zeros(TEXT_TOKENS, 3, device=device, dtype=dtype)
         cond["img_ids"] = latent_image_ids(LATENT_SIZE, LATENT_SIZE).to(device, dtype)
         return cond
-
-
-def class_index(name_or_index: str | int) -> int:
-    """A class by name or index; a clear error names the valid ones."""
-    if isinstance(name_or_index, int) or str(name_or_index).isdigit():
-        idx = int(name_or_index)
-        if 0 <= idx < len(CLASSES):
-            return idx
-    elif name_or_index in CLASSES:
-        return CLASSES.index(name_or_index)
-    raise ConfigError(f"unknown demo class {name_or_index!r}; choose one of {', '.join(CLASSES)} (or 0-7).")
 
 
 def images_to_latents(images: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,6 @@ import gc
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,14 +21,6 @@ from ..engines import gpu
 from ..errors import ConfigError
 from ..models.model import Model
 from .images import save_images, save_video
-
-
-@dataclass
-class PromptConditioning:
-    cond: dict  # the transformer's conditioning for the batch
-    decode: Callable[[torch.Tensor, Path], Path]  # final latents, output path -> the file written
-    guidance_scale: float | None  # classifier-free guidance; None for FLUX's embedded guidance
-    negative_cond: dict | None = None  # the uncond half of a CFG batch
 
 
 def pipeline_placement(model: Model) -> tuple[torch.device, torch.dtype]:
@@ -143,11 +133,3 @@ class PromptEncoder:
 def _float32(cond: dict) -> dict:
     """The conditioning in float32, as the engines take it (text encoders on a GPU run in bf16)."""
     return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in cond.items()}
-
-
-def prompt_conditioning(model: Model, pipeline: Path, prompt: str, batch: int, negative_prompt: str = "",
-                        guidance_scale: float | None = None) -> PromptConditioning:
-    """Encode ``prompt`` (``batch`` times) with the text encoders of the pipeline folder ``pipeline``."""
-    encoder = PromptEncoder(model, pipeline)
-    cond, negative, guidance = encoder.encode(prompt, batch, negative_prompt, guidance_scale)
-    return PromptConditioning(cond, encoder.write, guidance, negative)

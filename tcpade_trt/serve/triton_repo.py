@@ -73,12 +73,12 @@ def write_repository(engines: str | Path, out: str | Path, *, pipeline: str | Pa
                      device: str = "auto", max_steps: int = 100, batch_wait_ms: float = 10.0) -> Path:
     """Write the repository to ``out`` (a new folder: an existing one is never overwritten)."""
     from ..engines.manifest import read_manifest
-    from .conditioning import check_conditioning
+    from ..runtime.model_io import check_pipeline
 
     engines, out = Path(engines).resolve(), Path(out)
     manifest = read_manifest(engines)  # a wrong folder is one sentence here, not a failed model load in Triton
     pipeline = Path(pipeline).resolve() if pipeline is not None else None
-    check_conditioning(manifest, pipeline)
+    check_pipeline(manifest, pipeline)
     if out.exists():
         raise ConfigError(f"{out} exists; give a new folder for the repository (nothing was overwritten).")
     for value in (str(engines), str(pipeline or "")):

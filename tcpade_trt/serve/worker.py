@@ -47,30 +47,18 @@ class Generator:
         shape = self.runtime.manifest.shape
         self.rows_max = shape["batch_max"]
         self._stepper = None  # the step-level batcher, made on the first stepwise request
-        self.encoder = None  # the pipeline folder's text encoders and VAE (text-conditioned folders)
-        from ..models.registry import trained_classes
+        from ..runtime.model_io import ModelIO
 
-        self.trained = trained_classes(self.model.name)  # the demo models: named classes, their own decoder
-        if self.trained is not None:
-            self.accepts = Accepts(classes=list(self.trained.names))
-        elif self.family.num_classes is not None:
-            self.accepts = Accepts(num_classes=self.family.num_classes)
-        elif pipeline is not None:
-            from ..runtime.text_conditioning import PromptEncoder
-
-            self.encoder = PromptEncoder(self.model, pipeline)
-            self.accepts = Accepts(prompts=True, negative_prompts=self.family.default_guidance is not None)
-        else:
+        if pipeline is None and not ModelIO(self.model).takes_classes:
             raise ConfigError(f"this folder holds {self.family.title}, which is conditioned by text: serve it with "
                               "--pipeline DIR, a local diffusers pipeline folder holding its text encoders and VAE.")
-        self.vae = None  # a class-conditional folder's pipeline VAE (DiT), when given
-        if pipeline is not None and self.encoder is None:
-            if self.family.num_classes is None or self.trained is not None:
-                raise ConfigError(f"--pipeline is for text-conditioned folders and DiT's VAE; this one "
-                                  f"({self.model.name}) decodes its own images: leave it out.")
-            from ..runtime.text_conditioning import pipeline_vae
-
-            self.vae = pipeline_vae(self.model, pipeline)
+        self.io = ModelIO(self.model, pipeline)  # what the folder takes in, how its latents become pixels
+        if self.io.class_names is not None:
+            self.accepts = Accepts(classes=list(self.io.class_names))
+        elif self.io.takes_classes:
+            self.accepts = Accepts(num_classes=self.io.num_classes)
+        else:
+            self.accepts = Accepts(prompts=True, negative_prompts=self.family.default_guidance is not None)
 
     def steps_limit(self, asked: int) -> int:
         """The server's --max-steps within what the folder's scheduler can take (DiT's DDIM: 1000), so that a
@@ -80,21 +68,20 @@ class Generator:
 
     def check(self, request: GenerateRequest) -> None:
         """What the request body cannot tell: whether this folder's model takes guidance."""
-        takes = self.family.default_guidance is not None or (self.encoder is not None and self.family.embedded_guidance)
-        if request.guidance_scale is not None and not takes:
+        if request.guidance_scale is not None and not self.io.takes_guidance:
             raise RequestError(422, f"this folder holds {self.family.title}, which takes no guidance_scale; "
                                     "leave it out.")
 
     def rows(self, request: GenerateRequest) -> int:
         """Block-stack rows of one request: classifier-free guidance runs a second (unconditional) row."""
-        if self.encoder is not None:  # text: the family's guidance (Wan, SD3: CFG; FLUX: embedded in the input)
+        if self.io.encoder is not None:  # text: the family's guidance (Wan, SD3: CFG; FLUX: embedded in the input)
             return 2 if self.family.default_guidance is not None else 1
         return 2 if self.guidance(request) is not None else 1
 
     def guidance(self, request: GenerateRequest) -> float | None:
         """A class request's classifier-free guidance: as asked, else its family's (DiT: 4.0, as `generate`; the
         demo model takes none)."""
-        return request.guidance_scale if request.guidance_scale is not None else self.family.default_guidance
+        return self.io.guidance(request.guidance_scale)
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         """One result per request, in order; the first failure raises."""
@@ -146,9 +133,9 @@ class Generator:
         from ..runtime.sampler import initial_noise
 
         noise = initial_noise(self.model, self.model.geometry_for(len(group)).shape, [r.seed for r in group])
-        if self.encoder is None:
-            return self.model.class_cond(torch.tensor([r.label for r in group])), None, self.guidance(group[0]), noise
-        encoded = [self.encoder.encode(r.prompt, 1, r.negative_prompt, r.guidance_scale) for r in group]
+        if self.io.encoder is None:
+            return self.io.class_cond(torch.tensor([r.label for r in group])), None, self.guidance(group[0]), noise
+        encoded = [self.io.encoder.encode(r.prompt, 1, r.negative_prompt, r.guidance_scale) for r in group]
         cond = self.family.cat_cond([c for c, _, _ in encoded])
         negative = self.family.cat_cond([n for _, n, _ in encoded]) if encoded[0][1] is not None else None
         return cond, negative, encoded[0][2], noise
@@ -217,18 +204,6 @@ class Generator:
         return [(png_bytes(image), "image/png") for image in pixels]
 
     def to_images(self, latents: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] in [0, 1] (video [B, 3, F, H, W]): the demo models' decoded images, a text-conditioned
-        folder's through its pipeline's VAE; DiT folders (no VAE here) preview their latents."""
-        if self.trained is not None:
-            from ..runtime.images import to_unit
-
-            return to_unit(self.trained.decode(latents))
-        if self.encoder is not None:
-            return self.encoder.pixels(latents)
-        if self.vae is not None:  # DiT with its pipeline's VAE
-            height, width, _ = self.model.latent_size
-            return self.family.decode(self.vae, latents, height, width)
-        from ..runtime.images import latent_preview
-
-        height, width, _ = self.model.latent_size
-        return latent_preview(self.family.spatial_latents(latents, height, width))
+        """[B, 3, H, W] in [0, 1] (video [B, 3, F, H, W]): the folder's images, or its latents' preview where no
+        decoder is here (runtime/model_io.ModelIO.to_pixels)."""
+        return self.io.to_pixels(latents)

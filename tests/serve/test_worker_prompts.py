@@ -105,7 +105,7 @@ def test_a_prompt_that_comes_again_skips_the_text_encoders_and_gives_the_same_im
     calls = []
     original = flux.family.encode_prompt
     monkeypatch.setattr(flux.family, "encode_prompt", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
-    flux.encoder._kept.clear()
+    flux.io.encoder._kept.clear()
     first = flux.generate([request("a green kite", 4)])[0]
     again = flux.generate([request("a green kite", 4)])[0]
     flux.generate([request("a blue kite", 5)])
