@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 
 from tcpade_trt.bench.machine import machine_info
-from tcpade_trt.bench.metrics import psnr, ssim
 from tcpade_trt.cache import compared_presets
 from tcpade_trt.cache.schedule import full_step_count
+from tcpade_trt.metrics import psnr, ssim
 from tcpade_trt.paths import write_text_atomic
 
 from .compute import BlockMacs, measured

@@ -19,11 +19,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..cache import UNCACHED, compared_presets, with_reference
+from ..metrics import lpips_metric, psnr
 from ..models.demo import CLASSES
 from ..paths import write_text_atomic
 from .machine import machine_info
 from .matrix import engine_backend, label, measure, torch_backend
-from .metrics import lpips_metric, psnr
 from .subjects import demo_subject
 
 DEFAULT_CACHES = compared_presets()  # every method's compared presets (cache/methods/)

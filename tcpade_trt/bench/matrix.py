@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from ..cache import UNCACHED, with_reference
+from ..metrics import psnr, ssim
 from ..runtime.sampler import SampleResult
-from .metrics import psnr, ssim
 from .timing import round_robin
 
 SSIM_WINDOW = 11  # SSIM needs at least this many pixels per side

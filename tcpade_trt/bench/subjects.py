@@ -1,10 +1,8 @@
 """What `tcpade-trt bench` and `demo` measure: a model (eager torch plus onnxruntime engines built for it)
 or existing engine folders.
 
-A BenchSubject gives, per batch size, the conditioning and initial noise every backend shares, and
-maps final latents into the space quality is measured in: the demo model's decoded images, or for
-other models the latent image (``Family.spatial_latents``, frames folded into channels) scaled to
-[0, 1] by the reference's range (there is no VAE in the loop), so PSNR reads on one scale for every model.
+A BenchSubject gives, per batch size, the conditioning and initial noise every backend shares, and maps final
+latents into the space quality is measured in (runtime/model_io.Sampling, which `tcpade-trt calibrate` uses too).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from ..errors import ConfigError
 from ..export.parts import BuildShape
 from ..models.family import Tensors
 from ..models.model import Model
-from ..runtime.model_io import ModelIO
+from ..runtime.model_io import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +41,19 @@ class BenchSubject:
         return self.shape_model.family
 
     @cached_property
-    def io(self) -> ModelIO:
-        """What the model takes (the demo models: their classes in turn) and how its latents become pixels."""
-        return ModelIO(self.shape_model)
+    def sampling(self) -> Sampling:
+        """Seeded inputs and the quality space (runtime/model_io.py), shared with `tcpade-trt calibrate`."""
+        return Sampling(self.shape_model, self.height, self.width, self.frames, self.text_tokens)
 
     @property
     def guidance_scale(self) -> float | None:
-        return self.family.default_guidance
+        return self.sampling.guidance_scale
 
     def inputs(self, batch: int, first_seed: int = 0) -> tuple[Tensors, torch.Tensor]:
-        """(conditioning, initial noise) for ``batch`` samples, seeds first_seed .. first_seed + batch - 1,
-        the same for every backend (the demo models: class = seed % 8)."""
-        return self.io.seeded_inputs(batch, first_seed, self.height, self.width, self.frames, self.text_tokens)
+        return self.sampling.inputs(batch, first_seed)
 
     def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] in about [0, 1]: images for the demo models, else latents scaled by the reference's range."""
-        if self.io.decodes:
-            return self.io.to_pixels(latents, self.height, self.width)
-        lo, hi = reference.min(), reference.max()
-        image = self.family.spatial_latents(latents, self.height, self.width)
-        image = image.flatten(1, 2) if image.ndim == 5 else image  # video: frames into channels
-        return (image - lo) / (hi - lo).clamp(min=1e-12)
+        return self.sampling.quality_space(latents, reference)
 
 
 def trained_subject(name: str) -> BenchSubject:

@@ -38,19 +38,23 @@ def add_arguments(p) -> None:
 
 
 def _subject(name: str):
-    from ..bench.subjects import BenchSubject, engines_subject, trained_subject
+    """(the model sampled at its size, its engine folder or None): an engine folder at its built shape, a shipped
+    demo model at its own size, another model at build's default latent size."""
+    from ..runtime.model_io import Sampling
 
     path = Path(name)
     if (path / "manifest.json").is_file():
-        return engines_subject([path]), path
-    from ..models.registry import DEMO_MODELS, default_build_shape, load_model
+        from ..engines.manifest import read_manifest
+        from ..runtime.engine_parts import open_engines
 
-    if name in DEMO_MODELS:
-        return trained_subject(name), None
+        shape = read_manifest(path).shape
+        return Sampling(open_engines(path), shape["height"], shape["width"], shape["frames"],
+                        shape.get("text_tokens", 8)), path
+    from ..models.registry import default_build_shape, load_model
 
     model = load_model(name)
     height, width, frames = default_build_shape(name, type(model.family))
-    return BenchSubject(path.name, model, {}, model, height, width, frames), None
+    return Sampling(model, height, width, frames), None
 
 
 def _runs_that_fit(folder, subject, given: int | None, option: str) -> int:
@@ -73,10 +77,10 @@ def _runs_that_fit(folder, subject, given: int | None, option: str) -> int:
 
 
 def run(args) -> int:
-    from ..bench.schedules import calibrate
     from ..engines.manifest import read_manifest
     from ..errors import ConfigError
     from ..paths import check_output_file, write_text_atomic
+    from ..runtime.schedule_calibration import calibrate
 
     for b in args.budget:
         if not 0 < b <= 1:
@@ -98,7 +102,7 @@ def run(args) -> int:
     logging.getLogger("tcpade_trt").setLevel(logging.INFO)
     result = calibrate(subject, steps=tuple(args.steps), budgets=tuple(args.budget), runs=args.runs,
                        validation_seeds=args.validation_seeds)
-    print(f"calibrated {subject.name} in {result.seconds:.0f} s (schedules chosen on seeds "
+    print(f"calibrated {args.model} in {result.seconds:.0f} s (schedules chosen on seeds "
           f"{result.seeds['calibration']}, validated on seeds {result.seeds['validation']}); PSNR of TC-Padé vs the "
           "uncached run, validation seeds:")
     print("| steps | budget | full | calibrated full steps | PSNR calibrated | PSNR formula schedule | kept |")

@@ -18,6 +18,8 @@ every text model with its pipeline), or, where there is none, the one latent pre
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -154,6 +156,42 @@ class ModelIO:
         if self.encoder is not None:
             return self.encoder.write(latents, path)
         return save_images(self.to_pixels(latents), path, scale if self.trained is not None else 1)
+
+
+@dataclass
+class Sampling:
+    """A model sampled at one latent size for measurements (calibration, benchmarks): the conditioning and noise of
+    numbered seeds, and the space its quality is measured in."""
+
+    model: Model
+    height: int
+    width: int
+    frames: int = 1
+    text_tokens: int = 8
+
+    @cached_property
+    def io(self) -> ModelIO:
+        return ModelIO(self.model)
+
+    @property
+    def guidance_scale(self) -> float | None:
+        return self.model.family.default_guidance
+
+    def inputs(self, batch: int, first_seed: int = 0) -> tuple[dict, torch.Tensor]:
+        """(conditioning, initial noise) for seeds first_seed .. first_seed + batch - 1, the same for every backend
+        (the demo models: class = seed % 8)."""
+        return self.io.seeded_inputs(batch, first_seed, self.height, self.width, self.frames, self.text_tokens)
+
+    def quality_space(self, latents: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] in about [0, 1], where PSNR reads on one scale for every model: the decoded images (the demo
+        models), else the latent image (``Family.spatial_latents``, video frames folded into channels) scaled by
+        the reference's range (no VAE in the loop)."""
+        if self.io.decodes:
+            return self.io.to_pixels(latents, self.height, self.width)
+        lo, hi = reference.min(), reference.max()
+        image = self.model.family.spatial_latents(latents, self.height, self.width)
+        image = image.flatten(1, 2) if image.ndim == 5 else image
+        return (image - lo) / (hi - lo).clamp(min=1e-12)
 
 
 def check_pipeline(manifest, pipeline: Path | None) -> None:

@@ -9,8 +9,8 @@ import torch
 
 from research import cachedit_peer
 from research.cachedit_peer import CACHEDIT_PEERS, cachedit_available, run_cachedit
-from tcpade_trt.bench.metrics import psnr
 from tcpade_trt.errors import ConfigError
+from tcpade_trt.metrics import psnr
 from tcpade_trt.models.demo import latents_to_images, load_demo_model
 from tcpade_trt.runtime.images import to_unit
 from tcpade_trt.runtime.sampler import initial_noise, sample

@@ -82,7 +82,7 @@ def test_a_guided_dit_folder_calibrates_with_the_default_runs_and_refuses_runs_b
 
 def test_an_unwritable_folder_is_refused_before_the_runs(fp32_folders, tmp_path, capsys, monkeypatch):
     from tcpade_trt import paths
-    from tcpade_trt.bench import schedules
+    from tcpade_trt.runtime import schedule_calibration as schedules
 
     folder = tmp_path / "flux"
     shutil.copytree(fp32_folders["tiny-flux"], folder)
@@ -96,7 +96,7 @@ def test_a_folder_rebuilt_while_calibrating_keeps_the_new_build_untouched(fp32_f
                                                                           monkeypatch):
     """`build --out` replacing the folder during the runs: the schedules were measured on the old engines, so
     they are not written into the new folder's manifest."""
-    from tcpade_trt.bench import schedules
+    from tcpade_trt.runtime import schedule_calibration as schedules
 
     folder = tmp_path / "flux"
     shutil.copytree(fp32_folders["tiny-flux"], folder)

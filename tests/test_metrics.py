@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from tcpade_trt.bench.metrics import psnr, relative_l2, ssim
+from tcpade_trt.metrics import psnr, relative_l2, ssim
 from tcpade_trt.runtime.images import to_unit
 
 

@@ -1,6 +1,6 @@
 """`tcpade-trt calibrate`: full-step schedules measured for one model, stored where the runtime finds them.
 
-    table = calibrate(subject, steps=(20, 28, 50), budgets=(0.35, 0.45))
+    table = calibrate(Sampling(model, height, width), steps=(20, 28, 50), budgets=(0.35, 0.45))
 
 1. Record: a few uncached runs per step count (calibration seeds; classes or random prompts), keeping the
    block stack's residual of every step on a fixed subsample of tokens, and the sampler's time.
@@ -28,7 +28,8 @@ from ..cache.calibrate import GapCosts, dp_schedule
 from ..cache.policy import AlwaysCompute, StepContext
 from ..cache.schedule import budget_schedule, full_step_count
 from ..errors import ConfigError
-from .metrics import psnr
+from ..metrics import psnr
+from .model_io import Sampling
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +73,17 @@ class Calibration:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def calibrate(subject, steps=(20, 28, 50), budgets=(0.35, 0.45), runs: int = 4, validation_seeds: int = 4,
+def calibrate(subject: Sampling, steps=(20, 28, 50), budgets=(0.35, 0.45), runs: int = 4, validation_seeds: int = 4,
               c_max: float = 0.5) -> Calibration:
-    """Calibrated schedules for ``subject`` (bench.subjects.BenchSubject: the model, its conditioning and its
+    """Calibrated schedules for ``subject`` (model_io.Sampling: the model at one latent size, its seeded inputs and
     quality space). runs: uncached calibration runs per step count (one batch); validation_seeds: held out."""
-    from ..runtime.sampler import sample
+    from .sampler import sample
 
     for b in budgets:
         if not 0 < b <= 1:
             raise ConfigError(f"a budget is the share of full steps, in (0, 1] (got {b}).")
     started = time.perf_counter()
-    model, guidance = subject.shape_model, subject.guidance_scale
+    model, guidance = subject.model, subject.guidance_scale
     result = Calibration(seeds={"calibration": [CALIBRATION_SEEDS, CALIBRATION_SEEDS + runs - 1],
                                 "validation": [VALIDATION_SEEDS, VALIDATION_SEEDS + validation_seeds - 1]})
     for num_steps in steps:
